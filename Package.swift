@@ -1,0 +1,51 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "swift-ring",
+    platforms: [.macOS(.v15)],  // Linux-only in practice; the floor keeps Synchronization available.
+    products: [
+        .library(name: "Ring", targets: ["Ring"]),
+        .executable(name: "ring-probe", targets: ["ring-probe"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // The only C in the package: raw system calls returning -errno.
+        .target(name: "CSyscalls"),
+        .target(
+            name: "Ring",
+            dependencies: [
+                "CSyscalls",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "ring-probe",
+            dependencies: [
+                "Ring",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        // Test-only: exposes what the system's (older) <linux/io_uring.h> says, to check our ABI.
+        .target(name: "CKernelHeader", path: "Tests/CKernelHeader"),
+        .testTarget(
+            name: "RingTests",
+            dependencies: [
+                "Ring", "CKernelHeader",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+    ]
+)

@@ -1,0 +1,61 @@
+// Raw system-call wrappers for io_uring. Each returns the kernel's result, or -errno on failure,
+// and restores the caller's errno so no state leaks through the global. Nothing else lives here:
+// structures, constants and all logic are written in Swift (Sources/Ring).
+#ifndef SWIFT_RING_CSYSCALLS_H
+#define SWIFT_RING_CSYSCALLS_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+// The three io_uring system calls share one number on every architecture that has them.
+#ifndef SYS_io_uring_setup
+#define SYS_io_uring_setup 425
+#endif
+#ifndef SYS_io_uring_enter
+#define SYS_io_uring_enter 426
+#endif
+#ifndef SYS_io_uring_register
+#define SYS_io_uring_register 427
+#endif
+
+static inline long cs_syscall_result(long r, int saved_errno) {
+    if (r < 0) {
+        r = -(long)errno;
+        errno = saved_errno;
+    }
+    return r;
+}
+
+/// io_uring_setup(2): `params` points at a 120-byte `io_uring_params`. Returns the ring fd.
+static inline int cs_io_uring_setup(uint32_t entries, void *params) {
+    int saved = errno;
+    return (int)cs_syscall_result(syscall(SYS_io_uring_setup, entries, params), saved);
+}
+
+/// io_uring_enter(2). `arg` is a sigset (argsz = its size) or, with IORING_ENTER_EXT_ARG, an
+/// `io_uring_getevents_arg` (argsz = its size). Returns the number of SQEs consumed.
+static inline int cs_io_uring_enter(int fd, uint32_t to_submit, uint32_t min_complete,
+                                    uint32_t flags, const void *arg, size_t argsz) {
+    int saved = errno;
+    return (int)cs_syscall_result(
+        syscall(SYS_io_uring_enter, fd, to_submit, min_complete, flags, arg, argsz), saved);
+}
+
+/// io_uring_register(2). The meaning of the result depends on the opcode.
+static inline int cs_io_uring_register(int fd, uint32_t opcode, const void *arg, uint32_t nr_args) {
+    int saved = errno;
+    return (int)cs_syscall_result(syscall(SYS_io_uring_register, fd, opcode, arg, nr_args), saved);
+}
+
+/// The caller's thread id; used by tests and diagnostics, never on a hot path.
+static inline int cs_gettid(void) {
+    return (int)syscall(SYS_gettid);
+}
+
+/// Reads the current errno (for wrappers around libc calls that report through it).
+static inline int cs_errno(void) { return errno; }
+
+#endif

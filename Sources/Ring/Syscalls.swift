@@ -1,0 +1,42 @@
+// The one file that imports the C shim and turns its `-errno` results into `Errno`.
+import CSyscalls
+import SystemPackage
+
+/// Thin typed wrappers over the three io_uring system calls. Internal: the public API is `Ring`.
+@usableFromInline
+enum Syscall {
+    @inline(__always)
+    static func check(_ result: Int32) throws(Errno) -> Int32 {
+        if result < 0 { throw Errno(rawValue: -result) }
+        return result
+    }
+
+    static func setup(entries: UInt32, parameters: inout RingParameters) throws(Errno) -> Int32 {
+        let result = withUnsafeMutablePointer(to: &parameters) { cs_io_uring_setup(entries, $0) }
+        return try check(result)
+    }
+
+    @usableFromInline @inline(__always)
+    static func enter(
+        _ fd: Int32, toSubmit: UInt32, minComplete: UInt32, flags: UInt32,
+        argument: UnsafeRawPointer?, argumentSize: Int
+    ) -> Int32 {
+        cs_io_uring_enter(fd, toSubmit, minComplete, flags, argument, argumentSize)
+    }
+
+    static func register(
+        _ fd: Int32, opcode: UInt32, argument: UnsafeRawPointer?, count: UInt32
+    ) throws(Errno) -> Int32 {
+        try check(cs_io_uring_register(fd, opcode, argument, count))
+    }
+
+    /// Wraps a libc call that reports failure with -1 and `errno`.
+    static func libc(_ result: Int32) throws(Errno) -> Int32 {
+        if result == -1 { throw Errno(rawValue: cs_errno()) }
+        return result
+    }
+
+    static func currentErrno() -> Errno { Errno(rawValue: cs_errno()) }
+
+    static func threadID() -> Int32 { cs_gettid() }
+}

@@ -1,0 +1,206 @@
+import ArgumentParser
+import Glibc
+import Ring
+
+/// ring-probe: what this kernel's io_uring can do, asked of the kernel itself.
+@main
+struct RingProbe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ring-probe",
+        abstract: "Report the running kernel's io_uring capabilities.",
+        discussion: """
+            Every answer comes from the kernel: IORING_REGISTER_PROBE for opcodes, a throwaway ring \
+            per setup flag, the feature bits returned by io_uring_setup. With --require, exits 1 and \
+            names what is missing; names may be given with or without their IORING_OP_ / \
+            IORING_SETUP_ / IORING_FEAT_ prefix, e.g. --require READ,SQPOLL,NODROP.
+            """)
+
+    @Flag(help: "Print JSON (schema in README.md, 'ring-probe --json').")
+    var json = false
+
+    @Option(help: "Comma-separated capabilities that must be present (opcodes, setup flags, features, or io_uring).")
+    var require: String?
+
+    func run() throws {
+        let report = Probe.run()
+        let aio = AIOStatus.read()
+        if let require {
+            let outcome = Requirement.check(require, in: report)
+            if !outcome.unknown.isEmpty {
+                printError("ring-probe: unknown capability: \(outcome.unknown.joined(separator: ", "))")
+                throw ExitCode(2)
+            }
+            if !outcome.missing.isEmpty {
+                printError("ring-probe: missing: \(outcome.missing.joined(separator: ", "))")
+                throw ExitCode(1)
+            }
+            if !json {
+                print("ring-probe: all required capabilities present")
+                return
+            }
+        }
+        print(json ? Render.json(report, aio) : Render.table(report, aio))
+    }
+}
+
+func printError(_ text: String) {
+    let line = Array((text + "\n").utf8)
+    _ = line.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+}
+
+/// Linux native AIO as seen from here (the libaio engine's prerequisites).
+struct AIOStatus {
+    var libraryLoaded: Bool
+    var aioNr: Int?
+    var aioMaxNr: Int?
+
+    static func read() -> AIOStatus {
+        let handle = dlopen("libaio.so.1", RTLD_NOW | RTLD_LOCAL)
+        if let handle { dlclose(handle) }
+        return AIOStatus(
+            libraryLoaded: handle != nil,
+            aioNr: KernelSettings.readInteger("/proc/sys/fs/aio-nr"),
+            aioMaxNr: KernelSettings.readInteger("/proc/sys/fs/aio-max-nr"))
+    }
+}
+
+enum Requirement {
+    static func check(_ list: String, in report: ProbeReport) -> (missing: [String], unknown: [String]) {
+        var missing: [String] = [], unknown: [String] = []
+        for raw in list.split(separator: ",") {
+            let name = raw.trimmingSpaces.uppercased()
+            if name.isEmpty { continue }
+            if name == "IO_URING" || name == "IOURING" {
+                if report.unavailableReason != nil { missing.append(name) }
+                continue
+            }
+            if let op = Opcode.allKnown.first(where: { $0.kernelName == name || $0.kernelName == "IORING_OP_" + name }) {
+                if !report.supports(op.opcode) { missing.append(op.kernelName) }
+            } else if let flag = report.setupFlags.first(where: {
+                $0.kernelName == name || $0.kernelName == "IORING_SETUP_" + name
+            }) {
+                if flag.result != .accepted { missing.append(flag.kernelName) }
+            } else if let feature = Features.allNamed.first(where: {
+                $0.kernelName == name || $0.kernelName == "IORING_FEAT_" + name
+            }) {
+                if !report.features.contains(feature.flag) { missing.append(feature.kernelName) }
+            } else {
+                unknown.append(String(raw))
+            }
+        }
+        return (missing, unknown)
+    }
+}
+
+extension Substring {
+    var trimmingSpaces: String {
+        String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
+    }
+}
+
+enum Render {
+    static func table(_ r: ProbeReport, _ aio: AIOStatus) -> String {
+        var out: [String] = []
+        out.append("Kernel           \(r.kernelRelease)")
+        let sysctl = r.ioUringDisabledSysctl.map(String.init) ?? "absent"
+        if let reason = r.unavailableReason {
+            out.append("io_uring         UNAVAILABLE: \(reason)")
+            out.append("                 kernel.io_uring_disabled = \(sysctl)")
+        } else {
+            out.append("io_uring         available (kernel.io_uring_disabled = \(sysctl))")
+            out.append("Max entries      \(r.maximumEntries.map(String.init) ?? "unknown") without CLAMP")
+            out.append("Ring fd          \(r.registeredRingFD ? "registered (IORING_REGISTER_RING_FDS)" : "not registrable")")
+            out.append("")
+            out.append("Features (\(Features.allNamed.filter { r.features.contains($0.flag) }.count)/\(Features.allNamed.count))")
+            for (flag, name) in Features.allNamed {
+                out.append("  \(r.features.contains(flag) ? "yes" : " no")  \(name)")
+            }
+            out.append("")
+            let known = Opcode.allKnown.filter { r.supports($0.opcode) }.count
+            out.append("Opcodes (\(known)/\(Opcode.allKnown.count) supported; kernel's last opcode is \(r.lastOpcode))")
+            for (op, name) in Opcode.allKnown {
+                out.append("  \(r.supports(op) ? "yes" : " no")  \(pad(String(op.rawValue), 3)) \(name)")
+            }
+            let extra = r.supportedOpcodes.filter { Int($0) >= Opcode.allKnown.count }.sorted()
+            if !extra.isEmpty {
+                out.append("  also supported, unknown to this package: \(extra.map(String.init).joined(separator: ", "))")
+            }
+            out.append("")
+            out.append("Setup flags")
+            for (_, name, result) in r.setupFlags {
+                out.append("  \(pad(name, 34)) \(result)")
+            }
+        }
+        out.append("")
+        out.append("Linux AIO        libaio.so.1 \(aio.libraryLoaded ? "loaded" : "missing (apt-get install libaio1)"); "
+            + "fs.aio-nr \(aio.aioNr.map(String.init) ?? "?") of fs.aio-max-nr \(aio.aioMaxNr.map(String.init) ?? "?")")
+        out.append("POSIX AIO        glibc (always present)")
+        return out.joined(separator: "\n")
+    }
+
+    static func pad(_ s: String, _ width: Int) -> String {
+        s.count >= width ? s : s + String(repeating: " ", count: width - s.count)
+    }
+
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case _ where scalar.value < 0x20: out += "\\u" + pad(String(scalar.value, radix: 16), 4)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+
+    static func object(_ pairs: [(String, String)], indent: String) -> String {
+        if pairs.isEmpty { return "{}" }
+        let inner = pairs.map { "\(indent)  \(quote($0.0)): \($0.1)" }.joined(separator: ",\n")
+        return "{\n\(inner)\n\(indent)}"
+    }
+
+    static func optional(_ v: Int?) -> String { v.map(String.init) ?? "null" }
+
+    static func json(_ r: ProbeReport, _ aio: AIOStatus) -> String {
+        var error = "null"
+        if let reason = r.unavailableReason {
+            error = object([
+                ("errno", String(reason.errno.rawValue)), ("message", quote(String(describing: reason.errno))),
+                ("explanation", quote(reason.explanation)),
+            ], indent: "    ")
+        }
+        let ioUring = object([
+            ("available", r.unavailableReason == nil ? "true" : "false"),
+            ("io_uring_disabled_sysctl", optional(r.ioUringDisabledSysctl)),
+            ("error", error),
+        ], indent: "  ")
+        let features = object(Features.allNamed.map { ($0.kernelName, r.features.contains($0.flag) ? "true" : "false") }, indent: "  ")
+        let opcodes = object(Opcode.allKnown.map { ($0.kernelName, r.supports($0.opcode) ? "true" : "false") }, indent: "  ")
+        let flags = object(r.setupFlags.map { item in
+            switch item.result {
+            case .accepted: (item.kernelName, quote("accepted"))
+            case .refused(let e): (item.kernelName, quote("refused:\(e.rawValue)"))
+            case .notTried: (item.kernelName, quote("not_tried"))
+            }
+        }, indent: "  ")
+        let aioObject = object([
+            ("libaio_loaded", aio.libraryLoaded ? "true" : "false"),
+            ("aio_nr", optional(aio.aioNr)), ("aio_max_nr", optional(aio.aioMaxNr)),
+        ], indent: "  ")
+        return object([
+            ("schema", "1"),
+            ("kernel_release", quote(r.kernelRelease)),
+            ("io_uring", ioUring),
+            ("max_entries", r.maximumEntries.map { String($0) } ?? "null"),
+            ("registered_ring_fd", r.registeredRingFD ? "true" : "false"),
+            ("last_opcode", String(r.lastOpcode)),
+            ("features", features),
+            ("opcodes", opcodes),
+            ("setup_flags", flags),
+            ("linux_aio", aioObject),
+        ], indent: "")
+    }
+}

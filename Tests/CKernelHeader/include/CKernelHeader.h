@@ -1,0 +1,17 @@
+// Test support only: reports what the system's <linux/io_uring.h> says, so the tests can check
+// the package's own Swift ABI against it. The library never includes this header.
+#ifndef SWIFT_RING_CKERNELHEADER_H
+#define SWIFT_RING_CKERNELHEADER_H
+#include <stddef.h>
+
+struct kh_entry {
+    const char *name;
+    unsigned long long value;
+};
+
+/// Constants (opcodes, flags, register opcodes) the system header defines, by kernel name.
+const struct kh_entry *kh_constants(size_t *count);
+/// Sizes ("sizeof io_uring_sqe") and field offsets ("io_uring_sqe.fd") from the system header.
+const struct kh_entry *kh_layout(size_t *count);
+
+#endif

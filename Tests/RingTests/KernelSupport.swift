@@ -1,0 +1,114 @@
+import Glibc
+import SystemPackage
+import Testing
+
+@testable import Ring
+
+/// A ring configuration every kernel test runs under.
+struct RingShape: Sendable, CustomTestStringConvertible {
+    var name: String
+    var options: RingOptions
+
+    var testDescription: String { name }
+
+    static let all: [RingShape] = [
+        RingShape(name: "default", options: RingOptions()),
+        RingShape(name: "sqpoll", options: {
+            var o = RingOptions(flags: .sqPoll)
+            o.sqThreadIdle = .milliseconds(50)
+            return o
+        }()),
+        RingShape(name: "single-issuer+defer-taskrun", options: RingOptions(flags: [.singleIssuer, .deferTaskRun, .taskRunFlag])),
+        RingShape(name: "cqe32", options: RingOptions(flags: .cqe32)),
+        RingShape(name: "no-sqarray", options: RingOptions(flags: .noSQArray)),
+    ]
+
+    /// Creates the ring, or prints why this kernel cannot and returns nil (the test then skips).
+    func make(entries: Int = 32, completionEntries: UInt32? = nil, file: String = #fileID, line: Int = #line) -> Ring? {
+        var options = self.options
+        options.completionEntries = completionEntries
+        do {
+            return try Ring(entries: entries, options: options)
+        } catch {
+            print("SKIP \(name) (\(file):\(line)): the kernel refused this ring shape: \(error)")
+            return nil
+        }
+    }
+}
+
+/// A temporary file, removed on deinit.
+final class TemporaryFile {
+    let path: String
+    let fd: FileDescriptor
+
+    init(size: Int = 0, flags: FileDescriptor.OpenOptions = []) throws {
+        var template = Array("/tmp/swift-ring-test-XXXXXX".utf8CString)
+        let raw = mkstemp(&template)
+        guard raw >= 0 else { throw Errno(rawValue: errno) }
+        path = String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        Glibc.close(raw)
+        fd = try FileDescriptor.open(path, .readWrite, options: flags)
+        if size > 0 { guard ftruncate(fd.rawValue, off_t(size)) == 0 else { throw Errno(rawValue: errno) } }
+    }
+
+    deinit {
+        try? fd.close()
+        unlink(path)
+    }
+}
+
+/// A deterministic byte pattern that differs for every offset and seed.
+func pattern(count: Int, seed: UInt8) -> [UInt8] {
+    (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) }
+}
+
+extension Ring {
+    /// Submits and waits until `count` completions have been collected (test helper).
+    mutating func collect(_ count: Int, timeout: Duration = .seconds(10)) throws -> [Completion] {
+        var out: [Completion] = []
+        let deadline = ContinuousClock.now + timeout
+        while out.count < count {
+            if ContinuousClock.now > deadline {
+                Issue.record("timed out with \(out.count) of \(count) completions")
+                break
+            }
+            try submitAndWait(count - out.count, timeout: .milliseconds(200))
+            forEachCompletion { out.append($0) }
+        }
+        return out
+    }
+}
+
+extension Ring {
+    /// Pushes an entry, recording a test issue if the SQ is unexpectedly full.
+    mutating func mustPush(_ entry: SubmissionEntry, sourceLocation: SourceLocation = #_sourceLocation) {
+        let pushed = push(entry)
+        if !pushed { Issue.record("submission queue unexpectedly full", sourceLocation: sourceLocation) }
+    }
+}
+
+/// Heap memory with a stable address for the kernel to use, freed on deinit. Tests use this
+/// instead of `withUnsafe...` closures so that no closure captures the (non-copyable) ring.
+final class Pinned<T> {
+    let pointer: UnsafeMutablePointer<T>
+    init(_ value: T) {
+        pointer = .allocate(capacity: 1)
+        pointer.initialize(to: value)
+    }
+    deinit { pointer.deallocate() }
+}
+
+final class PinnedBytes {
+    let buffer: UnsafeMutableRawBufferPointer
+    init(count: Int, alignment: Int = 4096) {
+        buffer = .allocate(byteCount: count, alignment: alignment)
+        buffer.initializeMemory(as: UInt8.self, repeating: 0)
+    }
+    convenience init(_ bytes: [UInt8]) {
+        self.init(count: bytes.count)
+        buffer.copyBytes(from: bytes)
+    }
+    var bytes: [UInt8] { Array(buffer) }
+    var readOnly: UnsafeRawBufferPointer { UnsafeRawBufferPointer(buffer) }
+    deinit { buffer.deallocate() }
+}
