@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .library(name: "Ring", targets: ["Ring"]),
         .executable(name: "ring-probe", targets: ["ring-probe"]),
+        .executable(name: "ring-bench", targets: ["ring-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
@@ -35,6 +36,22 @@ let package = Package(
                 "Ring",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "ring-bench",
+            dependencies: [
+                "Ring",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        // Test-only: installs a seccomp filter, then reports what the library does under it.
+        .executableTarget(
+            name: "ring-fault-helper",
+            dependencies: ["Ring", "CSyscalls"],
+            path: "Tests/FaultHelper",
             swiftSettings: strict
         ),
         // Test-only: exposes what the system's (older) <linux/io_uring.h> says, to check our ABI.

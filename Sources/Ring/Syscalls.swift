@@ -1,6 +1,6 @@
 // The one file that imports the C shim and turns its `-errno` results into `Errno`.
 import CSyscalls
-import SystemPackage
+public import SystemPackage
 
 /// Thin typed wrappers over the three io_uring system calls. Internal: the public API is `Ring`.
 @usableFromInline
@@ -39,4 +39,10 @@ enum Syscall {
     static func currentErrno() -> Errno { Errno(rawValue: cs_errno()) }
 
     static func threadID() -> Int32 { cs_gettid() }
+}
+
+extension FileDescriptor.OpenOptions {
+    /// `O_DIRECT`: bypass the page cache (buffers, offsets and lengths must be aligned to the
+    /// device's logical block size, usually 512 or 4096 bytes, or the I/O fails with `EINVAL`).
+    public static var direct: FileDescriptor.OpenOptions { .init(rawValue: cs_o_direct()) }
 }

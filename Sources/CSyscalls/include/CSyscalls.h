@@ -4,7 +4,11 @@
 #ifndef SWIFT_RING_CSYSCALLS_H
 #define SWIFT_RING_CSYSCALLS_H
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/syscall.h>
@@ -50,10 +54,21 @@ static inline int cs_io_uring_register(int fd, uint32_t opcode, const void *arg,
     return (int)cs_syscall_result(syscall(SYS_io_uring_register, fd, opcode, arg, nr_args), saved);
 }
 
+/// prctl(2) (variadic in libc, so Swift cannot call it directly). Used by the test helper that
+/// installs seccomp filters.
+static inline int cs_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
+                           unsigned long a5) {
+    int saved = errno;
+    return (int)cs_syscall_result(syscall(SYS_prctl, option, a2, a3, a4, a5), saved);
+}
+
 /// The caller's thread id; used by tests and diagnostics, never on a hot path.
 static inline int cs_gettid(void) {
     return (int)syscall(SYS_gettid);
 }
+
+/// O_DIRECT, which glibc only defines under _GNU_SOURCE (so Swift's Glibc module lacks it).
+static inline int cs_o_direct(void) { return O_DIRECT; }
 
 /// Reads the current errno (for wrappers around libc calls that report through it).
 static inline int cs_errno(void) { return errno; }

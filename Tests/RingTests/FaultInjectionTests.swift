@@ -1,0 +1,57 @@
+import Foundation
+import Glibc
+import Testing
+
+import Ring
+
+/// io_uring refused the way containers refuse it: a seccomp filter in a child process.
+@Suite struct FaultInjectionTests {
+    /// The helper sits next to the test bundle in the build folder.
+    static var helperPath: String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard n > 0 else { return nil }
+        let exe = String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        var directory = (exe as NSString).deletingLastPathComponent
+        // swift-testing may run from inside the .xctest bundle directory.
+        for _ in 0..<3 {
+            let candidate = directory + "/ring-fault-helper"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            directory = (directory as NSString).deletingLastPathComponent
+        }
+        return nil
+    }
+
+    static func runHelper(_ arguments: [String]) throws -> String? {
+        guard let path = helperPath else {
+            print("SKIP FaultInjectionTests: ring-fault-helper not built next to the tests (run `swift build` first)")
+            return nil
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test func seccompENOSYSIsNamed() throws {
+        guard let out = try Self.runHelper(["io_uring_setup=ENOSYS"]) else { return }
+        #expect(out.hasPrefix("unavailable errno=\(ENOSYS) "), "\(out)")
+        #expect(out.contains("seccomp"), "\(out)")
+    }
+
+    @Test func seccompEPERMIsNamed() throws {
+        guard let out = try Self.runHelper(["io_uring_setup=EPERM"]) else { return }
+        #expect(out.hasPrefix("unavailable errno=\(EPERM) "), "\(out)")
+        #expect(out.contains("seccomp") || out.contains("io_uring_disabled"), "\(out)")
+    }
+
+    @Test func withoutFilterIoUringWorks() throws {
+        guard let out = try Self.runHelper([]) else { return }
+        #expect(out == "available")
+    }
+}
