@@ -79,6 +79,9 @@ public struct SetupFlags: KernelFlags {
     /// `IORING_SETUP_SINGLE_ISSUER`: only one thread submits.
     public static let singleIssuer = SetupFlags(rawValue: 1 << 12)
     /// `IORING_SETUP_DEFER_TASKRUN`: completion work runs only when the issuer waits for events.
+    /// Needs `.singleIssuer`. Add `.taskRunFlag` so `Ring.forEachCompletion` can see pending work
+    /// and flush it; without it, completions of async work appear only after a wait or
+    /// `Ring.flushCompletions()`.
     public static let deferTaskRun = SetupFlags(rawValue: 1 << 13)
     /// `IORING_SETUP_NO_MMAP`: the application provides the ring memory.
     public static let noMmap = SetupFlags(rawValue: 1 << 14)
