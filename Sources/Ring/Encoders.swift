@@ -157,4 +157,24 @@ extension SubmissionEntry {
         e.opFlags = CancelFlags([.any, .all]).rawValue
         return e
     }
+
+    /// `IORING_OP_ASYNC_CANCEL` by opcode (`IORING_ASYNC_CANCEL_OP`): cancels requests of `opcode`
+    /// (add `.all` for every one).
+    @inlinable
+    public static func cancel(opcode: Opcode, flags: CancelFlags = []) -> SubmissionEntry {
+        var e = make(.asyncCancel, len: UInt32(opcode.rawValue))
+        e.opFlags = flags.union(.opcode).rawValue
+        return e
+    }
+
+    /// `IORING_OP_TIMEOUT_REMOVE` with `IORING_TIMEOUT_UPDATE`: re-arms timeout `target` with a new
+    /// time. Add `.linkTimeoutUpdate` in `flags` (without `.update`) for a link timeout.
+    @inlinable
+    public static func timeoutUpdate(
+        target: UInt64, _ timespec: UnsafePointer<KernelTimespec>, flags: TimeoutFlags = []
+    ) -> SubmissionEntry {
+        var e = make(.timeoutRemove, addr: target, off: address(timespec))
+        e.opFlags = (flags.contains(.linkTimeoutUpdate) ? flags : flags.union(.update)).rawValue
+        return e
+    }
 }

@@ -112,3 +112,86 @@ final class PinnedBytes {
     var readOnly: UnsafeRawBufferPointer { UnsafeRawBufferPointer(buffer) }
     deinit { buffer.deallocate() }
 }
+
+extension Ring {
+    /// Pushes one entry and returns its completion (test helper).
+    mutating func run(_ entry: SubmissionEntry, userData: UInt64 = 0xC0FFEE) throws -> Completion {
+        mustPush(entry.userData(userData))
+        let done = try collect(1)
+        return done.first ?? Completion(userData: 0, result: Int32.min, flags: 0)
+    }
+}
+
+/// A C string with a stable address, freed on deinit.
+final class PinnedString {
+    let pointer: UnsafeMutablePointer<CChar>
+    init(_ text: String) { pointer = strdup(text)! }
+    deinit { free(pointer) }
+}
+
+/// A pipe whose ends close on deinit.
+final class TestPipe {
+    let read: FileDescriptor
+    let write: FileDescriptor
+    init() throws {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { throw Errno(rawValue: errno) }
+        read = FileDescriptor(rawValue: fds[0])
+        write = FileDescriptor(rawValue: fds[1])
+    }
+    deinit {
+        try? read.close()
+        try? write.close()
+    }
+}
+
+/// A connected pair of stream sockets.
+final class SocketPair {
+    let a: FileDescriptor
+    let b: FileDescriptor
+    init(type: Int32 = Int32(SOCK_STREAM.rawValue)) throws {
+        var fds: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, type, 0, &fds) == 0 else { throw Errno(rawValue: errno) }
+        a = FileDescriptor(rawValue: fds[0])
+        b = FileDescriptor(rawValue: fds[1])
+    }
+    deinit {
+        try? a.close()
+        try? b.close()
+    }
+}
+
+/// A temporary directory removed (recursively, shallow) on deinit.
+final class TemporaryDirectory {
+    let path: String
+    init() throws {
+        var template = Array("/tmp/swift-ring-dir-XXXXXX".utf8CString)
+        guard mkdtemp(&template) != nil else { throw Errno(rawValue: errno) }
+        path = String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+    func child(_ name: String) -> String { path + "/" + name }
+    deinit {
+        if let dir = opendir(path) {
+            while let entry = readdir(dir) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+                }
+                if name == "." || name == ".." { continue }
+                let full = path + "/" + name
+                if unlink(full) != 0 { rmdir(full) }
+            }
+            closedir(dir)
+        }
+        rmdir(path)
+    }
+}
+
+func writeAll(_ fd: FileDescriptor, _ bytes: [UInt8]) throws {
+    _ = try bytes.withUnsafeBytes { try fd.writeAll($0) }
+}
+
+func readSome(_ fd: FileDescriptor, _ count: Int) throws -> [UInt8] {
+    var buffer = [UInt8](repeating: 0, count: count)
+    let n = try buffer.withUnsafeMutableBytes { try fd.read(into: $0) }
+    return Array(buffer.prefix(n))
+}

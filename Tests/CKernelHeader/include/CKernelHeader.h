@@ -3,6 +3,11 @@
 #ifndef SWIFT_RING_CKERNELHEADER_H
 #define SWIFT_RING_CKERNELHEADER_H
 #include <stddef.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+
+/// sizeof(struct epoll_event): 12 on x86_64, where the kernel packs it.
+static inline size_t kh_epoll_event_size(void) { return sizeof(struct epoll_event); }
 
 struct kh_entry {
     const char *name;
