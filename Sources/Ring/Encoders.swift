@@ -150,7 +150,8 @@ extension SubmissionEntry {
         return e
     }
 
-    /// `IORING_OP_ASYNC_CANCEL` of everything in flight (`IORING_ASYNC_CANCEL_ANY`).
+    /// `IORING_OP_ASYNC_CANCEL` of everything in flight (`IORING_ASYNC_CANCEL_ANY` with `_ALL`).
+    /// Result: the number of requests cancelled (0 when nothing was in flight).
     @inlinable
     public static func cancelAny() -> SubmissionEntry {
         var e = make(.asyncCancel)

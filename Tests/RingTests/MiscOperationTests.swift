@@ -1,0 +1,241 @@
+import Foundation
+import Glibc
+import Synchronization
+import SystemPackage
+import Testing
+
+@testable import Ring
+
+/// Timers, cancellation, ring-to-ring messages, futexes, processes and provided buffers.
+@Suite struct MiscOperationTests {
+    @Test func linkTimeoutCancelsASlowRead() throws {
+        var ring = try Ring(entries: 8)
+        let pipe = try TestPipe()
+        let buffer = PinnedBytes(count: 8)
+        let ts = Pinned(KernelTimespec(.milliseconds(10)))
+        ring.mustPush(.read(pipe.read, into: buffer.buffer, offset: 0).userData(1).flags(.link))
+        ring.mustPush(.linkTimeout(ts.pointer).userData(2))
+        let done = try ring.collect(2).sorted { $0.userData < $1.userData }
+        #expect(done.map(\.result) == [-ECANCELED, -ETIME])
+        // When the read wins, the link timeout is the one cancelled.
+        try writeAll(pipe.write, [5])
+        ring.mustPush(.read(pipe.read, into: buffer.buffer, offset: 0).userData(3).flags(.link))
+        ring.mustPush(.linkTimeout(ts.pointer).userData(4))
+        let won = try ring.collect(2).sorted { $0.userData < $1.userData }
+        #expect(won.map(\.result) == [1, -ECANCELED])
+    }
+
+    @Test func timeoutFlags() throws {
+        var ring = try Ring(entries: 8)
+        // Multishot: three shots from one entry, F_MORE on all but the last.
+        let tick = Pinned(KernelTimespec(.milliseconds(2)))
+        ring.mustPush(.timeout(tick.pointer, completionCount: 3, flags: .multishot).userData(1))
+        let shots = try ring.collect(3)
+        #expect(shots.map(\.result) == [-ETIME, -ETIME, -ETIME])
+        #expect(shots.map(\.hasMore) == [true, true, false])
+        // ETIME_SUCCESS: an expiring timeout does not break its link.
+        ring.mustPush(.timeout(tick.pointer, flags: .etimeSuccess).userData(2).flags(.link))
+        ring.mustPush(.nop().userData(3))
+        let linked = try ring.collect(2).sorted { $0.userData < $1.userData }
+        #expect(linked.map(\.result) == [-ETIME, 0])
+        // Absolute deadline on CLOCK_BOOTTIME, 5 ms from now.
+        var now = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &now)
+        let deadline = Pinned(KernelTimespec(seconds: Int64(now.tv_sec), nanoseconds: Int64(now.tv_nsec) + 5_000_000))
+        ring.mustPush(.timeout(deadline.pointer, flags: [.absolute, .bootTime]).userData(4))
+        let absolute = try ring.collect(1)
+        #expect(absolute.first?.result == -ETIME)
+        // Update: a 30 s timeout re-armed to 1 ms.
+        let long = Pinned(KernelTimespec(.seconds(30)))
+        ring.mustPush(.timeout(long.pointer).userData(5))
+        try ring.submit()
+        ring.mustPush(.timeoutUpdate(target: 5, tick.pointer).userData(6))
+        let updated = try ring.collect(2).sorted { $0.userData < $1.userData }
+        #expect(updated.map(\.result) == [-ETIME, 0])
+        // Bad input: a negative time is rejected.
+        let negative = Pinned(KernelTimespec(seconds: -1, nanoseconds: 0))
+        #expect(try ring.run(.timeout(negative.pointer)).result == -EINVAL)
+        #expect(try ring.run(.nop(injectingResult: -EIO)).result == -EIO)
+    }
+
+    @Test func cancelByFileOpcodeAndAny() throws {
+        var ring = try Ring(entries: 16)
+        let pipe = try TestPipe()
+        let buffer = PinnedBytes(count: 8)
+        for i in 0..<3 { ring.mustPush(.read(pipe.read, into: buffer.buffer, offset: 0).userData(UInt64(i))) }
+        try ring.submit()
+        ring.mustPush(.cancel(fd: pipe.read, flags: .all).userData(10))
+        let byFD = try ring.collect(4)
+        #expect(byFD.first { $0.userData == 10 }?.result == 3)
+        #expect(byFD.filter { $0.userData < 3 }.allSatisfy { $0.result == -ECANCELED })
+
+        let ts = Pinned(KernelTimespec(.seconds(30)))
+        ring.mustPush(.timeout(ts.pointer).userData(20))
+        ring.mustPush(.timeout(ts.pointer).userData(21))
+        try ring.submit()
+        ring.mustPush(.cancel(opcode: .timeout, flags: .all).userData(22))
+        let byOp = try ring.collect(3)
+        #expect(byOp.first { $0.userData == 22 }?.result == 2)
+
+        ring.mustPush(.read(pipe.read, into: buffer.buffer, offset: 0).userData(30))
+        ring.mustPush(.timeout(ts.pointer).userData(31))
+        try ring.submit()
+        ring.mustPush(.cancelAny().userData(32))
+        let any = try ring.collect(3)
+        #expect(any.first { $0.userData == 32 }?.result == 2)
+        let nothing = try ring.run(.cancelAny())
+        #expect(nothing.result == 0, "with .all the result is the number cancelled: nothing was left")
+    }
+
+    @Test func messageRingDataAndFilePassing() throws {
+        var source = try Ring(entries: 8)
+        var target = try Ring(entries: 8)
+        #expect(try source.run(.messageRing(target.fd, result: 1234, userData: 0xAB)).result == 0)
+        let arrived = try target.collect(1)
+        #expect(arrived.first?.userData == 0xAB)
+        #expect(arrived.first?.result == 1234)
+
+        // Pass fixed file 0 of `source` into slot 2 of `target`.
+        let file = try TemporaryFile()
+        try writeAll(file.fd, Array("passed".utf8))
+        let fds: [Int32] = [file.fd.rawValue]
+        try fds.withUnsafeBufferPointer { (p: UnsafeBufferPointer<Int32>) throws in try source.registerFiles(p) }
+        try target.registerFiles(sparse: 4)
+        let sent = try source.run(.messageRingSendFile(target.fd, sourceSlot: 0, destination: .fixedSlot(2), userData: 0xCD))
+        #expect(sent.result == 0)
+        let notice = try target.collect(1)
+        #expect(notice.first?.userData == 0xCD)
+        let buffer = PinnedBytes(count: 6)
+        let read = try target.run(.read(FileDescriptor(rawValue: 2), into: buffer.buffer, offset: 0).flags(.fixedFile))
+        #expect(read.result == 6)
+        #expect(buffer.bytes == Array("passed".utf8))
+        // Sending to something that is not a ring fails in the completion.
+        #expect(try source.run(.messageRing(file.fd, result: 0, userData: 0)).result == -EBADFD)
+    }
+
+    @Test func futexWaitWakeAndWaitv() throws {
+        var ring = try Ring(entries: 8)
+        let word = PinnedBytes(count: 8, alignment: 8)
+        let flags = Futex2.size32 | Futex2.privateFutex
+        // Wait while *word == 0, then wake it through the ring.
+        ring.mustPush(.futexWait(word.buffer.baseAddress!, expected: 0, futexFlags: flags).userData(1))
+        try ring.submit()
+        // A wait whose expected value does not match returns at once with -EAGAIN.
+        #expect(try ring.run(.futexWait(word.buffer.baseAddress!, expected: 1, futexFlags: flags), userData: 2).result == -EAGAIN)
+        ring.mustPush(.futexWake(word.buffer.baseAddress!, count: 1, futexFlags: flags).userData(3))
+        let woke = try ring.collect(2).sorted { $0.userData < $1.userData }
+        #expect(woke.map(\.result) == [0, 1])
+
+        let second = PinnedBytes(count: 8, alignment: 8)
+        let vector = PinnedBytes(count: 2 * MemoryLayout<FutexWaitVector>.stride, alignment: 8)
+        let v = vector.buffer.bindMemory(to: FutexWaitVector.self)
+        v[0] = FutexWaitVector(value: 0, address: word.buffer.baseAddress!, flags: flags)
+        v[1] = FutexWaitVector(value: 0, address: second.buffer.baseAddress!, flags: flags)
+        ring.mustPush(.futexWaitv(UnsafeBufferPointer(v)).userData(4))
+        try ring.submit()
+        ring.mustPush(.futexWake(second.buffer.baseAddress!, count: 1, futexFlags: flags).userData(5))
+        let waitv = try ring.collect(2).sorted { $0.userData < $1.userData }
+        #expect(waitv.map(\.result) == [1, 1], "waitv reports the index of the futex that woke it")
+    }
+
+    @Test func waitidForAChild() throws {
+        var ring = try Ring(entries: 8)
+        var pid: pid_t = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/true"), nil]
+        defer { free(argv[0]) }
+        #expect(posix_spawn(&pid, "/bin/true", nil, nil, argv, nil) == 0)
+        let info = PinnedBytes(count: 128)
+        let done = try ring.run(.waitid(idType: UInt32(P_PID.rawValue), id: pid, info: info.buffer.baseAddress, options: WEXITED))
+        #expect(done.result == 0)
+        // siginfo_t: si_pid is the Int32 at byte 16 for SIGCHLD.
+        #expect(info.buffer.load(fromByteOffset: 16, as: Int32.self) == pid)
+    }
+
+    @Test func legacyProvidedBuffers() throws {
+        var ring = try Ring(entries: 8)
+        let memory = PinnedBytes(count: 4 * 64)
+        #expect(try ring.run(.provideBuffers(memory.buffer.baseAddress!, length: 64, count: 4, group: 7, firstID: 10)).result == 0)
+        let pair = try SocketPair()
+        try writeAll(pair.a, Array("legacy".utf8))
+        let got = try ring.run(.recv(pair.b, bufferGroup: 7))
+        #expect(got.result == 6)
+        let id = try #require(got.bufferID)
+        #expect((10..<14).contains(id))
+        let start = Int(id - 10) * 64
+        #expect(Array(memory.buffer[start..<(start + 6)]) == Array("legacy".utf8))
+        #expect(try ring.run(.removeBuffers(count: 10, group: 7)).result == 3, "three buffers were left")
+        #expect(try ring.run(.recv(pair.b, bufferGroup: 7)).result == -ENOBUFS)
+    }
+
+    @Test func bufferRingMultishotExhaustAndRecover() throws {
+        var ring = try Ring(entries: 16)
+        var buffers = try BufferRing(ring: ring, group: 3, count: 4, bufferSize: 32)
+        #expect(try buffers.availableCount() == 4)
+        let pair = try SocketPair(type: Int32(SOCK_DGRAM.rawValue))
+        ring.mustPush(.recv(pair.b, bufferGroup: 3, options: .multishot).userData(1))
+        try ring.submit()
+        for i in 0..<4 { try writeAll(pair.a, [UInt8(i), UInt8(i)]) }
+        // Four datagrams fill the four buffers; with the ring empty the multishot ends with
+        // -ENOBUFS and no F_MORE.
+        var got: [Completion] = []
+        let deadline = ContinuousClock.now + .seconds(2)
+        while !(got.last.map { !$0.hasMore } ?? false) && ContinuousClock.now < deadline {
+            try ring.submitAndWait(1, timeout: .milliseconds(50))
+            ring.forEachCompletion { got.append($0) }
+        }
+        let data = got.filter { $0.result > 0 }
+        #expect(data.count == 4)
+        #expect(data.allSatisfy { $0.result == 2 && $0.hasMore })
+        for (i, c) in data.enumerated() {
+            #expect(buffers.bytes(of: c).map(Array.init) == [UInt8(i), UInt8(i)])
+        }
+        #expect(got.last?.result == -ENOBUFS)
+        #expect(got.last?.hasMore == false)
+        #expect(try buffers.availableCount() == 0)
+        try writeAll(pair.a, [9])
+        // Recycle and re-arm: the queued datagram arrives.
+        buffers.recycle(data.compactMap(\.bufferID))
+        #expect(try buffers.availableCount() == 4)
+        ring.mustPush(.recv(pair.b, bufferGroup: 3, options: .multishot).userData(2))
+        let again = try ring.collect(1)
+        #expect(again.first?.result == 1)
+        #expect(again.first.flatMap { buffers.bytes(of: $0) }.map(Array.init) == [9])
+
+        // Multishot read from a pipe into the same group.
+        let pipe = try TestPipe()
+        ring.mustPush(.readMultishot(pipe.read, bufferGroup: 3).userData(3))
+        try ring.submit()
+        try writeAll(pipe.write, Array("abc".utf8))
+        let piped = try ring.collect(1)
+        #expect(piped.first?.result == 3)
+        #expect(piped.first?.hasMore == true)
+        // Plain read with buffer select.
+        let file = try TemporaryFile()
+        try writeAll(file.fd, Array("sel".utf8))
+        let selected = try ring.run(.read(file.fd, bufferGroup: 3, offset: 0))
+        #expect(selected.result == 3)
+        #expect(selected.bufferID != nil)
+    }
+
+    @Test func probeAgreesWithBehaviour() throws {
+        let report = Probe.run()
+        #expect(report.unavailableReason == nil)
+        var ring = try Ring(entries: 8)
+        // Every opcode the probe calls unsupported is refused with EINVAL, and beyond the last
+        // known opcode nothing is supported.
+        for raw in UInt8(0)...UInt8(80) where !report.supportedOpcodes.contains(raw) {
+            var e = SubmissionEntry()
+            e.opcode = raw
+            let result = try ring.run(e, userData: UInt64(raw)).result
+            #expect(result == -EINVAL, "opcode \(raw) reported unsupported but completed with \(result)")
+        }
+        #expect(report.supportedOpcodes.allSatisfy { Int($0) <= report.lastOpcode })
+        // Setup flags: accepted ones create rings, refused ones fail with the errno reported.
+        for (flag, name, result) in report.setupFlags {
+            guard case .refused(let errno) = result else { continue }
+            var failure: Errno? = nil
+            do { _ = try Ring(entries: 8, options: RingOptions(flags: flag)) } catch { failure = error.errno }
+            #expect(failure == errno, "\(name): probe said \(errno), setup said \(String(describing: failure))")
+        }
+    }
+}
