@@ -56,7 +56,7 @@ public struct Ring: ~Copyable, @unchecked Sendable {
     /// The ring's file descriptor.
     public let fd: FileDescriptor
     /// The parameters the kernel returned from setup (sizes, offsets, features).
-    public let parameters: RingParameters
+    public private(set) var parameters: RingParameters
     /// The setup flags in force.
     public let setupFlags: SetupFlags
     /// What this kernel's io_uring offers.
@@ -70,12 +70,7 @@ public struct Ring: ~Copyable, @unchecked Sendable {
     /// The thread that registered the index: registered ring fds are per thread.
     @usableFromInline let registeringThread: pthread_t
 
-    private let ringMapping: UnsafeMutableRawPointer
-    private let ringMappingSize: Int
-    private let cqMapping: UnsafeMutableRawPointer?
-    private let cqMappingSize: Int
-    private let sqesMapping: UnsafeMutableRawPointer
-    private let sqesMappingSize: Int
+    private var mappings: Mappings
 
     /// Largest SQ the kernel accepts without `.clamp` (`IORING_MAX_ENTRIES`).
     public static let maximumEntries: UInt32 = 32768
@@ -134,70 +129,21 @@ public struct Ring: ~Copyable, @unchecked Sendable {
             throw RingSetupError(errno: .invalidArgument, explanation: "kernel returned an unusable layout: \(error)")
         }
 
-        func map(_ size: Int, _ offset: Int64) -> UnsafeMutableRawPointer? {
-            let address = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ringFD, Int(offset))
-            if address == UnsafeMutableRawPointer(bitPattern: -1) { return nil }
-            return address
-        }
-        let mapError = { (what: String) -> RingSetupError in
-            let e = Syscall.currentErrno()
-            return RingSetupError(
-                errno: e,
-                explanation: "mmap of the \(what) failed; ENOMEM here usually means RLIMIT_MEMLOCK or memory is short")
-        }
-        guard let ringMemory = map(layout.sqRingSize, RingLayout.sqRingMmapOffset) else {
-            let error = mapError("SQ ring")
-            Glibc.close(ringFD)
-            throw error
-        }
-        var cqMemory: UnsafeMutableRawPointer? = nil
-        if !layout.singleMmap {
-            guard let m = map(layout.cqRingSize, RingLayout.cqRingMmapOffset) else {
-                let error = mapError("CQ ring")
-                munmap(ringMemory, layout.sqRingSize)
-                Glibc.close(ringFD)
-                throw error
-            }
-            cqMemory = m
-        }
-        guard let sqes = map(layout.sqesSize, RingLayout.sqesMmapOffset) else {
-            let error = mapError("SQE array")
-            if let cqMemory { munmap(cqMemory, layout.cqRingSize) }
-            munmap(ringMemory, layout.sqRingSize)
-            Glibc.close(ringFD)
-            throw error
-        }
-
-        let sqRing = ringMemory
-        let cqRing = cqMemory ?? ringMemory
-        // The mask and entry words are written by the kernel at setup and never change.
-        let read = { (base: UnsafeMutableRawPointer, offset: UInt32) in
-            base.load(fromByteOffset: Int(offset), as: UInt32.self)
-        }
+        let mapped: Mappings
         do {
-            try layout.checkMappedValues(
-                sqMask: read(sqRing, p.sqOffsets.ringMask), sqCount: read(sqRing, p.sqOffsets.ringEntries),
-                cqMask: read(cqRing, p.cqOffsets.ringMask), cqCount: read(cqRing, p.cqOffsets.ringEntries))
+            mapped = try Mappings(ringFD: ringFD, layout: layout, parameters: p)
         } catch {
-            munmap(sqes, layout.sqesSize)
-            if let cqMemory { munmap(cqMemory, layout.cqRingSize) }
-            munmap(ringMemory, layout.sqRingSize)
             Glibc.close(ringFD)
-            throw RingSetupError(errno: .invalidArgument, explanation: "mapped ring disagrees with setup: \(error)")
+            throw error
         }
 
         fd = FileDescriptor(rawValue: ringFD)
         parameters = p
         setupFlags = SetupFlags(rawValue: p.flags)
         features = Features(rawValue: p.features)
-        ringMapping = ringMemory
-        ringMappingSize = layout.sqRingSize
-        cqMapping = cqMemory
-        cqMappingSize = layout.cqRingSize
-        sqesMapping = sqes
-        sqesMappingSize = layout.sqesSize
-        sq = SubmissionQueue(ring: sqRing, sqes: sqes, layout: layout)
-        cq = CompletionQueue(ring: cqRing, layout: layout, mixed: setupFlags.contains(.cqeMixed))
+        mappings = mapped
+        sq = SubmissionQueue(ring: mapped.sqRing, sqes: mapped.sqes, layout: layout)
+        cq = CompletionQueue(ring: mapped.cqRing, layout: layout, mixed: setupFlags.contains(.cqeMixed))
         registeringThread = pthread_self()
         if options.registerRingFD && !setupFlags.contains(.registeredFDOnly) {
             registeredIndex = Ring.registerSelf(ringFD)
@@ -216,10 +162,55 @@ public struct Ring: ~Copyable, @unchecked Sendable {
             _ = try? Syscall.register(
                 fd.rawValue, opcode: RegisterOpcode.unregisterRingFDs.rawValue, argument: &update, count: 1)
         }
-        munmap(sqesMapping, sqesMappingSize)
-        if let cqMapping { munmap(cqMapping, cqMappingSize) }
-        munmap(ringMapping, ringMappingSize)
+        mappings.unmap()
         Glibc.close(fd.rawValue)
+    }
+
+    /// `IORING_REGISTER_RESIZE_RINGS`: gives the ring a new SQ of `entries` and CQ of
+    /// `completionEntries` (nil: twice the SQ), keeping queued submissions and unread completions.
+    /// Entries pushed so far are published first. The kernel refuses sizes that cannot hold what
+    /// is pending (`EOVERFLOW`) and, on `SINGLE_ISSUER` rings, calls from other threads.
+    ///
+    /// Only rings created with `.noSQArray`: kernel 6.18 does not report where the new SQ index
+    /// array lives after a resize (it returns offset 0), so a ring with an array throws
+    /// `EOPNOTSUPP` here rather than guess. On failure the ring is unchanged.
+    public mutating func resize(entries: UInt32, completionEntries: UInt32? = nil) throws(Errno) {
+        guard setupFlags.contains(.noSQArray) else { throw .notSupported }
+        _ = sq.flush()
+        var p = RingParameters()
+        p.sqEntries = entries
+        if let completionEntries {
+            p.cqEntries = completionEntries
+            p.flags = SetupFlags.cqSize.rawValue
+        }
+        _ = try withUnsafeMutablePointer(to: &p) { pointer throws(Errno) in
+            try Syscall.register(fd.rawValue, opcode: RegisterOpcode.registerResizeRings.rawValue, argument: pointer, count: 1)
+        }
+        // The kernel wrote back the new sizes and offsets; the flags that shape the rings are
+        // the ring's own.
+        p.flags = setupFlags.rawValue
+        p.features = features.rawValue
+        let layout: RingLayout
+        let mapped: Mappings
+        do {
+            layout = try RingLayout(p)
+            mapped = try Mappings(ringFD: fd.rawValue, layout: layout, parameters: p)
+        } catch let error as RingLayout.Invalid {
+            _ = error
+            throw .invalidArgument
+        } catch let error as RingSetupError {
+            throw error.errno
+        } catch {
+            throw .invalidArgument
+        }
+        mappings.unmap()
+        mappings = mapped
+        parameters.sqEntries = p.sqEntries
+        parameters.cqEntries = p.cqEntries
+        parameters.sqOffsets = p.sqOffsets
+        parameters.cqOffsets = p.cqOffsets
+        sq = SubmissionQueue(ring: mapped.sqRing, sqes: mapped.sqes, layout: layout)
+        cq = CompletionQueue(ring: mapped.cqRing, layout: layout, mixed: setupFlags.contains(.cqeMixed))
     }
 
     /// Registers the ring fd with itself; returns the index, or -1 if the kernel says no
@@ -520,5 +511,72 @@ extension String {
         while let c = s.first, set.contains(c) { s = s.dropFirst() }
         while let c = s.last, set.contains(c) { s = s.dropLast() }
         return String(s)
+    }
+}
+
+/// The three (or two, with single mmap) shared mappings of a ring, checked against the layout.
+struct Mappings {
+    let ring: UnsafeMutableRawPointer
+    let ringSize: Int
+    let cq: UnsafeMutableRawPointer?
+    let cqSize: Int
+    let sqes: UnsafeMutableRawPointer
+    let sqesSize: Int
+
+    var sqRing: UnsafeMutableRawPointer { ring }
+    var cqRing: UnsafeMutableRawPointer { cq ?? ring }
+
+    /// Maps the rings of `ringFD` and checks the sizes the kernel wrote into them.
+    init(ringFD: Int32, layout: RingLayout, parameters p: RingParameters) throws(RingSetupError) {
+        func map(_ size: Int, _ offset: Int64, _ what: String) throws(RingSetupError) -> UnsafeMutableRawPointer {
+            let address = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ringFD, Int(offset))
+            guard let address, address != UnsafeMutableRawPointer(bitPattern: -1) else {
+                throw RingSetupError(
+                    errno: Syscall.currentErrno(),
+                    explanation: "mmap of the \(what) failed; ENOMEM here usually means RLIMIT_MEMLOCK or memory is short")
+            }
+            return address
+        }
+        let ring = try map(layout.sqRingSize, RingLayout.sqRingMmapOffset, "SQ ring")
+        var cq: UnsafeMutableRawPointer? = nil
+        do {
+            if !layout.singleMmap { cq = try map(layout.cqRingSize, RingLayout.cqRingMmapOffset, "CQ ring") }
+        } catch {
+            munmap(ring, layout.sqRingSize)
+            throw error
+        }
+        let sqes: UnsafeMutableRawPointer
+        do {
+            sqes = try map(layout.sqesSize, RingLayout.sqesMmapOffset, "SQE array")
+        } catch {
+            if let cq { munmap(cq, layout.cqRingSize) }
+            munmap(ring, layout.sqRingSize)
+            throw error
+        }
+        self.ring = ring
+        self.ringSize = layout.sqRingSize
+        self.cq = cq
+        self.cqSize = layout.cqRingSize
+        self.sqes = sqes
+        self.sqesSize = layout.sqesSize
+        // The mask and entry words are written by the kernel at setup and never change.
+        let cqRing = cq ?? ring
+        func word(_ base: UnsafeMutableRawPointer, _ offset: UInt32) -> UInt32 {
+            base.load(fromByteOffset: Int(offset), as: UInt32.self)
+        }
+        do {
+            try layout.checkMappedValues(
+                sqMask: word(ring, p.sqOffsets.ringMask), sqCount: word(ring, p.sqOffsets.ringEntries),
+                cqMask: word(cqRing, p.cqOffsets.ringMask), cqCount: word(cqRing, p.cqOffsets.ringEntries))
+        } catch {
+            unmap()
+            throw RingSetupError(errno: .invalidArgument, explanation: "mapped ring disagrees with setup: \(error)")
+        }
+    }
+
+    func unmap() {
+        munmap(sqes, sqesSize)
+        if let cq { munmap(cq, cqSize) }
+        munmap(ring, ringSize)
     }
 }

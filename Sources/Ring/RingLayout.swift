@@ -78,6 +78,12 @@ public struct RingLayout: Equatable, Sendable {
         }
         if hasSQArray {
             try Self.checkWord("sq array", p.sqOffsets.array, within: sqRingSize)
+            // The index array follows the ring header; one that overlaps a header word would
+            // have us overwrite head or tail when we fill it.
+            let headerEnd = sqWords.map { Int($0.1) + 4 }.max() ?? 0
+            guard Int(p.sqOffsets.array) >= headerEnd else {
+                throw Invalid(description: "sq array offset \(p.sqOffsets.array) overlaps the ring header")
+            }
         }
         let cqWords: [(String, UInt32)] = [
             ("cq head", p.cqOffsets.head), ("cq tail", p.cqOffsets.tail),

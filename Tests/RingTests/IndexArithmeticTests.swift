@@ -153,6 +153,9 @@ struct SimulatedRing: ~Copyable {
         p.sqOffsets.tail = 6  // inside, but not aligned
         #expect(throws: RingLayout.Invalid.self) { try RingLayout(p) }
         p.sqOffsets.tail = 4
+        p.sqOffsets.array = 0  // overlapping the header words (what a resize reply says on 6.18)
+        #expect(throws: RingLayout.Invalid.self) { try RingLayout(p) }
+        p.sqOffsets.array = 256
         let layout = try? RingLayout(p)
         #expect(layout?.sqRingSize == 512 + 16 * 16)
         #expect(layout?.sqesSize == 8 * 64)

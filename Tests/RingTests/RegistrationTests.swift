@@ -201,3 +201,49 @@ import Testing
         #expect(try ring.run(.nop()).result == 0, "the ring stays usable")
     }
 }
+
+@Suite struct ResizeAndIncrementalTests {
+    @Test func resizeKeepsPendingCompletions() throws {
+        let flags: SetupFlags = [.singleIssuer, .deferTaskRun, .taskRunFlag, .noSQArray]
+        guard var ring = RingShape(name: "resizable", options: RingOptions(flags: flags)).make(entries: 8) else { return }
+        for i in 0..<4 { ring.mustPush(.nop().userData(UInt64(i))) }
+        try ring.submit()
+        try ring.flushCompletions()
+        let before = ring.readyCompletions
+        #expect(before == 4)
+        try ring.resize(entries: 64, completionEntries: 256)
+        #expect(ring.submissionCapacity == 64)
+        #expect(ring.completionCapacity == 256)
+        var seen: [UInt64] = []
+        ring.forEachCompletion { seen.append($0.userData) }
+        #expect(seen == [0, 1, 2, 3], "completions posted before the resize survive it")
+        // The resized ring works, including a batch larger than the old SQ.
+        for i in 0..<40 { ring.mustPush(.nop().userData(UInt64(100 + i))) }
+        let batch = try ring.collect(40)
+        #expect(Set(batch.map(\.userData)) == Set((100..<140).map(UInt64.init)))
+        // A ring with an SQ index array is refused up front (see Ring.resize).
+        var plain = try Ring(entries: 8)
+        var refused: Errno? = nil
+        do { try plain.resize(entries: 16) } catch { refused = error }
+        #expect(refused == .notSupported)
+        #expect(try plain.run(.nop()).result == 0, "a refused resize leaves the ring working")
+    }
+
+    @Test func incrementalBufferConsumption() throws {
+        var ring = try Ring(entries: 8)
+        var buffers = try BufferRing(ring: ring, group: 5, count: 1, bufferSize: 64, incremental: true)
+        let pair = try SocketPair()
+        try writeAll(pair.a, Array("abc".utf8))
+        let first = try ring.run(.recv(pair.b, bufferGroup: 5))
+        #expect(first.result == 3)
+        #expect(first.flags.contains(.bufferMore), "the 64-byte buffer is only partly used")
+        try writeAll(pair.a, Array("defg".utf8))
+        let second = try ring.run(.recv(pair.b, bufferGroup: 5))
+        #expect(second.result == 4)
+        #expect(second.bufferID == first.bufferID, "the same buffer continues")
+        // The second piece sits right after the first in the same buffer.
+        let whole = buffers.buffer(first.bufferID ?? 0)
+        #expect(Array(whole.prefix(7)) == Array("abcdefg".utf8))
+        buffers.recycle(first.bufferID ?? 0)
+    }
+}
