@@ -21,6 +21,8 @@ public struct ProbeReport: Sendable {
     public var maximumEntries: UInt32?
     /// Whether the ring fd could be registered with itself (`IORING_REGISTER_RING_FDS`).
     public var registeredRingFD: Bool
+    /// For each register opcode this package names: a harmless real call and its outcome.
+    public var registerOpcodes: [(opcode: RegisterOpcode, kernelName: String, result: FlagResult)] = []
 
     public enum FlagResult: Sendable, Equatable, CustomStringConvertible {
         case accepted
@@ -63,6 +65,7 @@ public enum Probe {
         if (try? Ring(entries: Int(Ring.maximumEntries), options: RingOptions())) != nil {
             report.maximumEntries = Ring.maximumEntries
         }
+        report.registerOpcodes = RegisterOpcode.allKnown.map { ($0.opcode, $0.kernelName, tryRegister($0.opcode)) }
         return report
     }
 
@@ -135,6 +138,125 @@ public enum Probe {
             return .accepted
         } catch {
             return .refused(error.errno)
+        }
+    }
+
+    /// Exercises one register opcode with a small, valid request on throwaway rings, so
+    /// "accepted" means the call did what it is for, not merely that the number is known.
+    static func tryRegister(_ op: RegisterOpcode) -> ProbeReport.FlagResult {
+        func outcome(_ body: () throws(Errno) -> Void) -> ProbeReport.FlagResult {
+            do {
+                try body()
+                return .accepted
+            } catch {
+                return .refused(error)
+            }
+        }
+        var plainOptions = RingOptions()
+        plainOptions.registerRingFD = false
+        guard let ring = try? Ring(entries: 8, options: plainOptions) else { return .notTried("no ring") }
+        let page = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
+        defer { page.deallocate() }
+        let vec = UnsafeMutablePointer<iovec>.allocate(capacity: 1)
+        vec.initialize(to: iovec(iov_base: page, iov_len: 4096))
+        defer { vec.deallocate() }
+        let iov = UnsafeBufferPointer(start: vec, count: 1)
+        let devNull = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+        devNull.initialize(to: open("/dev/null", O_RDONLY | O_CLOEXEC))
+        defer {
+            close(devNull.pointee)
+            devNull.deallocate()
+        }
+        let oneFD = UnsafeBufferPointer(start: devNull, count: 1)
+        switch op {
+        case .registerBuffers: return outcome { () throws(Errno) in try ring.registerBuffers(iov) }
+        case .unregisterBuffers:
+            return outcome { () throws(Errno) in try ring.registerBuffers(iov); try ring.unregisterBuffers() }
+        case .registerFiles: return outcome { () throws(Errno) in try ring.registerFiles(oneFD) }
+        case .unregisterFiles:
+            return outcome { () throws(Errno) in try ring.registerFiles(oneFD); try ring.unregisterFiles() }
+        case .registerFilesUpdate:
+            return outcome { () throws(Errno) in
+                try ring.registerFiles(sparse: 2)
+                var update = ResourceUpdate()
+                update.data = UInt64(UInt(bitPattern: oneFD.baseAddress))
+                _ = try ring.registerValue(.registerFilesUpdate, &update, count: 1)
+            }
+        case .registerEventFD, .registerEventFDAsync, .unregisterEventFD:
+            let efd = CSyscallsBridge.eventFD()
+            defer { close(efd) }
+            return outcome { () throws(Errno) in
+                try ring.registerEventFD(FileDescriptor(rawValue: efd), asyncOnly: op == .registerEventFDAsync)
+                if op == .unregisterEventFD { try ring.unregisterEventFD() }
+            }
+        case .registerProbe: return outcome { () throws(Errno) in _ = try ring.supportedOpcodes() }
+        case .registerPersonality: return outcome { () throws(Errno) in _ = try ring.registerPersonality() }
+        case .unregisterPersonality:
+            return outcome { () throws(Errno) in try ring.unregisterPersonality(try ring.registerPersonality()) }
+        case .registerRestrictions, .registerEnableRings:
+            var options = plainOptions
+            options.flags = .disabled
+            guard let disabled = try? Ring(entries: 8, options: options) else { return .notTried("no disabled ring") }
+            return outcome { () throws(Errno) in
+                try disabled.registerRestrictions([.allowOperation(.nop)])
+                if op == .registerEnableRings { try disabled.enable() }
+            }
+        case .registerFiles2: return outcome { () throws(Errno) in try ring.registerFiles(sparse: 4) }
+        case .registerFilesUpdate2:
+            return outcome { () throws(Errno) in try ring.registerFiles(sparse: 4); try ring.updateFiles(at: 1, oneFD) }
+        case .registerBuffers2: return outcome { () throws(Errno) in try ring.registerBuffers(nil, count: 4) }
+        case .registerBuffersUpdate:
+            return outcome { () throws(Errno) in try ring.registerBuffers(nil, count: 4); try ring.updateBuffers(at: 1, iov) }
+        case .registerIOWQAffinity: return outcome { () throws(Errno) in try ring.setIOWorkerAffinity(cpus: [0]) }
+        case .unregisterIOWQAffinity:
+            return outcome { () throws(Errno) in try ring.setIOWorkerAffinity(cpus: [0]); try ring.clearIOWorkerAffinity() }
+        case .registerIOWQMaxWorkers: return outcome { () throws(Errno) in _ = try ring.setIOWorkerLimits() }
+        case .registerRingFDs, .unregisterRingFDs:
+            return outcome { () throws(Errno) in
+                var update = ResourceUpdate()
+                update.offset = UInt32.max
+                update.data = UInt64(UInt32(bitPattern: ring.fd.rawValue))
+                _ = try ring.registerValue(.registerRingFDs, &update)
+                update.data = 0  // unregistering names the slot only
+                if op == .unregisterRingFDs { _ = try ring.registerValue(.unregisterRingFDs, &update) }
+                else { _ = try? ring.registerValue(.unregisterRingFDs, &update) }
+            }
+        case .registerBufferRing, .unregisterBufferRing, .registerBufferRingStatus:
+            return outcome { () throws(Errno) in
+                let buffers = try BufferRing(ring: ring, group: 1, count: 2, bufferSize: 64)
+                if op == .registerBufferRingStatus { _ = try buffers.kernelHead() }
+            }
+        case .registerSyncCancel:
+            // Nothing is in flight, so a working sync cancel reports ENOENT.
+            do {
+                try ring.cancelSynchronously(userData: 1, timeout: .milliseconds(1))
+                return .accepted
+            } catch {
+                return error == .noSuchFileOrDirectory ? .accepted : .refused(error)
+            }
+        case .registerFileAllocRange:
+            return outcome { () throws(Errno) in try ring.registerFiles(sparse: 4); try ring.setFileAllocationRange(offset: 0, length: 4) }
+        case .registerNAPI: return outcome { () throws(Errno) in try ring.registerNAPI(busyPollTimeout: 1) }
+        case .unregisterNAPI:
+            return outcome { () throws(Errno) in try ring.registerNAPI(busyPollTimeout: 1); try ring.unregisterNAPI() }
+        case .registerClock: return outcome { () throws(Errno) in try ring.setWaitClock(CLOCK_MONOTONIC) }
+        case .registerResizeRings:
+            var options = plainOptions
+            options.flags = [.noSQArray, .singleIssuer, .deferTaskRun]
+            guard var resizable = try? Ring(entries: 8, options: options) else { return .notTried("no DEFER_TASKRUN ring") }
+            return outcome { () throws(Errno) in try resizable.resize(entries: 16) }
+        case .registerCloneBuffers:
+            return .notTried("needs a second ring with registered buffers (struct io_uring_clone_buffers)")
+        case .registerSendMsgRing:
+            return .notTried("needs a ringless MSG_RING entry; exercised by tests only")
+        case .registerZCRXInterfaceQueue:
+            return .notTried("needs a NIC queue and CAP_NET_ADMIN")
+        case .registerMemoryRegion:
+            return .notTried("needs an application memory region descriptor")
+        case .registerQuery:
+            return .notTried("query structures are not encoded yet")
+        default:
+            return .notTried("unknown to this package")
         }
     }
 

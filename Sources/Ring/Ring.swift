@@ -168,8 +168,8 @@ public struct Ring: ~Copyable, @unchecked Sendable {
 
     /// `IORING_REGISTER_RESIZE_RINGS`: gives the ring a new SQ of `entries` and CQ of
     /// `completionEntries` (nil: twice the SQ), keeping queued submissions and unread completions.
-    /// Entries pushed so far are published first. The kernel refuses sizes that cannot hold what
-    /// is pending (`EOVERFLOW`) and, on `SINGLE_ISSUER` rings, calls from other threads.
+    /// Entries pushed so far are published first. The kernel resizes only `.deferTaskRun` rings
+    /// (`EINVAL` otherwise) and refuses sizes that cannot hold what is pending (`EOVERFLOW`).
     ///
     /// Only rings created with `.noSQArray`: kernel 6.18 does not report where the new SQ index
     /// array lives after a resize (it returns offset 0), so a ring with an array throws

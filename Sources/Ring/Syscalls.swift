@@ -46,3 +46,9 @@ extension FileDescriptor.OpenOptions {
     /// device's logical block size, usually 512 or 4096 bytes, or the I/O fails with `EINVAL`).
     public static var direct: FileDescriptor.OpenOptions { .init(rawValue: cs_o_direct()) }
 }
+
+/// Small libc services from the shim that other files need.
+enum CSyscallsBridge {
+    /// A non-blocking, close-on-exec eventfd, or -1.
+    static func eventFD() -> Int32 { cs_eventfd(0) }
+}

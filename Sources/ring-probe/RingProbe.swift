@@ -80,6 +80,10 @@ enum Requirement {
                 $0.kernelName == name || $0.kernelName == "IORING_SETUP_" + name
             }) {
                 if flag.result != .accepted { missing.append(flag.kernelName) }
+            } else if let reg = report.registerOpcodes.first(where: {
+                $0.kernelName == name || $0.kernelName == "IORING_" + name
+            }) {
+                if reg.result != .accepted { missing.append(reg.kernelName) }
             } else if let feature = Features.allNamed.first(where: {
                 $0.kernelName == name || $0.kernelName == "IORING_FEAT_" + name
             }) {
@@ -126,9 +130,14 @@ enum Render {
                 out.append("  also supported, unknown to this package: \(extra.map(String.init).joined(separator: ", "))")
             }
             out.append("")
-            out.append("Setup flags")
+            out.append("Setup flags (each tried on a throwaway ring)")
             for (_, name, result) in r.setupFlags {
                 out.append("  \(pad(name, 34)) \(result)")
+            }
+            out.append("")
+            out.append("Register opcodes (each exercised with a small valid call)")
+            for (op, name, result) in r.registerOpcodes {
+                out.append("  \(pad(String(op.rawValue), 3)) \(pad(name, 34)) \(result)")
             }
         }
         out.append("")
@@ -186,6 +195,13 @@ enum Render {
             case .notTried: (item.kernelName, quote("not_tried"))
             }
         }, indent: "  ")
+        let registers = object(r.registerOpcodes.map { item in
+            switch item.result {
+            case .accepted: (item.kernelName, quote("accepted"))
+            case .refused(let e): (item.kernelName, quote("refused:\(e.rawValue)"))
+            case .notTried: (item.kernelName, quote("not_tried"))
+            }
+        }, indent: "  ")
         let aioObject = object([
             ("libaio_loaded", aio.libraryLoaded ? "true" : "false"),
             ("aio_nr", optional(aio.aioNr)), ("aio_max_nr", optional(aio.aioMaxNr)),
@@ -200,6 +216,7 @@ enum Render {
             ("features", features),
             ("opcodes", opcodes),
             ("setup_flags", flags),
+            ("register_opcodes", registers),
             ("linux_aio", aioObject),
         ], indent: "")
     }

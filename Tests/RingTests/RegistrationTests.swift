@@ -226,6 +226,11 @@ import Testing
         var refused: Errno? = nil
         do { try plain.resize(entries: 16) } catch { refused = error }
         #expect(refused == .notSupported)
+        // Without DEFER_TASKRUN the kernel itself refuses.
+        var noArray = try Ring(entries: 8, options: RingOptions(flags: .noSQArray))
+        var kernelRefused: Errno? = nil
+        do { try noArray.resize(entries: 16) } catch { kernelRefused = error }
+        #expect(kernelRefused == .invalidArgument)
         #expect(try plain.run(.nop()).result == 0, "a refused resize leaves the ring working")
     }
 

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -69,6 +70,18 @@ static inline int cs_gettid(void) {
 
 /// O_DIRECT, which glibc only defines under _GNU_SOURCE (so Swift's Glibc module lacks it).
 static inline int cs_o_direct(void) { return O_DIRECT; }
+
+/// eventfd(2), non-blocking and close-on-exec (Swift's Glibc module lacks <sys/eventfd.h>).
+/// Returns the fd or -errno.
+static inline int cs_eventfd(unsigned int initial) {
+    int saved = errno;
+    int fd = eventfd(initial, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0) {
+        fd = -errno;
+        errno = saved;
+    }
+    return fd;
+}
 
 /// Reads the current errno (for wrappers around libc calls that report through it).
 static inline int cs_errno(void) { return errno; }
