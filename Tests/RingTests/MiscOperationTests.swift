@@ -239,3 +239,47 @@ import Testing
         }
     }
 }
+
+@Suite struct BundleAndRecvmsgTests {
+    @Test func recvBundleFillsSeveralBuffers() throws {
+        var ring = try Ring(entries: 8)
+        guard ring.features.contains(.recvSendBundle) else {
+            print("SKIP recvBundleFillsSeveralBuffers: kernel lacks IORING_FEAT_RECVSEND_BUNDLE")
+            return
+        }
+        let buffers = try BufferRing(ring: ring, group: 11, count: 4, bufferSize: 8)
+        let pair = try SocketPair()
+        let message = Array("0123456789abcdefghij".utf8)  // 20 bytes: three 8-byte buffers
+        try writeAll(pair.a, message)
+        let got = try ring.run(.recv(pair.b, bufferGroup: 11, options: .bundle))
+        let n = Int(got.result)
+        #expect(n > 8, "one bundle receive spans more than one 8-byte buffer (got \(n))")
+        let first = try #require(got.bufferID)
+        // A bundle uses consecutive buffers in ring order, starting at the reported id.
+        var joined: [UInt8] = []
+        for k in 0..<((n + 7) / 8) { joined += Array(buffers.buffer(UInt16((Int(first) + k) % 4))) }
+        #expect(Array(joined.prefix(n)) == Array(message.prefix(n)))
+    }
+
+    @Test func multishotRecvmsgHeadersAndPayloads() throws {
+        var ring = try Ring(entries: 8)
+        let buffers = try BufferRing(ring: ring, group: 12, count: 4, bufferSize: 64)
+        let pair = try SocketPair(type: Int32(SOCK_DGRAM.rawValue))
+        let header = Pinned(msghdr())  // no name, no control: payload follows the 16-byte header
+        ring.mustPush(.recvmsg(pair.b, header.pointer, options: .multishot, bufferGroup: 12).userData(1))
+        try ring.submit()
+        try writeAll(pair.a, Array("hi".utf8))
+        try writeAll(pair.a, Array("there".utf8))
+        let done = try ring.collect(2)
+        #expect(done.allSatisfy { $0.hasMore })
+        var payloads: [[UInt8]] = []
+        for c in done {
+            let maybeBytes = buffers.bytes(of: c)
+            let bytes = try #require(maybeBytes)
+            // struct io_uring_recvmsg_out: namelen, controllen, payloadlen, flags (u32 each).
+            let payloadLength = Int(bytes.load(fromByteOffset: 8, as: UInt32.self))
+            payloads.append(Array(bytes[16..<(16 + payloadLength)]))
+        }
+        #expect(payloads == [Array("hi".utf8), Array("there".utf8)])
+    }
+}
