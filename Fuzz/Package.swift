@@ -1,0 +1,22 @@
+// swift-tools-version:6.0
+// Fuzz targets for swift-ring's pure logic. A separate package so the main one never builds with
+// the fuzzer runtime. Build and run with ./run (it passes -sanitize=fuzzer,address).
+import PackageDescription
+
+let targets = ["FuzzRingIndices", "FuzzEncoders", "FuzzCompletions", "FuzzLayoutAndProbe"]
+
+let package = Package(
+    name: "swift-ring-fuzz",
+    platforms: [.macOS(.v15)],
+    dependencies: [.package(name: "swift-ring", path: "..")],
+    targets: [
+        .target(name: "CFuzzerDriver"),
+        .target(name: "FuzzSupport", dependencies: ["CFuzzerDriver"], swiftSettings: [.swiftLanguageMode(.v6)])
+    ] + targets.map { name in
+        .executableTarget(
+            name: name,
+            dependencies: ["FuzzSupport", .product(name: "Ring", package: "swift-ring")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        )
+    }
+)
