@@ -171,6 +171,15 @@ enum Render {
         return "{\n\(inner)\n\(indent)}"
     }
 
+    /// "accepted", "refused:<errno>" or "not_tried", quoted.
+    static func json(_ result: ProbeReport.FlagResult) -> String {
+        switch result {
+        case .accepted: quote("accepted")
+        case .refused(let e): quote("refused:\(e.rawValue)")
+        case .notTried: quote("not_tried")
+        }
+    }
+
     static func optional(_ v: Int?) -> String { v.map(String.init) ?? "null" }
 
     static func json(_ r: ProbeReport, _ aio: AIOStatus) -> String {
@@ -188,20 +197,8 @@ enum Render {
         ], indent: "  ")
         let features = object(Features.allNamed.map { ($0.kernelName, r.features.contains($0.flag) ? "true" : "false") }, indent: "  ")
         let opcodes = object(Opcode.allKnown.map { ($0.kernelName, r.supports($0.opcode) ? "true" : "false") }, indent: "  ")
-        let flags = object(r.setupFlags.map { item in
-            switch item.result {
-            case .accepted: (item.kernelName, quote("accepted"))
-            case .refused(let e): (item.kernelName, quote("refused:\(e.rawValue)"))
-            case .notTried: (item.kernelName, quote("not_tried"))
-            }
-        }, indent: "  ")
-        let registers = object(r.registerOpcodes.map { item in
-            switch item.result {
-            case .accepted: (item.kernelName, quote("accepted"))
-            case .refused(let e): (item.kernelName, quote("refused:\(e.rawValue)"))
-            case .notTried: (item.kernelName, quote("not_tried"))
-            }
-        }, indent: "  ")
+        let flags = object(r.setupFlags.map { ($0.kernelName, json($0.result)) }, indent: "  ")
+        let registers = object(r.registerOpcodes.map { ($0.kernelName, json($0.result)) }, indent: "  ")
         let aioObject = object([
             ("libaio_loaded", aio.libraryLoaded ? "true" : "false"),
             ("aio_nr", optional(aio.aioNr)), ("aio_max_nr", optional(aio.aioMaxNr)),
