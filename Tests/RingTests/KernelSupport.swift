@@ -41,8 +41,8 @@ final class TemporaryFile {
     let path: String
     let fd: FileDescriptor
 
-    init(size: Int = 0, flags: FileDescriptor.OpenOptions = []) throws {
-        var template = Array("/tmp/swift-ring-test-XXXXXX".utf8CString)
+    init(size: Int = 0, flags: FileDescriptor.OpenOptions = [], directory: String = "/tmp") throws {
+        var template = Array("\(directory)/swift-ring-test-XXXXXX".utf8CString)
         let raw = mkstemp(&template)
         guard raw >= 0 else { throw Errno(rawValue: errno) }
         path = String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
