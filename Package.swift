@@ -12,6 +12,7 @@ let package = Package(
     platforms: [.macOS(.v15)],  // Linux-only in practice; the floor keeps Synchronization available.
     products: [
         .library(name: "Ring", targets: ["Ring"]),
+        .library(name: "RingExec", targets: ["RingExec"]),
         .executable(name: "ring-probe", targets: ["ring-probe"]),
         .executable(name: "ring-bench", targets: ["ring-bench"]),
     ],
@@ -26,6 +27,14 @@ let package = Package(
             name: "Ring",
             dependencies: [
                 "CSyscalls",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "RingExec",
+            dependencies: [
+                "Ring", "CSyscalls",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -56,6 +65,11 @@ let package = Package(
         ),
         // Test-only: exposes what the system's (older) <linux/io_uring.h> says, to check our ABI.
         .target(name: "CKernelHeader", path: "Tests/CKernelHeader"),
+        .testTarget(
+            name: "RingExecTests",
+            dependencies: ["RingExec", "Ring", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "RingTests",
             dependencies: [
