@@ -26,6 +26,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// Set by the loop just before it blocks; read by other threads after they enqueue.
     private let sleeping = Atomic<Bool>(false)
     private let stopping = Atomic<Bool>(false)
+    /// Set under `lock` when the loop has exited; nothing is accepted afterwards.
+    private var exited = false
     private let wakeFD: Int32
 
     // Loop thread only.
@@ -94,7 +96,13 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         if isOnLoopThread {
             localJobs.append(unowned)  // no lock, no syscall: the loop runs it after this batch
         } else {
-            lock.withLock { remoteJobs.append(unowned) }
+            let accepted = lock.withLock { () -> Bool in
+                if exited { return false }
+                remoteJobs.append(unowned)
+                return true
+            }
+            // A job that can never run would leave its task suspended forever: refuse loudly.
+            precondition(accepted, "a job was enqueued on a RingExecutor after shutdownGracefully()")
             wakeIfSleeping()
         }
     }
@@ -133,7 +141,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// failure). The entry's memory must stay valid until then, which the awaiting caller
     /// guarantees by not returning before this does. On task cancellation the executor submits
     /// `IORING_OP_ASYNC_CANCEL`; this still returns only when the kernel has finished with the
-    /// request (with `-ECANCELED` when the cancel won, or the real result).
+    /// request (with `-ECANCELED` when the cancel won, or the real result). After
+    /// `shutdownGracefully()` it returns `-ESHUTDOWN` without submitting.
     public func submit(_ entry: SubmissionEntry) async -> Int32 {
         let operation = Operation(entry)
         if Task.isCancelled { return -ECANCELED }  // cancelled before submission: nothing submitted
@@ -143,8 +152,16 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                 if isOnLoopThread {
                     localSubmissions.append(operation)
                 } else {
-                    lock.withLock { remoteSubmissions.append(operation) }
-                    wakeIfSleeping()
+                    let accepted = lock.withLock { () -> Bool in
+                        if exited { return false }
+                        remoteSubmissions.append(operation)
+                        return true
+                    }
+                    if accepted {
+                        wakeIfSleeping()
+                    } else {
+                        continuation.resume(returning: -ESHUTDOWN)
+                    }
                 }
             }
         } onCancel: {
@@ -366,6 +383,15 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                 }
             }
         }
+        // Close the doors: later submissions fail with ESHUTDOWN, later jobs trap. Anything that
+        // slipped in after the last check resumes with ESHUTDOWN rather than waiting forever.
+        let stranded = lock.withLock { () -> [Operation] in
+            exited = true
+            let left = remoteSubmissions
+            remoteSubmissions.removeAll()
+            return left
+        }
+        for operation in stranded { finish(operation, result: -ESHUTDOWN) }
         // Drain the armed wake read so the kernel lets go of `wakeBuffer` before it is freed.
         if wakeArmed {
             _ = ring.push(.cancel(userData: ReservedToken.wake).userData(ReservedToken.cancel))

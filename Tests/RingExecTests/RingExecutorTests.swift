@@ -146,5 +146,7 @@ actor RingPinned {
                 continue
             }
         }
+        // Afterwards operations fail at once with ESHUTDOWN instead of waiting forever.
+        await #expect(throws: Errno(rawValue: ESHUTDOWN)) { try await executor.nop() }
     }
 }
