@@ -32,6 +32,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
 
     // Loop thread only.
     private var localJobs: [UnownedJob] = []
+    /// The batch being run; swapped with `localJobs` each tick.
+    private var runningJobs: [UnownedJob] = []
     private var localSubmissions: [Operation] = []
     private var localCancels: [Operation] = []
     private var inFlight = 0
@@ -288,18 +290,22 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             }
 
             // 2. Run a bounded batch of ready jobs (they may enqueue more, and submissions).
+            // Two buffers swap roles so that steady state allocates nothing.
             var ran = 0
             while ran < Self.jobBatch && !localJobs.isEmpty {
-                let batch = localJobs
-                localJobs.removeAll(keepingCapacity: true)
-                for (i, job) in batch.enumerated() {
-                    if ran >= Self.jobBatch {
-                        localJobs.insert(contentsOf: batch[i...], at: 0)
-                        break
-                    }
-                    job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+                swap(&localJobs, &runningJobs)
+                var index = 0
+                while index < runningJobs.count && ran < Self.jobBatch {
+                    runningJobs[index].runSynchronously(
+                        isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+                    index += 1
                     ran += 1
                 }
+                if index < runningJobs.count {
+                    // Over the batch limit: the rest go back ahead of jobs enqueued meanwhile.
+                    localJobs.insert(contentsOf: runningJobs[index...], at: 0)
+                }
+                runningJobs.removeAll(keepingCapacity: true)
             }
 
             // 3. Cancellations first, so an operation cancelled before submission never starts.
