@@ -30,15 +30,7 @@ enum Syscall {
         try check(cs_io_uring_register(fd, opcode, argument, count))
     }
 
-    /// Wraps a libc call that reports failure with -1 and `errno`.
-    static func libc(_ result: Int32) throws(Errno) -> Int32 {
-        if result == -1 { throw Errno(rawValue: cs_errno()) }
-        return result
-    }
-
     static func currentErrno() -> Errno { Errno(rawValue: cs_errno()) }
-
-    static func threadID() -> Int32 { cs_gettid() }
 }
 
 extension FileDescriptor.OpenOptions {
