@@ -2,21 +2,22 @@ import CSyscalls
 import Glibc
 public import Ring
 import Synchronization
-public import SystemPackage
+import SystemPackage
 
-/// A Swift concurrency executor that runs jobs on one dedicated thread and drives one io_uring
-/// from that thread. It is both a `SerialExecutor` (actors can be pinned to it) and a
-/// `TaskExecutor` (tasks can prefer it, e.g. with `run(_:)`).
+/// A Swift concurrency executor that runs jobs on one dedicated thread and drives one I/O engine
+/// (io_uring by default; libaio or POSIX aio where io_uring is refused) from that thread. It is
+/// both a `SerialExecutor` (actors can be pinned to it) and a `TaskExecutor` (tasks can prefer it,
+/// e.g. with `run(_:)`).
 ///
-/// The loop: drain jobs handed over by other threads, run ready jobs in a bounded batch, move
-/// queued submissions into the SQ, submit, and block in `io_uring_enter` only when nothing is
-/// runnable; then reap every completion and resume its task. Jobs enqueued from the loop thread
-/// itself go on a local queue with no lock and no system call; other threads take a lock and
-/// wake the loop through an eventfd whose read is kept armed in the ring, written only when the
-/// loop has said it is about to sleep.
+/// The loop: take the jobs and requests other threads handed over, run ready jobs in a bounded
+/// batch, hand queued operations to the engine, submit, and block only when nothing is runnable;
+/// then reap every completion and resume its task. Jobs enqueued from the loop thread itself go
+/// on a local queue with no lock and no system call; other threads take a lock and wake the loop
+/// only when it has said it is about to sleep.
 ///
-/// First cut (issue 4): nop, read, write, sleep, cancellation and shutdown. More operations,
-/// executor groups, timers and the other engines come next.
+/// The rule that keeps borrowed buffers safe: an awaited operation never returns while the
+/// kernel may still use its memory. Cancelling a task asks the engine to cancel, and the task
+/// resumes only from the operation's own completion.
 public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendable {
     // Shared with other threads (under `lock`, or atomic).
     private let lock = Lock()
@@ -28,7 +29,14 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     private let stopping = Atomic<Bool>(false)
     /// Set under `lock` when the loop has exited; nothing is accepted afterwards.
     private var exited = false
-    private let wakeFD: Int32
+
+    /// The engine; created on the loop thread before `init` returns, then never replaced.
+    private var engineStorage: (any IOEngine)?
+    private var engine: any IOEngine { engineStorage.unsafelyUnwrapped }
+    /// Which engine this executor drives and why others were passed over.
+    public private(set) var engineSelection = EngineSelection(engine: .ioURing, passedOver: [], fromEnvironment: false)
+    /// The io_uring ring fd, when the engine is io_uring (target of `MSG_RING` wake-ups).
+    private var ringFD: FileDescriptor?
 
     // Loop thread only.
     private var localJobs: [UnownedJob] = []
@@ -36,22 +44,24 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     private var runningJobs: [UnownedJob] = []
     private var localSubmissions: [Operation] = []
     private var localCancels: [Operation] = []
+    /// Executors to wake with `MSG_RING` at the next submit.
+    private var pendingMessages: [FileDescriptor] = []
     private var inFlight = 0
-    /// Written once by the loop thread before it signals start-up (release); read by other
-    /// threads only after `init` has seen that signal (acquire).
+    /// Buffer group ids handed out for receive streams.
+    private var nextBufferGroup: UInt16 = 0
+    /// Written by the loop thread before it signals start-up (release); read by other threads
+    /// only after `init` has seen that signal (acquire).
     private var loopThread = pthread_t()
     /// The thread handle `shutdownGracefully` joins; written by `init` only.
     private var joinHandle = pthread_t()
+    private var shutdownDeadline: ContinuousClock.Instant = .now
 
-    /// Creates the executor and starts its thread. `entries` sizes the ring's SQ. The ring is
-    /// created on the loop thread (registered ring fds and `SINGLE_ISSUER` are per thread).
-    public init(entries: Int = 256) throws(RingSetupError) {
-        let fd = cs_eventfd(0)
-        guard fd >= 0 else {
-            throw RingSetupError(errno: Errno(rawValue: -fd), explanation: "eventfd for the executor's wake-ups failed")
-        }
-        wakeFD = fd
-        let context = StartContext(executor: self, entries: entries)
+    /// Creates the executor and starts its thread. `entries` sizes the engine's submission
+    /// queue (io_uring SQ entries; at least that many operations in flight for the others).
+    /// The engine is created on the loop thread (io_uring's `SINGLE_ISSUER` and registered ring
+    /// fds are per thread).
+    public init(entries: Int = 256, engine choice: EngineChoice = .automatic) throws(EngineError) {
+        let context = StartContext(executor: self, entries: entries, choice: choice)
         let retained = Unmanaged.passRetained(context)
         var thread = pthread_t()
         let created = pthread_create(&thread, nil, { raw in
@@ -61,33 +71,29 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         }, retained.toOpaque())
         guard created == 0 else {
             retained.release()
-            close(fd)
-            throw RingSetupError(errno: Errno(rawValue: created), explanation: "could not start the executor thread")
+            throw .unavailable(engine: .ioURing, reason: "could not start the executor thread: \(Errno(rawValue: created))")
         }
         joinHandle = thread
-        // Acquire pairs with the loop thread's release once the ring exists (or failed).
+        // Acquire pairs with the loop thread's release once the engine exists (or failed).
         while context.state.load(ordering: .acquiring) == 0 { sched_yield() }
         if let error = context.error {
             pthread_join(thread, nil)
-            close(fd)
             throw error
         }
-    }
-
-    deinit {
-        close(wakeFD)
     }
 
     /// Hands the start-up parameters to the loop thread and its verdict back.
     private final class StartContext: @unchecked Sendable {
         let executor: RingExecutor
         let entries: Int
+        let choice: EngineChoice
         /// 0 starting, 1 running, 2 failed (then `error` is set before the release store).
         let state = Atomic<Int>(0)
-        var error: RingSetupError?
-        init(executor: RingExecutor, entries: Int) {
+        var error: EngineError?
+        init(executor: RingExecutor, entries: Int, choice: EngineChoice) {
             self.executor = executor
             self.entries = entries
+            self.choice = choice
         }
     }
 
@@ -131,145 +137,189 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     }
 
     /// Runs `body` with this executor as the task's preferred executor: its own code and the
-    /// child tasks it creates with `async let` and task groups run on the ring thread (an
-    /// unstructured `Task {}` does not inherit the preference).
+    /// child tasks it creates with `async let` and task groups run on the loop thread. An
+    /// unstructured `Task {}` does not inherit the preference; `Task(executorPreference:)` sets it.
     public func run<T: Sendable>(_ body: @Sendable () async throws -> T) async rethrows -> T {
         try await withTaskExecutorPreference(self) { try await body() }
     }
 
-    // MARK: Operations
+    // MARK: Submitting operations
 
     /// Submits `entry` and suspends until its completion; returns the raw result (`-errno` on
-    /// failure). The entry's memory must stay valid until then, which the awaiting caller
-    /// guarantees by not returning before this does. On task cancellation the executor submits
-    /// `IORING_OP_ASYNC_CANCEL`; this still returns only when the kernel has finished with the
-    /// request (with `-ECANCELED` when the cancel won, or the real result). After
-    /// `shutdownGracefully()` it returns `-ESHUTDOWN` without submitting.
+    /// failure). Memory the entry points to must stay valid until then, which the awaiting
+    /// caller guarantees by not returning before this does. On task cancellation the executor
+    /// asks the engine to cancel; this still returns only when the kernel has finished with the
+    /// request (with `-ECANCELED` when the cancel won, or the real result). Cancelled before
+    /// submission: nothing is submitted and the result is `-ECANCELED`. After
+    /// `shutdownGracefully()` it returns `-ESHUTDOWN` without submitting. An operation the
+    /// engine cannot perform returns `-EOPNOTSUPP` (the throwing APIs say which engine).
     public func submit(_ entry: SubmissionEntry) async -> Int32 {
-        let operation = Operation(entry)
+        if !engine.supports(entry) { return -EOPNOTSUPP }
+        return await submit(Operation(entry))
+    }
+
+    /// Submits a linked chain (e.g. write then fsync): `entries[i]` for `i < count - 1` should
+    /// carry `.link` (or `.hardLink`); returns every entry's result, in order. All entries enter
+    /// the submission queue together. At most 16 entries; io_uring only.
+    public func submitChain(_ entries: [SubmissionEntry]) async throws -> [Int32] {
+        guard !entries.isEmpty, entries.count <= Operation.maximumChain else { throw Errno.invalidArgument }
+        guard engineSelection.engine == .ioURing else {
+            throw EngineError.unsupported(operation: "linked chain", engine: engineSelection.engine)
+        }
+        let operation = Operation(entries[0])
+        operation.chain = Array(entries.dropFirst())
+        operation.results = Array(repeating: -ECANCELED, count: entries.count)
+        operation.pending = entries.count
+        let result = await submit(operation)
+        if result == -ESHUTDOWN && operation.submitted == false { throw Errno(rawValue: ESHUTDOWN) }
+        if Task.isCancelled && operation.results.contains(-ECANCELED) { throw CancellationError() }
+        return operation.results
+    }
+
+    func submit(_ operation: Operation) async -> Int32 {
         if Task.isCancelled { return -ECANCELED }  // cancelled before submission: nothing submitted
         return await withTaskCancellationHandler {
             await withUnsafeContinuation { continuation in
                 operation.continuation = continuation
-                if isOnLoopThread {
-                    localSubmissions.append(operation)
-                } else {
-                    let accepted = lock.withLock { () -> Bool in
-                        if exited { return false }
-                        remoteSubmissions.append(operation)
-                        return true
-                    }
-                    if accepted {
-                        wakeIfSleeping()
-                    } else {
-                        continuation.resume(returning: -ESHUTDOWN)
-                    }
-                }
+                if !enqueue(operation) { continuation.resume(returning: -ESHUTDOWN) }
             }
         } onCancel: {
-            if isOnLoopThread {
-                localCancels.append(operation)
-            } else {
-                lock.withLock { remoteCancels.append(operation) }
-                wakeIfSleeping()
-            }
+            requestCancel(operation)
         }
     }
 
-    /// Like `submit`, but throws: `CancellationError` when cancellation won, the `Errno` for
-    /// other failures.
+    /// Queues a record for the loop; false after shutdown. The record's continuation (if any)
+    /// must be set before this is called.
+    func enqueue(_ operation: Operation) -> Bool {
+        if isOnLoopThread {
+            localSubmissions.append(operation)
+            return true
+        }
+        let accepted = lock.withLock { () -> Bool in
+            if exited { return false }
+            remoteSubmissions.append(operation)
+            return true
+        }
+        if accepted { wakeIfSleeping() }
+        return accepted
+    }
+
+    /// Asks the loop to cancel `operation` (from any thread; harmless if it already finished).
+    func requestCancel(_ operation: Operation) {
+        if isOnLoopThread {
+            localCancels.append(operation)
+        } else {
+            lock.withLock { remoteCancels.append(operation) }
+            wakeIfSleeping()
+        }
+    }
+
+    /// Like `submit`, but throws: `CancellationError` when cancellation won,
+    /// `EngineError.unsupported` when the engine cannot do it, the `Errno` for other failures
+    /// (`timedOut` when an enclosing `withTimeout` deadline passed).
     func perform(_ entry: SubmissionEntry) async throws -> Int {
-        let result = await submit(entry)
+        if !engine.supports(entry) {
+            throw EngineError.unsupported(operation: entry.op.description, engine: engineSelection.engine)
+        }
+        let result: Int32
+        if let deadline = TimeoutScope.deadline {
+            guard engineSelection.engine == .ioURing else {
+                throw EngineError.unsupported(operation: "withTimeout", engine: engineSelection.engine)
+            }
+            result = await submit(entry, deadline: deadline)
+        } else {
+            result = await submit(Operation(entry))
+        }
         if result >= 0 { return Int(result) }
         if result == -ECANCELED && Task.isCancelled { throw CancellationError() }
         throw Errno(rawValue: -result)
     }
 
-    /// `IORING_OP_NOP` through the ring.
-    public func nop() async throws {
-        _ = try await perform(.nop())
+    /// Runs `body` on the loop thread with the executor's io_uring, for what the async API does
+    /// not wrap (registering files or buffers, buffer rings). Must be called on the loop thread
+    /// (e.g. from a task that prefers this executor); throws `unsupported` on other engines.
+    public func withRing<T, E: Error>(_ body: (inout Ring) throws(E) -> T) throws -> T {
+        precondition(isOnLoopThread, "withRing must be called on the executor's loop thread")
+        guard let uring = engine as? URingEngine else {
+            throw EngineError.unsupported(operation: "direct ring access", engine: engineSelection.engine)
+        }
+        return try body(&uring.ring)
     }
 
-    /// Reads into `buffer` at `offset` (`SubmissionEntry.currentPosition` for the file position).
-    /// Returns the bytes read (0 at end of file). The buffer is safe to reuse when this returns,
-    /// even after cancellation.
-    public func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, offset: UInt64) async throws -> Int {
-        try await perform(.read(fd, into: buffer, offset: offset))
-    }
-
-    /// Writes `buffer` at `offset`. Returns the bytes written.
-    public func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, offset: UInt64) async throws -> Int {
-        try await perform(.write(fd, from: buffer, offset: offset))
-    }
-
-    /// Sleeps on a ring timeout. Cancelling the task removes the armed timeout and throws
-    /// `CancellationError`.
-    public func sleep(for duration: Duration) async throws {
-        let timespec = UnsafeMutablePointer<KernelTimespec>.allocate(capacity: 1)
-        timespec.initialize(to: KernelTimespec(duration))
-        defer { timespec.deallocate() }  // safe: the kernel copied it long before completion
-        let result = await submit(.timeout(timespec))
-        if result == -ETIME || result == 0 { return }
-        if result == -ECANCELED { throw CancellationError() }
-        throw Errno(rawValue: -result)
+    /// A provided-buffer group id not used by another stream of this executor (loop thread).
+    func allocateBufferGroup() -> UInt16 {
+        defer { nextBufferGroup &+= 1 }
+        return nextBufferGroup
     }
 
     // MARK: Shutdown
 
     /// Stops the loop once every job has run and every operation has completed. Operations still
-    /// in flight after `deadline` are cancelled (their tasks resume with `CancellationError` or
-    /// their real result). Blocks the calling thread until the loop thread has exited; call it
-    /// from outside the executor.
+    /// in flight after `deadline` are cancelled (their tasks resume with `CancellationError`,
+    /// `ECANCELED` or their real result). Blocks the calling thread until the loop thread has
+    /// exited; call it from outside the executor. Later submissions fail with `ESHUTDOWN`.
     public func shutdownGracefully(deadline: Duration = .seconds(30)) {
         precondition(!isOnLoopThread, "shutdownGracefully() would wait for its own thread")
-        shutdownDeadline = ContinuousClock.now + deadline
-        stopping.store(true, ordering: .sequentiallyConsistent)
-        signalWake()
+        guard !stopping.exchange(true, ordering: .sequentiallyConsistent) else { return }
+        lock.withLock { shutdownDeadline = ContinuousClock.now + deadline }
+        engine.wake()
         pthread_join(joinHandle, nil)
     }
-
-    private var shutdownDeadline: ContinuousClock.Instant = .now
 
     // MARK: The loop
 
     private func wakeIfSleeping() {
         // Pairs with the loop's store before it re-checks the queues under the lock: either the
-        // loop sees our entry, or we see it asleep and write the eventfd.
-        if sleeping.load(ordering: .sequentiallyConsistent) { signalWake() }
+        // loop sees our entry, or we see it asleep and wake it.
+        guard sleeping.load(ordering: .sequentiallyConsistent) else { return }
+        // From another io_uring executor's loop thread, a MSG_RING costs that thread nothing
+        // until its next submit; from anywhere else, write the eventfd.
+        if let target = ringFD, let current = RingExecutor.current, current !== self, current.ringFD != nil {
+            current.pendingMessages.append(target)
+        } else {
+            engine.wake()
+        }
     }
 
-    private func signalWake() {
-        var one: UInt64 = 1
-        _ = Glibc.write(wakeFD, &one, 8)  // EAGAIN (counter full) still leaves it readable
+    /// The executor whose loop runs on this thread, if any.
+    static var current: RingExecutor? {
+        guard let raw = pthread_getspecific(currentKey) else { return nil }
+        return Unmanaged<RingExecutor>.fromOpaque(raw).takeUnretainedValue()
     }
+
+    private static let currentKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
 
     private func threadMain(_ context: StartContext) {
         // The loop thread's own identity, for isOnLoopThread before init has stored it.
         loopThread = pthread_self()
-        var options = RingOptions(flags: [.singleIssuer, .deferTaskRun, .taskRunFlag])
-        options.completionEntries = UInt32(clamping: max(context.entries, 1) * 4)
-        var ring: Ring
+        pthread_setspecific(Self.currentKey, Unmanaged.passUnretained(self).toOpaque())
         do {
-            ring = try Ring(entries: context.entries, options: options)
+            let (engine, selection) = try EngineFactory.make(context.choice, entries: context.entries)
+            engineStorage = engine
+            engineSelection = selection
+            ringFD = (engine as? URingEngine)?.ringFD
         } catch {
             context.error = error
             context.state.store(2, ordering: .releasing)
             return
         }
         context.state.store(1, ordering: .releasing)
-        runLoop(&ring)
+        runLoop()
+        pthread_setspecific(Self.currentKey, nil)
     }
 
-    /// Jobs run per tick before the loop looks at the ring again, so I/O keeps flowing under a
+    /// Jobs run per tick before the loop looks at the engine again, so I/O keeps flowing under a
     /// flood of runnable tasks.
     private static let jobBatch = 64
 
-    private func runLoop(_ ring: inout Ring) {
-        let wakeBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8, alignment: 8)
-        defer { wakeBuffer.deallocate() }
-        var wakeArmed = false
+    private func runLoop() {
+        let engine = self.engine
         var cancelledAllAfterDeadline = false
-        var reaped: [(UInt64, Int32)] = []
+        var reaped: [(UInt64, Int32, UInt32)] = []
         reaped.reserveCapacity(256)
 
         while true {
@@ -290,104 +340,49 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             }
 
             // 2. Run a bounded batch of ready jobs (they may enqueue more, and submissions).
-            // Two buffers swap roles so that steady state allocates nothing.
-            var ran = 0
-            while ran < Self.jobBatch && !localJobs.isEmpty {
-                swap(&localJobs, &runningJobs)
-                var index = 0
-                while index < runningJobs.count && ran < Self.jobBatch {
-                    runningJobs[index].runSynchronously(
-                        isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
-                    index += 1
-                    ran += 1
-                }
-                if index < runningJobs.count {
-                    // Over the batch limit: the rest go back ahead of jobs enqueued meanwhile.
-                    localJobs.insert(contentsOf: runningJobs[index...], at: 0)
-                }
-                runningJobs.removeAll(keepingCapacity: true)
-            }
+            runJobs()
 
             // 3. Cancellations first, so an operation cancelled before submission never starts.
-            if !localCancels.isEmpty {
-                let cancels = localCancels
-                localCancels.removeAll(keepingCapacity: true)
-                for operation in cancels where !operation.cancelRequested && !operation.completed {
-                    operation.cancelRequested = true
-                    // Submitted: ask the kernel. The record stays retained until its own
-                    // completion is reaped, so its token cannot name another operation.
-                    if operation.submitted
-                        && !ring.push(.cancel(userData: operation.token).userData(ReservedToken.cancel))
-                    {
-                        operation.cancelRequested = false
-                        localCancels.append(operation)  // SQ full: retry next tick
-                    }
-                }
-            }
+            if !localCancels.isEmpty { processCancels() }
 
-            // 4. Move queued submissions into the SQ; what does not fit waits for the next tick.
-            if !wakeArmed {
-                wakeArmed = ring.push(.read(FileDescriptor(rawValue: wakeFD), into: wakeBuffer, offset: 0).userData(ReservedToken.wake))
+            // 4. Hand queued operations to the engine; what does not fit waits for the next tick.
+            if !pendingMessages.isEmpty, let uring = engine as? URingEngine {
+                var sent = 0
+                while sent < pendingMessages.count && uring.message(pendingMessages[sent]) { sent += 1 }
+                pendingMessages.removeFirst(sent)
             }
-            var moved = 0
-            for operation in localSubmissions {
-                if operation.cancelRequested {
-                    finish(operation, result: -ECANCELED)
-                    moved += 1
-                    continue
-                }
-                guard ring.push(operation.entry.userData(operation.token)) else { break }
-                _ = Unmanaged.passRetained(operation)  // released when its completion is reaped
-                operation.submitted = true
-                inFlight += 1
-                moved += 1
-            }
-            if moved > 0 { localSubmissions.removeFirst(moved) }
+            if !localSubmissions.isEmpty { moveSubmissions(to: engine) }
 
             // 5. Shutdown: exit when idle; past the deadline, cancel what is left once.
-            if stopping.load(ordering: .acquiring) {
+            let isStopping = stopping.load(ordering: .acquiring)
+            if isStopping {
                 if localJobs.isEmpty && localSubmissions.isEmpty && inFlight == 0 { break }
-                if !cancelledAllAfterDeadline && ContinuousClock.now >= shutdownDeadline {
-                    _ = ring.push(.cancelAny().userData(ReservedToken.cancel))
+                let deadline = lock.withLock { shutdownDeadline }
+                if !cancelledAllAfterDeadline && ContinuousClock.now >= deadline {
+                    engine.cancelAll()
                     cancelledAllAfterDeadline = true
                 }
             }
 
             // 6. Submit; block only when nothing is runnable.
-            let mustWait = localJobs.isEmpty && localSubmissions.isEmpty
-            do {
-                if mustWait {
-                    sleeping.store(true, ordering: .sequentiallyConsistent)
-                    let pending = lock.withLock { !remoteJobs.isEmpty || !remoteSubmissions.isEmpty || !remoteCancels.isEmpty }
-                    if pending || stopping.load(ordering: .acquiring) && inFlight == 0 {
-                        sleeping.store(false, ordering: .relaxed)
-                        try ring.submit()
-                    } else {
-                        let timeout: Duration? = stopping.load(ordering: .acquiring) ? .milliseconds(10) : nil
-                        try ring.submitAndWait(1, timeout: timeout)
-                        sleeping.store(false, ordering: .relaxed)
-                    }
+            if localJobs.isEmpty && localSubmissions.isEmpty && localCancels.isEmpty {
+                sleeping.store(true, ordering: .sequentiallyConsistent)
+                let pending = lock.withLock { !remoteJobs.isEmpty || !remoteSubmissions.isEmpty || !remoteCancels.isEmpty }
+                if pending || isStopping && inFlight == 0 {
+                    sleeping.store(false, ordering: .relaxed)
+                    engine.submit(wait: false, timeout: nil)
                 } else {
-                    try ring.submit()
+                    engine.submit(wait: true, timeout: isStopping ? .milliseconds(10) : nil)
+                    sleeping.store(false, ordering: .relaxed)
                 }
-            } catch {
-                sleeping.store(false, ordering: .relaxed)
-                // EAGAIN/EBUSY: reap below, then try again next tick.
+            } else {
+                engine.submit(wait: false, timeout: nil)
             }
 
             // 7. Reap every completion, then resume (resuming may enqueue jobs locally).
             reaped.removeAll(keepingCapacity: true)
-            ring.forEachCompletion { reaped.append(($0.userData, $0.result)) }
-            for (token, result) in reaped {
-                if token == ReservedToken.wake {
-                    wakeArmed = false
-                } else if token >= ReservedToken.limit {
-                    let unmanaged = Operation.from(token: token)
-                    inFlight -= 1
-                    finish(unmanaged.takeUnretainedValue(), result: result)
-                    unmanaged.release()
-                }
-            }
+            engine.reap { reaped.append(($0, $1, $2)) }
+            for (token, result, flags) in reaped { complete(token: token, result: result, flags: flags) }
         }
         // Close the doors: later submissions fail with ESHUTDOWN, later jobs trap. Anything that
         // slipped in after the last check resumes with ESHUTDOWN rather than waiting forever.
@@ -398,15 +393,85 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             return left
         }
         for operation in stranded { finish(operation, result: -ESHUTDOWN) }
-        // Drain the armed wake read so the kernel lets go of `wakeBuffer` before it is freed.
-        if wakeArmed {
-            _ = ring.push(.cancel(userData: ReservedToken.wake).userData(ReservedToken.cancel))
-            var done = false
-            while !done {
-                _ = try? ring.submitAndWait(1, timeout: .milliseconds(100))
-                ring.forEachCompletion { if $0.userData == ReservedToken.wake { done = true } }
+        engine.close()
+    }
+
+    private func runJobs() {
+        // Two buffers swap roles so that steady state allocates nothing.
+        var ran = 0
+        while ran < Self.jobBatch && !localJobs.isEmpty {
+            swap(&localJobs, &runningJobs)
+            var index = 0
+            while index < runningJobs.count && ran < Self.jobBatch {
+                runningJobs[index].runSynchronously(
+                    isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+                index += 1
+                ran += 1
+            }
+            if index < runningJobs.count {
+                // Over the batch limit: the rest go back ahead of jobs enqueued meanwhile.
+                localJobs.insert(contentsOf: runningJobs[index...], at: 0)
+            }
+            runningJobs.removeAll(keepingCapacity: true)
+        }
+    }
+
+    private func processCancels() {
+        let cancels = localCancels
+        localCancels.removeAll(keepingCapacity: true)
+        for operation in cancels where !operation.cancelRequested && !operation.completed {
+            operation.cancelRequested = true
+            guard operation.submitted else { continue }  // not yet handed over: never will be
+            // Ask the engine for every entry still expected. The record stays retained until
+            // its last completion is reaped, so its token cannot name another operation.
+            for index in 0..<operation.entryCount
+            where operation.chain.isEmpty || operation.results[index] == -ECANCELED {
+                if !engine.cancel(token: operation.token + UInt64(index)) {
+                    operation.cancelRequested = false
+                    localCancels.append(operation)  // no room: retry next tick
+                    break
+                }
             }
         }
+    }
+
+    private func moveSubmissions(to engine: any IOEngine) {
+        var moved = 0
+        for operation in localSubmissions {
+            if operation.cancelRequested {
+                finish(operation, result: -ECANCELED)
+                moved += 1
+                continue
+            }
+            let count = operation.entryCount
+            guard engine.submissionSpace >= count else { break }
+            let token = operation.token
+            _ = engine.prepare(operation.entry, token: token)
+            for (index, entry) in operation.chain.enumerated() {
+                _ = engine.prepare(entry, token: token + UInt64(index + 1))
+            }
+            _ = Unmanaged.passRetained(operation)  // released when its last completion is reaped
+            operation.submitted = true
+            inFlight += 1
+            moved += 1
+        }
+        if moved > 0 { localSubmissions.removeFirst(moved) }
+    }
+
+    private func complete(token: UInt64, result: Int32, flags: UInt32) {
+        let (unmanaged, index) = Operation.from(token: token)
+        let operation = unmanaged.takeUnretainedValue()
+        if let onEach = operation.onEach {
+            onEach(result, flags)
+            if flags & CQEFlags.more.rawValue != 0 { return }  // more completions will follow
+        } else if !operation.chain.isEmpty {
+            operation.results[index] = result
+        }
+        operation.pending -= 1
+        guard operation.pending == 0 else { return }
+        inFlight -= 1
+        finish(operation, result: operation.chain.isEmpty ? result : operation.results[0])
+        unmanaged.release()
     }
 
     private func finish(_ operation: Operation, result: Int32) {

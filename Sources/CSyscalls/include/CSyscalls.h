@@ -1,12 +1,14 @@
 // Raw system-call wrappers for io_uring. Each returns the kernel's result, or -errno on failure,
-// and restores the caller's errno so no state leaks through the global. Nothing else lives here:
-// structures, constants and all logic are written in Swift (Sources/Ring).
+// and restores the caller's errno so no state leaks through the global. Besides those, only a few
+// one-line libc helpers that Swift's Glibc module hides (they need _GNU_SOURCE or a missing
+// header). Structures, constants and all logic are written in Swift (Sources/Ring, RingExec).
 #ifndef SWIFT_RING_CSYSCALLS_H
 #define SWIFT_RING_CSYSCALLS_H
 
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <aio.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -71,16 +73,32 @@ static inline int cs_gettid(void) {
 /// O_DIRECT, which glibc only defines under _GNU_SOURCE (so Swift's Glibc module lacks it).
 static inline int cs_o_direct(void) { return O_DIRECT; }
 
-/// eventfd(2), non-blocking and close-on-exec (Swift's Glibc module lacks <sys/eventfd.h>).
-/// Returns the fd or -errno.
-static inline int cs_eventfd(unsigned int initial) {
+/// eventfd(2), close-on-exec, non-blocking when `nonblocking` is non-zero. Returns the fd or -errno.
+static inline int cs_eventfd_mode(unsigned int initial, int nonblocking) {
     int saved = errno;
-    int fd = eventfd(initial, EFD_NONBLOCK | EFD_CLOEXEC);
+    int fd = eventfd(initial, EFD_CLOEXEC | (nonblocking ? EFD_NONBLOCK : 0));
     if (fd < 0) {
         fd = -errno;
         errno = saved;
     }
     return fd;
+}
+
+/// eventfd(2), non-blocking and close-on-exec (Swift's Glibc module lacks <sys/eventfd.h>).
+/// Returns the fd or -errno.
+static inline int cs_eventfd(unsigned int initial) {
+    return cs_eventfd_mode(initial, 1);
+}
+
+/// aio_init(3): glibc's POSIX aio tuning (a GNU extension, hidden from Swift's Glibc module).
+/// `threads` caps glibc's helper threads, `requests` sizes its request table, `idleSeconds` is
+/// how long an idle helper lingers.
+static inline void cs_aio_init(int threads, int requests, int idleSeconds) {
+    struct aioinit init = {0};
+    init.aio_threads = threads;
+    init.aio_num = requests;
+    init.aio_idle_time = idleSeconds;
+    aio_init(&init);
 }
 
 /// Reads the current errno (for wrappers around libc calls that report through it).

@@ -1,0 +1,293 @@
+import CSyscalls
+import Glibc
+import Ring
+import SystemPackage
+
+/// The kernel's `struct iocb` (linux/aio_abi.h, little endian), 64 bytes; libaio passes it
+/// through unchanged. A test checks every offset against the system header.
+struct AIOControlBlock {
+    var data: UInt64 = 0  // aio_data: returned in the event (our token)
+    var key: UInt32 = 0  // aio_key: set by the kernel
+    var rwFlags: UInt32 = 0  // aio_rw_flags: RWF_*
+    var opcode: UInt16 = 0  // aio_lio_opcode: IOCB_CMD_*
+    var priority: Int16 = 0  // aio_reqprio
+    var fd: UInt32 = 0  // aio_fildes
+    var buffer: UInt64 = 0  // aio_buf (iovec array for the vectored commands, events for poll)
+    var bytes: UInt64 = 0  // aio_nbytes (iovec count for the vectored commands)
+    var offset: Int64 = 0  // aio_offset
+    var reserved2: UInt64 = 0
+    var flags: UInt32 = 0  // aio_flags: IOCB_FLAG_*
+    var resultFD: UInt32 = 0  // aio_resfd: eventfd signalled on completion with IOCB_FLAG_RESFD
+
+    static let commandRead: UInt16 = 0  // IOCB_CMD_PREAD
+    static let commandWrite: UInt16 = 1  // IOCB_CMD_PWRITE
+    static let commandFsync: UInt16 = 2  // IOCB_CMD_FSYNC
+    static let commandFdatasync: UInt16 = 3  // IOCB_CMD_FDSYNC
+    static let commandPoll: UInt16 = 5  // IOCB_CMD_POLL
+    static let commandReadv: UInt16 = 7  // IOCB_CMD_PREADV
+    static let commandWritev: UInt16 = 8  // IOCB_CMD_PWRITEV
+    static let flagResultFD: UInt32 = 1 << 0  // IOCB_FLAG_RESFD
+}
+
+/// The kernel's `struct io_event`, 32 bytes.
+struct AIOEvent {
+    var data: UInt64 = 0
+    var object: UInt64 = 0
+    var result: Int64 = 0
+    var result2: Int64 = 0
+}
+
+/// libaio's five entry points, resolved from `libaio.so.1` at run time so the package builds
+/// (and the other engines work) on machines without libaio. libaio returns `-errno` directly.
+struct LibAIO: @unchecked Sendable {
+    typealias Setup = @convention(c) (Int32, UnsafeMutablePointer<OpaquePointer?>) -> Int32
+    typealias Destroy = @convention(c) (OpaquePointer?) -> Int32
+    // Swift structs are not C types, so control blocks and events pass as raw pointers.
+    typealias Submit = @convention(c) (OpaquePointer?, Int, UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> Int32
+    typealias Cancel = @convention(c) (OpaquePointer?, UnsafeMutableRawPointer, UnsafeMutableRawPointer) -> Int32
+    typealias GetEvents = @convention(c) (OpaquePointer?, Int, Int, UnsafeMutableRawPointer, UnsafeMutablePointer<timespec>?) -> Int32
+
+    let setup: Setup
+    let destroy: Destroy
+    let submit: Submit
+    let cancel: Cancel
+    let getEvents: GetEvents
+
+    static let libraryName = "libaio.so.1"
+
+    /// The library, or why it cannot be loaded. Loaded once; never unloaded.
+    static let shared: Result<LibAIO, EngineError> = {
+        guard let handle = dlopen(libraryName, RTLD_NOW | RTLD_LOCAL) else {
+            let detail = dlerror().map { String(cString: $0) } ?? "not found"
+            return .failure(.unavailable(
+                engine: .libaio,
+                reason: "\(libraryName) could not be loaded (install the libaio1 package; libaio1t64 on newer distributions): \(detail)"))
+        }
+        func symbol<T>(_ name: String, as type: T.Type) -> T? {
+            dlsym(handle, name).map { unsafeBitCast($0, to: type) }
+        }
+        guard let setup = symbol("io_setup", as: Setup.self), let destroy = symbol("io_destroy", as: Destroy.self),
+            let submit = symbol("io_submit", as: Submit.self), let cancel = symbol("io_cancel", as: Cancel.self),
+            let getEvents = symbol("io_getevents", as: GetEvents.self)
+        else {
+            return .failure(.unavailable(engine: .libaio, reason: "\(libraryName) lacks the io_* entry points"))
+        }
+        return .success(LibAIO(setup: setup, destroy: destroy, submit: submit, cancel: cancel, getEvents: getEvents))
+    }()
+}
+
+/// Linux native AIO through libaio. Every control block asks the kernel to signal one eventfd
+/// on completion (`IOCB_FLAG_RESFD`); other threads' wake-ups write the same eventfd, so the
+/// loop waits on one thing with `poll(2)`. NOP completes at once and timeouts are kept by the
+/// engine (native AIO has neither).
+final class LibAIOEngine: IOEngine {
+    private let aio: LibAIO
+    private var context: OpaquePointer?
+    private let capacity: Int
+    private let blocks: UnsafeMutablePointer<AIOControlBlock>
+    private let events: UnsafeMutablePointer<AIOEvent>
+    private var inUse: [Bool]
+    private var freeSlots: [Int]
+    /// Prepared, not yet accepted by `io_submit`.
+    private var queued: [UnsafeMutableRawPointer?] = []
+    /// Completions produced by the engine itself (NOP, timers, refused submissions, cancels).
+    private var immediate: [(UInt64, Int32)] = []
+    private var timers = SoftTimers()
+    private let eventFD: Int32
+
+    var kind: EngineKind { .libaio }
+
+    init(entries: Int) throws(EngineError) {
+        let aio: LibAIO
+        switch LibAIO.shared {
+        case .success(let loaded): aio = loaded
+        case .failure(let error): throw error
+        }
+        self.aio = aio
+        capacity = max(entries, 1)
+        var context: OpaquePointer?
+        let result = aio.setup(Int32(clamping: capacity), &context)
+        guard result == 0 else {
+            let errno = Errno(rawValue: -result)
+            var reason = "io_setup failed: \(errno)"
+            if errno == .resourceTemporarilyUnavailable {
+                let limit = KernelSettings.readInteger("/proc/sys/fs/aio-max-nr").map(String.init) ?? "?"
+                let used = KernelSettings.readInteger("/proc/sys/fs/aio-nr").map(String.init) ?? "?"
+                reason += " (the system-wide limit fs.aio-max-nr=\(limit) is reached: aio-nr=\(used); raise it with sysctl)"
+            } else if errno == .noFunction || errno == .notPermitted {
+                reason += " (the system call is blocked, e.g. by a seccomp profile)"
+            }
+            throw .unavailable(engine: .libaio, reason: reason)
+        }
+        self.context = context
+        let fd = cs_eventfd(0)
+        guard fd >= 0 else {
+            _ = aio.destroy(context)
+            throw .unavailable(engine: .libaio, reason: "eventfd failed: \(Errno(rawValue: -fd))")
+        }
+        eventFD = fd
+        blocks = .allocate(capacity: capacity)
+        blocks.initialize(repeating: AIOControlBlock(), count: capacity)
+        events = .allocate(capacity: capacity)
+        events.initialize(repeating: AIOEvent(), count: capacity)
+        inUse = Array(repeating: false, count: capacity)
+        freeSlots = Array((0..<capacity).reversed())
+        queued.reserveCapacity(capacity)
+    }
+
+    deinit {
+        if context != nil { _ = aio.destroy(context) }
+        Glibc.close(eventFD)
+        blocks.deallocate()
+        events.deallocate()
+    }
+
+    func supports(_ entry: SubmissionEntry) -> Bool {
+        // Links, drains, fixed files and buffer selection are io_uring concepts.
+        let allowed: SQEFlags = [.async]
+        guard entry.sqeFlags.isSubset(of: allowed) else { return false }
+        switch entry.op {
+        case .nop, .read, .write, .readv, .writev, .fsync: return true
+        case .pollAdd: return entry.len == 0  // one-shot only
+        case .timeout: return entry.off == 0  // time only, no completion counts
+        default: return false
+        }
+    }
+
+    var submissionSpace: Int { freeSlots.count }
+
+    func prepare(_ entry: SubmissionEntry, token: UInt64) -> Bool {
+        switch entry.op {
+        case .nop:
+            immediate.append((token, 0))
+            return true
+        case .timeout:
+            timers.add(entry, token: token)
+            return true
+        default: break
+        }
+        guard let slot = freeSlots.popLast() else { return false }
+        var block = AIOControlBlock()
+        block.data = token
+        block.fd = UInt32(bitPattern: entry.fd)
+        block.flags = AIOControlBlock.flagResultFD
+        block.resultFD = UInt32(eventFD)
+        switch entry.op {
+        case .read, .write, .readv, .writev:
+            block.opcode =
+                switch entry.op {
+                case .read: AIOControlBlock.commandRead
+                case .write: AIOControlBlock.commandWrite
+                case .readv: AIOControlBlock.commandReadv
+                default: AIOControlBlock.commandWritev
+                }
+            block.buffer = entry.addr
+            block.bytes = UInt64(entry.len)
+            block.offset = Int64(bitPattern: entry.off)
+            block.rwFlags = entry.opFlags
+        case .fsync:
+            let dataOnly = entry.opFlags & FsyncFlags.dataSync.rawValue != 0
+            block.opcode = dataOnly ? AIOControlBlock.commandFdatasync : AIOControlBlock.commandFsync
+        case .pollAdd:
+            block.opcode = AIOControlBlock.commandPoll
+            block.buffer = UInt64(entry.opFlags)
+        default:
+            freeSlots.append(slot)
+            immediate.append((token, -EOPNOTSUPP))
+            return true
+        }
+        blocks[slot] = block
+        inUse[slot] = true
+        queued.append(UnsafeMutableRawPointer(blocks + slot))
+        return true
+    }
+
+    private func release(_ block: UnsafeMutableRawPointer) {
+        let slot = block.assumingMemoryBound(to: AIOControlBlock.self) - blocks
+        inUse[slot] = false
+        freeSlots.append(slot)
+    }
+
+    func cancel(token: UInt64) -> Bool {
+        if timers.remove(token) {
+            immediate.append((token, -ECANCELED))
+            return true
+        }
+        if let index = queued.firstIndex(where: { $0!.load(as: UInt64.self) == token }) {
+            release(queued.remove(at: index)!)
+            immediate.append((token, -ECANCELED))
+            return true
+        }
+        for slot in 0..<capacity where inUse[slot] && blocks[slot].data == token {
+            // Only some commands (poll) can be cancelled; either way the event still arrives
+            // through the completion ring, which is what the executor waits for.
+            var ignored = AIOEvent()
+            _ = aio.cancel(context, UnsafeMutableRawPointer(blocks + slot), &ignored)
+        }
+        return true
+    }
+
+    func cancelAll() {
+        for token in timers.tokens { _ = cancel(token: token) }
+        for block in queued { _ = cancel(token: block!.load(as: UInt64.self)) }
+        for slot in 0..<capacity where inUse[slot] { _ = cancel(token: blocks[slot].data) }
+    }
+
+    private func flush() {
+        while !queued.isEmpty {
+            let count = queued.count
+            let result = queued.withUnsafeMutableBufferPointer { aio.submit(context, count, $0.baseAddress!) }
+            if result > 0 {
+                queued.removeFirst(Int(result))
+            } else if result == -EAGAIN {
+                return  // out of kernel resources: retry after some complete
+            } else {
+                // The first block was refused (e.g. a bad fd): complete it with the error.
+                let refused = queued.removeFirst()!
+                immediate.append((refused.load(as: UInt64.self), result == 0 ? -EIO : result))
+                release(refused)
+            }
+        }
+    }
+
+    func submit(wait: Bool, timeout: Duration?) {
+        flush()
+        guard wait, immediate.isEmpty else { return }
+        var descriptor = pollfd(fd: eventFD, events: Int16(POLLIN), revents: 0)
+        let limit = shorter(timeout, timers.untilNearest())
+        _ = poll(&descriptor, 1, pollMilliseconds(limit))  // EINTR: the loop simply comes back
+    }
+
+    func reap(_ body: (UInt64, Int32, UInt32) -> Void) {
+        // Reset the eventfd first: a completion after this read leaves it readable again.
+        var counter: UInt64 = 0
+        _ = Glibc.read(eventFD, &counter, 8)
+        timers.expire { immediate.append(($0, -ETIME)) }
+        var zero = timespec()
+        while true {
+            let count = aio.getEvents(context, 0, capacity, UnsafeMutableRawPointer(events), &zero)
+            guard count > 0 else { break }
+            for index in 0..<Int(count) {
+                let event = events[index]
+                release(UnsafeMutableRawPointer(bitPattern: UInt(event.object))!)
+                body(event.data, Int32(clamping: event.result), 0)
+            }
+            if Int(count) < capacity { break }
+        }
+        if !immediate.isEmpty {
+            let ready = immediate
+            immediate.removeAll(keepingCapacity: true)
+            for (token, result) in ready { body(token, result, 0) }
+        }
+    }
+
+    func wake() {
+        var one: UInt64 = 1
+        _ = Glibc.write(eventFD, &one, 8)
+    }
+
+    func close() {
+        if context != nil { _ = aio.destroy(context) }  // waits for anything still in the kernel
+        context = nil
+    }
+}

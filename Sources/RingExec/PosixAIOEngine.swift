@@ -1,0 +1,246 @@
+import CSyscalls
+import Glibc
+import Ring
+import SystemPackage
+
+/// glibc's POSIX aio: reads and writes go out in batches with `lio_listio`, fsync with
+/// `aio_fsync`; glibc's helper threads perform them (requests on one file descriptor run one at
+/// a time, which is why this engine stays near the disk's single-request rate at any depth).
+///
+/// Waiting: the loop blocks in `aio_suspend` on everything in flight plus one `aio_read` of a
+/// blocking eventfd that other threads write to wake it, so there is no polling and no timer
+/// loop. NOP completes at once and timeouts are kept by the engine.
+final class PosixAIOEngine: IOEngine {
+    private let capacity: Int
+    private let blocks: UnsafeMutablePointer<aiocb>
+    private var tokens: [UInt64]
+    private var inUse: [Bool]
+    private var freeSlots: [Int]
+    /// Slots handed to glibc and not yet reaped.
+    private var inFlight: [Int] = []
+    /// Read/write slots prepared since the last `lio_listio`.
+    private var batch: [UnsafeMutablePointer<aiocb>?] = []
+    private var immediate: [(UInt64, Int32)] = []
+    private var timers = SoftTimers()
+    /// The wake-up: a blocking eventfd with an `aio_read` kept armed on it.
+    private let wakeFD: Int32
+    private let wakeBlock: UnsafeMutablePointer<aiocb>
+    private let wakeBuffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    private var wakeArmed = false
+    /// Scratch list for `aio_suspend`.
+    private var waitList: [UnsafePointer<aiocb>?] = []
+
+    var kind: EngineKind { .posixAIO }
+
+    init(entries: Int) throws(EngineError) {
+        capacity = max(entries, 1)
+        let fd = cs_eventfd_mode(0, 0)  // blocking: a glibc helper thread sleeps in read(2)
+        guard fd >= 0 else {
+            wakeBuffer.deallocate()
+            throw .unavailable(engine: .posixAIO, reason: "eventfd failed: \(Errno(rawValue: -fd))")
+        }
+        wakeFD = fd
+        blocks = .allocate(capacity: capacity)
+        blocks.initialize(repeating: aiocb(), count: capacity)
+        wakeBlock = .allocate(capacity: 1)
+        wakeBlock.initialize(to: aiocb())
+        tokens = Array(repeating: 0, count: capacity)
+        inUse = Array(repeating: false, count: capacity)
+        freeSlots = Array((0..<capacity).reversed())
+        inFlight.reserveCapacity(capacity)
+        waitList.reserveCapacity(capacity + 1)
+    }
+
+    deinit {
+        Glibc.close(wakeFD)
+        blocks.deallocate()
+        wakeBlock.deallocate()
+        wakeBuffer.deallocate()
+    }
+
+    /// glibc's tuning knobs (`aio_init(3)`): at most `threads` helper threads, a request table
+    /// sized for `requests`, idle helpers exit after `idleSeconds`. Effective only before the
+    /// process's first aio request.
+    static func tune(threads: Int, requests: Int, idleSeconds: Int) {
+        cs_aio_init(Int32(clamping: threads), Int32(clamping: requests), Int32(clamping: idleSeconds))
+    }
+
+    func supports(_ entry: SubmissionEntry) -> Bool {
+        guard entry.sqeFlags.isSubset(of: [.async]) else { return false }
+        switch entry.op {
+        // POSIX aio has no per-request RWF_* flags and no file-position mode.
+        case .read, .write: return entry.opFlags == 0 && entry.off != SubmissionEntry.currentPosition
+        case .nop, .fsync: return true
+        case .timeout: return entry.off == 0
+        default: return false
+        }
+    }
+
+    var submissionSpace: Int { freeSlots.count }
+
+    func prepare(_ entry: SubmissionEntry, token: UInt64) -> Bool {
+        switch entry.op {
+        case .nop:
+            immediate.append((token, 0))
+            return true
+        case .timeout:
+            timers.add(entry, token: token)
+            return true
+        default: break
+        }
+        guard let slot = freeSlots.popLast() else { return false }
+        let block = blocks + slot
+        block.initialize(to: aiocb())
+        block.pointee.aio_fildes = entry.fd
+        block.pointee.aio_sigevent.sigev_notify = Int32(SIGEV_NONE)
+        tokens[slot] = token
+        inUse[slot] = true
+        switch entry.op {
+        case .read, .write:
+            block.pointee.aio_lio_opcode = Int32(entry.op == .read ? LIO_READ : LIO_WRITE)
+            block.pointee.aio_buf = UnsafeMutableRawPointer(bitPattern: UInt(entry.addr))
+            block.pointee.aio_nbytes = Int(entry.len)
+            block.pointee.aio_offset = Int(bitPattern: UInt(entry.off))
+            batch.append(block)
+        case .fsync:
+            let dataOnly = entry.opFlags & FsyncFlags.dataSync.rawValue != 0
+            if aio_fsync(dataOnly ? O_DSYNC : O_SYNC, block) != 0 {
+                immediate.append((token, -cs_errno()))
+                release(slot)
+            } else {
+                inFlight.append(slot)
+            }
+        default:
+            release(slot)
+            immediate.append((token, -EOPNOTSUPP))
+        }
+        return true
+    }
+
+    private func release(_ slot: Int) {
+        inUse[slot] = false
+        freeSlots.append(slot)
+    }
+
+    func cancel(token: UInt64) -> Bool {
+        if timers.remove(token) {
+            immediate.append((token, -ECANCELED))
+            return true
+        }
+        if let index = batch.firstIndex(where: { tokens[$0! - blocks] == token }) {
+            let slot = batch.remove(at: index)! - blocks
+            release(slot)
+            immediate.append((token, -ECANCELED))
+            return true
+        }
+        for slot in inFlight where tokens[slot] == token {
+            // AIO_CANCELED: it now reports ECANCELED; AIO_NOTCANCELED: it will finish. Either way
+            // the reap below sees it only when glibc is done with the buffer.
+            _ = aio_cancel(blocks[slot].aio_fildes, blocks + slot)
+        }
+        return true
+    }
+
+    func cancelAll() {
+        for token in timers.tokens { _ = cancel(token: token) }
+        for block in batch { _ = cancel(token: tokens[block! - blocks]) }
+        for slot in inFlight { _ = aio_cancel(blocks[slot].aio_fildes, blocks + slot) }
+    }
+
+    private func flush() {
+        guard !batch.isEmpty else { return }
+        // Requests glibc refused carry their error in the control block (aio_error), so a
+        // failed call needs no special path: the reap scan reports each block.
+        _ = batch.withUnsafeMutableBufferPointer {
+            lio_listio(Int32(LIO_NOWAIT), $0.baseAddress!, Int32($0.count), nil)
+        }
+        for block in batch { inFlight.append(block! - blocks) }
+        batch.removeAll(keepingCapacity: true)
+    }
+
+    private func armWake() {
+        guard !wakeArmed else { return }
+        wakeBlock.initialize(to: aiocb())
+        wakeBlock.pointee.aio_fildes = wakeFD
+        wakeBlock.pointee.aio_buf = UnsafeMutableRawPointer(wakeBuffer)
+        wakeBlock.pointee.aio_nbytes = 8
+        wakeBlock.pointee.aio_sigevent.sigev_notify = Int32(SIGEV_NONE)
+        wakeArmed = aio_read(wakeBlock) == 0
+    }
+
+    func submit(wait: Bool, timeout: Duration?) {
+        flush()
+        armWake()
+        guard wait, immediate.isEmpty else { return }
+        waitList.removeAll(keepingCapacity: true)
+        for slot in inFlight { waitList.append(UnsafePointer(blocks + slot)) }
+        if wakeArmed { waitList.append(UnsafePointer(wakeBlock)) }
+        var limit = shorter(timeout, timers.untilNearest())
+        if !wakeArmed { limit = shorter(limit, .milliseconds(1)) }  // no wake-up armed: do not sleep long
+        if waitList.isEmpty {
+            if let limit { var spec = timespec(limit); nanosleep(&spec, nil) }
+            return
+        }
+        if let limit {
+            var spec = timespec(limit)
+            _ = aio_suspend(waitList, Int32(waitList.count), &spec)
+        } else {
+            _ = aio_suspend(waitList, Int32(waitList.count), nil)
+        }
+    }
+
+    func reap(_ body: (UInt64, Int32, UInt32) -> Void) {
+        if wakeArmed && aio_error(wakeBlock) != EINPROGRESS {
+            _ = aio_return(wakeBlock)
+            wakeArmed = false
+        }
+        timers.expire { immediate.append(($0, -ETIME)) }
+        var index = 0
+        while index < inFlight.count {
+            let slot = inFlight[index]
+            let block = blocks + slot
+            let error = aio_error(block)
+            if error == EINPROGRESS {
+                index += 1
+                continue
+            }
+            let returned = aio_return(block)
+            let result = error == 0 ? Int32(clamping: returned) : -error
+            inFlight.swapAt(index, inFlight.count - 1)
+            inFlight.removeLast()
+            let token = tokens[slot]
+            release(slot)
+            body(token, result, 0)
+        }
+        if !immediate.isEmpty {
+            let ready = immediate
+            immediate.removeAll(keepingCapacity: true)
+            for (token, result) in ready { body(token, result, 0) }
+        }
+    }
+
+    func wake() {
+        var one: UInt64 = 1
+        _ = Glibc.write(wakeFD, &one, 8)
+    }
+
+    func close() {
+        // Complete the armed wake read so glibc lets go of `wakeBuffer` before it is freed.
+        guard wakeArmed else { return }
+        wake()
+        while aio_error(wakeBlock) == EINPROGRESS {
+            var list: [UnsafePointer<aiocb>?] = [UnsafePointer(wakeBlock)]
+            var spec = timespec(Duration.milliseconds(100))
+            _ = aio_suspend(&list, 1, &spec)
+        }
+        _ = aio_return(wakeBlock)
+        wakeArmed = false
+    }
+}
+
+extension timespec {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self.init(tv_sec: Int(max(0, seconds)), tv_nsec: Int(max(0, attoseconds / 1_000_000_000)))
+    }
+}

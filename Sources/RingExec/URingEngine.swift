@@ -1,0 +1,104 @@
+import CSyscalls
+import Glibc
+import Ring
+import SystemPackage
+
+/// The io_uring engine: one ring with `SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG`, created on
+/// the loop thread (the only thread that may submit to it). Other threads wake it through an
+/// eventfd whose read is kept armed in the ring; another ring's loop thread can wake it with
+/// `IORING_OP_MSG_RING` instead, which costs that thread no system call of its own.
+final class URingEngine: IOEngine {
+    var ring: Ring
+    private let wakeFD: Int32
+    private let wakeBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8, alignment: 8)
+    private var wakeArmed = false
+
+    var kind: EngineKind { .ioURing }
+
+    init(entries: Int) throws(EngineError) {
+        var options = RingOptions(flags: [.singleIssuer, .deferTaskRun, .taskRunFlag])
+        options.completionEntries = UInt32(clamping: max(entries, 1) * 4)
+        do {
+            ring = try Ring(entries: entries, options: options)
+        } catch {
+            wakeBuffer.deallocate()
+            throw .unavailable(engine: .ioURing, reason: error.description)
+        }
+        let fd = cs_eventfd(0)
+        guard fd >= 0 else {
+            wakeBuffer.deallocate()
+            throw .unavailable(engine: .ioURing, reason: "eventfd failed: \(Errno(rawValue: -fd))")
+        }
+        wakeFD = fd
+    }
+
+    deinit {
+        Glibc.close(wakeFD)
+        wakeBuffer.deallocate()  // `close()` made sure the kernel let go of it
+    }
+
+    /// The ring's own fd, the target of `MSG_RING` wake-ups from other rings.
+    var ringFD: FileDescriptor { ring.fd }
+
+    func supports(_ entry: SubmissionEntry) -> Bool { true }  // the kernel decides (-EINVAL)
+
+    var submissionSpace: Int { ring.submissionSpace }
+
+    func prepare(_ entry: SubmissionEntry, token: UInt64) -> Bool {
+        ring.push(entry.userData(token))
+    }
+
+    func cancel(token: UInt64) -> Bool {
+        ring.push(.cancel(userData: token).userData(ReservedToken.ignored))
+    }
+
+    func cancelAll() {
+        _ = ring.push(.cancelAny().userData(ReservedToken.ignored))
+    }
+
+    /// Posts a completion to another ring (its loop wakes if it waits); no system call here, it
+    /// goes with this loop's next submit. False when the SQ is full.
+    func message(_ target: FileDescriptor) -> Bool {
+        let entry = SubmissionEntry.messageRing(target, result: 0, userData: ReservedToken.ignored)
+        return ring.push(entry.userData(ReservedToken.ignored).flags(.skipSuccess))
+    }
+
+    func submit(wait: Bool, timeout: Duration?) {
+        if !wakeArmed {
+            let read = SubmissionEntry.read(FileDescriptor(rawValue: wakeFD), into: wakeBuffer, offset: 0)
+            wakeArmed = ring.push(read.userData(ReservedToken.wake))
+        }
+        // EINTR is retried inside; EAGAIN/EBUSY mean "reap, then retry", which the loop does.
+        if wait {
+            _ = try? ring.submitAndWait(1, timeout: timeout)
+        } else {
+            _ = try? ring.submit()
+        }
+    }
+
+    func reap(_ body: (UInt64, Int32, UInt32) -> Void) {
+        ring.forEachCompletion { completion in
+            let token = completion.userData
+            if token >= ReservedToken.limit {
+                body(token, completion.result, completion.rawFlags)
+            } else if token == ReservedToken.wake {
+                wakeArmed = false
+            }
+        }
+    }
+
+    func wake() {
+        var one: UInt64 = 1
+        _ = Glibc.write(wakeFD, &one, 8)  // EAGAIN (counter full) still leaves it readable
+    }
+
+    func close() {
+        // Drain the armed wake read so the kernel lets go of `wakeBuffer` before it is freed.
+        guard wakeArmed else { return }
+        _ = ring.push(.cancel(userData: ReservedToken.wake).userData(ReservedToken.ignored))
+        while wakeArmed {
+            _ = try? ring.submitAndWait(1, timeout: .milliseconds(100))
+            reap { _, _, _ in }
+        }
+    }
+}
