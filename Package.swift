@@ -59,7 +59,7 @@ let package = Package(
         // Test-only: installs a seccomp filter, then reports what the library does under it.
         .executableTarget(
             name: "ring-fault-helper",
-            dependencies: ["Ring", "CSyscalls"],
+            dependencies: ["Ring", "RingExec", "CSyscalls", .product(name: "SystemPackage", package: "swift-system")],
             path: "Tests/FaultHelper",
             swiftSettings: strict
         ),

@@ -219,7 +219,9 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// (`timedOut` when an enclosing `withTimeout` deadline passed).
     func perform(_ entry: SubmissionEntry) async throws -> Int {
         if !engine.supports(entry) {
-            throw EngineError.unsupported(operation: entry.op.description, engine: engineSelection.engine)
+            // "IORING_OP_ACCEPT" -> "accept": the engine-neutral name of the operation.
+            let name = String(entry.op.kernelName.dropFirst("IORING_OP_".count)).lowercased()
+            throw EngineError.unsupported(operation: name, engine: engineSelection.engine)
         }
         let result: Int32
         if let deadline = TimeoutScope.deadline {

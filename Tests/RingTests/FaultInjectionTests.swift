@@ -22,7 +22,7 @@ import Ring
         return nil
     }
 
-    static func runHelper(_ arguments: [String]) throws -> String? {
+    static func runHelper(_ arguments: [String], environment: [String: String] = [:]) throws -> String? {
         guard let path = helperPath else {
             print("SKIP FaultInjectionTests: ring-fault-helper not built next to the tests (run `swift build` first)")
             return nil
@@ -30,6 +30,10 @@ import Ring
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "SWIFT_RING_ENGINE")
+        env.merge(environment) { $1 }
+        process.environment = env
         let pipe = Pipe()
         process.standardOutput = pipe
         try process.run()
@@ -53,5 +57,41 @@ import Ring
     @Test func withoutFilterIoUringWorks() throws {
         guard let out = try Self.runHelper([]) else { return }
         #expect(out == "available")
+    }
+
+    // Engine fallback (issue 5): the helper starts a RingExecutor with `.automatic`, does a
+    // write and a read through it, and reports the engine and why others were passed over.
+
+    @Test(arguments: ["ENOSYS", "EPERM"])
+    func automaticFallsBackToLibaio(errno name: String) throws {
+        guard let out = try Self.runHelper(["--engine", "io_uring_setup=\(name)"]) else { return }
+        guard FileManager.default.fileExists(atPath: "/usr/lib/x86_64-linux-gnu/libaio.so.1") else {
+            print("SKIP libaio fallback: libaio.so.1 is not installed (apt-get install libaio1)")
+            #expect(out.hasPrefix("engine=posix-aio io=ok"), "\(out)")
+            return
+        }
+        #expect(out.hasPrefix("engine=libaio io=ok"), "\(out)")
+        #expect(out.contains("passed-over io_uring: io_uring setup failed"), "\(out)")
+        #expect(out.contains("seccomp"), "\(out)")
+    }
+
+    @Test(arguments: ["ENOSYS", "EPERM"])
+    func automaticFallsBackToPosixAIO(errno name: String) throws {
+        guard let out = try Self.runHelper(["--engine", "io_uring_setup=\(name)", "io_setup=\(name)"]) else { return }
+        #expect(out.hasPrefix("engine=posix-aio io=ok"), "\(out)")
+        #expect(out.contains("passed-over io_uring:"), "\(out)")
+        #expect(out.contains("passed-over libaio:"), "\(out)")
+    }
+
+    @Test func automaticPrefersIoUring() throws {
+        guard let out = try Self.runHelper(["--engine"]) else { return }
+        #expect(out == "engine=io_uring io=ok")
+    }
+
+    @Test func environmentOverridesAutomatic() throws {
+        guard let out = try Self.runHelper(["--engine"], environment: ["SWIFT_RING_ENGINE": "posix-aio"]) else { return }
+        #expect(out == "engine=posix-aio io=ok")
+        guard let bad = try Self.runHelper(["--engine"], environment: ["SWIFT_RING_ENGINE": "bogus"]) else { return }
+        #expect(bad.hasPrefix("error SWIFT_RING_ENGINE=bogus names no engine"), "\(bad)")
     }
 }

@@ -1,0 +1,81 @@
+import Glibc
+import RingExec
+import SystemPackage
+
+/// A temporary file under /tmp (ext4 here, so O_DIRECT works), removed by `remove()`.
+struct TemporaryFile {
+    let path: String
+    let fd: FileDescriptor
+
+    init(direct: Bool = false, contents: [UInt8] = []) throws {
+        var template = Array("/tmp/ringexec-test-XXXXXX".utf8CString)
+        let raw = mkstemp(&template)
+        guard raw >= 0 else { throw Errno(rawValue: errno) }
+        path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        if !contents.isEmpty {
+            let written = try contents.withUnsafeBytes { try FileDescriptor(rawValue: raw).writeAll(toAbsoluteOffset: 0, $0) }
+            precondition(written == contents.count)
+        }
+        if direct {
+            Glibc.close(raw)
+            fd = try FileDescriptor.open(FilePath(path), .readWrite, options: .direct)
+        } else {
+            fd = FileDescriptor(rawValue: raw)
+        }
+    }
+
+    func remove() {
+        try? fd.close()
+        unlink(path)
+    }
+}
+
+/// The byte the test pattern holds at `offset`: varies within and across blocks, so a read from
+/// the wrong place or a torn buffer shows.
+func patternByte(_ offset: Int) -> UInt8 {
+    UInt8(truncatingIfNeeded: (offset &* 31) ^ (offset >> 12) ^ 0x5a)
+}
+
+func pattern(count: Int, from start: Int = 0) -> [UInt8] {
+    (start..<start + count).map(patternByte)
+}
+
+/// An executor on `engine`, or nil (with the reason printed) where that engine is unavailable.
+func makeExecutor(_ engine: EngineKind, entries: Int = 64) throws -> RingExecutor? {
+    do {
+        return try RingExecutor(entries: entries, engine: .only(engine))
+    } catch EngineError.unavailable(let kind, let reason) {
+        print("SKIP \(kind) engine tests: \(reason)")
+        return nil
+    }
+}
+
+/// Page-aligned memory for O_DIRECT.
+func alignedBuffer(_ count: Int) -> UnsafeMutableRawBufferPointer {
+    UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 4096)
+}
+
+/// A pipe; both ends closed by `close()`.
+struct Pipe {
+    let read: FileDescriptor
+    let write: FileDescriptor
+    init() throws {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { throw Errno(rawValue: errno) }
+        read = FileDescriptor(rawValue: fds[0])
+        write = FileDescriptor(rawValue: fds[1])
+    }
+    func close() {
+        try? read.close()
+        try? write.close()
+    }
+}
+
+/// Whether `bytes` equals `expected[offset..<offset + bytes.count]` (memcmp: debug builds are
+/// slow at element-wise comparison).
+func sameBytes(_ bytes: [UInt8], _ expected: [UInt8], at offset: Int) -> Bool {
+    guard offset + bytes.count <= expected.count else { return false }
+    return bytes.withUnsafeBytes { a in
+        expected.withUnsafeBytes { b in memcmp(a.baseAddress!, b.baseAddress! + offset, a.count) == 0 }
+    }
+}
