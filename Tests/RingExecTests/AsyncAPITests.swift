@@ -1,0 +1,257 @@
+import Glibc
+import Ring
+import RingExec
+import SystemPackage
+import Testing
+
+/// The io_uring-only parts of the async API against the real kernel.
+@Suite struct AsyncAPITests {
+    @Test func filesByName() async throws {
+        let executor = try RingExecutor(entries: 32)
+        defer { executor.shutdownGracefully() }
+        let directory = FilePath("/tmp/ringexec-names-\(getpid())")
+        try await executor.makeDirectory(directory)
+        let dirStatus = try await executor.status(of: directory)
+        #expect(dirStatus.isDirectory)
+        await #expect(throws: Errno.fileExists) { try await executor.makeDirectory(directory) }
+
+        let first = directory.appending("a")
+        let fd = try await executor.open(first, .readWrite, options: [.create, .exclusiveCreate], permissions: .ownerReadWrite)
+        #expect(try await executor.write(fd, bytes: pattern(count: 5000), offset: nil) == 5000)
+        #expect(try await executor.write(fd, bytes: pattern(count: 10, from: 5000), offset: nil) == 10)  // file position moved
+        try await executor.fallocate(fd, offset: 0, length: 1 << 20)
+        #expect(try await executor.status(of: fd).size == 1 << 20)
+        try await executor.truncate(fd, length: 5010)
+        let status = try await executor.status(of: fd)
+        #expect(status.size == 5010)
+        #expect(status.isRegularFile)
+        #expect(try await executor.read(fd, upTo: 6000, offset: 0) == pattern(count: 5010))
+        try await executor.close(fd)
+        await #expect(throws: Errno.badFileDescriptor) { try await executor.close(fd) }  // double close
+
+        let second = directory.appending("b")
+        try await executor.rename(first, to: second)
+        await #expect(throws: Errno.noSuchFileOrDirectory) { _ = try await executor.status(of: first) }
+        #expect(try await executor.status(of: second).size == 5010)
+        await #expect(throws: Errno.directoryNotEmpty) { try await executor.remove(directory, directory: true) }
+        try await executor.remove(second)
+        try await executor.remove(directory, directory: true)
+        await #expect(throws: Errno.noSuchFileOrDirectory) { _ = try await executor.open(second, .readOnly) }
+        // openat2 refuses to leave the directory with RESOLVE_BENEATH (0x08).
+        let root = try FileDescriptor.open("/tmp", .readOnly, options: .directory)
+        defer { try? root.close() }
+        await #expect(throws: Errno.improperLink) {
+            _ = try await executor.open("../etc/passwd", how: OpenHow(flags: O_RDONLY, resolve: 0x08), relativeTo: root)
+        }
+        // Reads on a directory fail cleanly.
+        await #expect(throws: Errno.isDirectory) { _ = try await executor.read(root, upTo: 16, offset: 0) }
+    }
+
+    @Test func spliceThroughAPipe() async throws {
+        let executor = try RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        let source = try TemporaryFile(contents: pattern(count: 40_000))
+        defer { source.remove() }
+        let target = try TemporaryFile()
+        defer { target.remove() }
+        let pipe = try Pipe()
+        defer { pipe.close() }
+        var copied = 0
+        while copied < 40_000 {
+            let moved = try await executor.splice(from: source.fd, offset: UInt64(copied), to: pipe.write, length: 40_000 - copied)
+            #expect(moved > 0)
+            var drained = 0
+            while drained < moved {
+                drained += try await executor.splice(
+                    from: pipe.read, offset: nil, to: target.fd, offset: UInt64(copied + drained), length: moved - drained)
+            }
+            copied += moved
+        }
+        #expect(try await executor.read(target.fd, upTo: 50_000, offset: 0) == pattern(count: 40_000))
+    }
+
+    @Test func linkedChainWriteThenFsync() async throws {
+        let executor = try RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        let file = try TemporaryFile()
+        defer { file.remove() }
+        let data = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
+        defer { data.deallocate() }
+        data.copyBytes(from: pattern(count: 4096))
+        let results = try await executor.submitChain([
+            .write(file.fd, from: UnsafeRawBufferPointer(data), offset: 0).flags(.link), .fsync(file.fd),
+        ])
+        #expect(results == [4096, 0])
+        // A chain failing half way: the rest is cancelled, every result reported.
+        let failed = try await executor.submitChain([
+            .nop().flags(.link), .read(FileDescriptor(rawValue: -1), into: data, offset: 0).flags(.link), .nop(),
+        ])
+        #expect(failed == [0, -EBADF, -ECANCELED])
+        await #expect(throws: Errno.invalidArgument) { _ = try await executor.submitChain([]) }
+    }
+
+    @Test func timeoutsOnOperations() async throws {
+        let executor = try RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        let pipe = try Pipe()
+        defer { pipe.close() }
+        let start = ContinuousClock.now
+        await #expect(throws: Errno.timedOut) {
+            try await executor.withTimeout(.milliseconds(30)) { _ = try await executor.read(pipe.read, upTo: 8) }
+        }
+        #expect(ContinuousClock.now - start >= .milliseconds(25))
+        // Completed in time: the result, not a timeout.
+        _ = try pipe.write.writeAll([UInt8(42)])
+        let bytes = try await executor.withTimeout(.seconds(5)) { try await executor.read(pipe.read, upTo: 8) }
+        #expect(bytes == [42])
+        // Nested scopes keep the earlier deadline.
+        await #expect(throws: Errno.timedOut) {
+            try await executor.withTimeout(.milliseconds(20)) {
+                try await executor.withTimeout(.seconds(30)) { _ = try await executor.read(pipe.read, upTo: 8) }
+            }
+        }
+        // Zero and negative sleeps return at once; sleep(until:) honours the deadline.
+        try await executor.sleep(for: .zero)
+        try await executor.sleep(for: .seconds(-1))
+        let until = ContinuousClock.now + .milliseconds(20)
+        try await executor.sleep(until: until)
+        #expect(ContinuousClock.now >= until)
+    }
+
+    @Test func completionQueueFlood() async throws {
+        // 2 SQ entries -> an 8-entry CQ; 5,000 concurrent NOPs overflow it constantly.
+        let executor = try RingExecutor(entries: 2)
+        defer { executor.shutdownGracefully() }
+        let total = try await executor.run { () async throws -> Int in
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<5_000 { group.addTask { try await executor.nop(); return 1 } }
+                return try await group.reduce(0, +)
+            }
+        }
+        #expect(total == 5_000)
+    }
+
+    @Test func echoOverTCPWithMultishotStreams() async throws {
+        let executor = try RingExecutor(entries: 64)
+        defer { executor.shutdownGracefully() }
+        let listener = try await executor.socket()
+        defer { try? listener.close() }
+        var one: Int32 = 1
+        setsockopt(listener.rawValue, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(4))
+        try await executor.bind(listener, to: .loopback(port: 0))
+        try await executor.listen(listener)
+        let port = boundPort(listener)
+        #expect(port != 0)
+
+        // Server: one multishot accept; each connection echoes through a multishot receive.
+        let server = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                var accepted = 0
+                for try await connection in executor.connections(listener) {
+                    group.addTask {
+                        defer { try? connection.close() }
+                        for try await message in try await executor.messages(connection, bufferSize: 512, bufferCount: 8) {
+                            try await executor.send(connection, bytes: message)
+                        }
+                    }
+                    accepted += 1
+                    if accepted == 20 { break }  // ends the stream: cancels the multishot accept
+                }
+                try await group.waitForAll()
+            }
+        }
+        // 20 clients, each sends 10 KiB in pieces and reads back every byte.
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for client in 0..<20 {
+                group.addTask {
+                    let socket = try await executor.socket()
+                    defer { try? socket.close() }
+                    try await executor.connect(socket, to: .loopback(port: port))
+                    let payload = pattern(count: 10_240, from: client * 10_240)
+                    try await executor.send(socket, bytes: payload)
+                    try await executor.shutdown(socket)
+                    var echoed: [UInt8] = []
+                    while true {
+                        let chunk = try await executor.receive(socket, upTo: 4096)
+                        if chunk.isEmpty { break }
+                        echoed += chunk
+                    }
+                    return echoed == payload
+                }
+            }
+            for try await ok in group { #expect(ok) }
+        }
+        try await server.value
+    }
+
+    @Test func cancelledMultishotAcceptEndsTheStream() async throws {
+        let executor = try RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        let listener = try await executor.socket()
+        defer { try? listener.close() }
+        try await executor.bind(listener, to: .loopback(port: 0))
+        try await executor.listen(listener)
+        let acceptor = Task { () async throws -> Int in
+            var count = 0
+            for try await connection in executor.connections(listener) {
+                try? connection.close()
+                count += 1
+            }
+            return count
+        }
+        try await Task.sleep(for: .milliseconds(20))
+        acceptor.cancel()
+        let result = await acceptor.result
+        if case .success(let count) = result { #expect(count == 0) }
+        // The listener still works for a plain accept.
+        let client = try await executor.socket()
+        defer { try? client.close() }
+        try await executor.connect(client, to: .loopback(port: boundPort(listener)))
+        let server = try await executor.accept(listener)
+        try? server.close()
+    }
+
+    @Test func socketErrorsAreTyped() async throws {
+        let executor = try RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        let socket = try await executor.socket()
+        defer { try? socket.close() }
+        // Nothing listens on port 1 of loopback.
+        await #expect(throws: Errno.connectionRefused) { try await executor.connect(socket, to: .loopback(port: 1)) }
+        #expect(throws: Errno.invalidArgument) { _ = try SocketAddress(host: "not an address", port: 1) }
+        #expect(try SocketAddress(host: "::1", port: 80).description == "[::1]:80")
+        // A peer that resets: the reader sees ECONNRESET or EOF, never a hang.
+        let listener = try await executor.socket()
+        defer { try? listener.close() }
+        try await executor.bind(listener, to: .loopback(port: 0))
+        try await executor.listen(listener)
+        let client = try await executor.socket()
+        defer { try? client.close() }
+        try await executor.connect(client, to: .loopback(port: boundPort(listener)))
+        let peer = try await executor.accept(listener)
+        var linger = (Int32(1), Int32(0))  // struct linger { on, 0 s }: close sends RST
+        setsockopt(peer.rawValue, SOL_SOCKET, SO_LINGER, &linger, socklen_t(8))
+        try await executor.send(peer, bytes: [1])
+        try peer.close()
+        var sawReset = false
+        for _ in 0..<4 {
+            do {
+                if try await executor.receive(client, upTo: 16).isEmpty { break }
+            } catch let error as Errno {
+                #expect(error == .connectionReset)
+                sawReset = true
+                break
+            }
+        }
+        #expect(sawReset)
+    }
+}
+
+func boundPort(_ fd: FileDescriptor) -> UInt16 {
+    var address = sockaddr_in()
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd.rawValue, $0, &length) }
+    }
+    return UInt16(bigEndian: address.sin_port)
+}
