@@ -21,6 +21,9 @@ final class Operation: @unchecked Sendable {
     /// Multishot: called on the loop thread with each completion's result and flags. The task
     /// (if any) resumes with the last one, which lacks `CQEFlags.more`.
     var onEach: ((Int32, UInt32) -> Void)?
+    /// A `Task.sleep` timer armed through the scheduling hooks: shutdown fires these at once
+    /// instead of waiting for them (the sleeping task resumes early).
+    var isSchedulerTimer = false
     /// Set on the loop when a cancel request arrives.
     var cancelRequested = false
     /// Handed to the engine: completions will come.

@@ -47,6 +47,11 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// Executors to wake with `MSG_RING` at the next submit.
     private var pendingMessages: [FileDescriptor] = []
     private var inFlight = 0
+    /// How many of `inFlight` are `Task.sleep` timers.
+    private var schedulerTimersInFlight = 0
+    /// Counters for tests and diagnostics.
+    let scheduledTimers = Atomic<Int>(0)
+    let messagesSent = Atomic<Int>(0)
     /// Buffer group ids handed out for receive streams.
     private var nextBufferGroup: UInt16 = 0
     /// Written by the loop thread before it signals start-up (release); read by other threads
@@ -352,6 +357,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                 var sent = 0
                 while sent < pendingMessages.count && uring.message(pendingMessages[sent]) { sent += 1 }
                 pendingMessages.removeFirst(sent)
+                messagesSent.add(sent, ordering: .relaxed)
             }
             if !localSubmissions.isEmpty { moveSubmissions(to: engine) }
 
@@ -360,14 +366,16 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             if isStopping {
                 if localJobs.isEmpty && localSubmissions.isEmpty && inFlight == 0 { break }
                 let deadline = lock.withLock { shutdownDeadline }
-                if !cancelledAllAfterDeadline && ContinuousClock.now >= deadline {
+                // Only Task.sleep timers left: nothing to wait for, fire them now.
+                let onlySleepers = inFlight == schedulerTimersInFlight && localJobs.isEmpty && localSubmissions.isEmpty
+                if !cancelledAllAfterDeadline && (onlySleepers || ContinuousClock.now >= deadline) {
                     engine.cancelAll()
                     cancelledAllAfterDeadline = true
                 }
             }
 
             // 6. Submit; block only when nothing is runnable.
-            if localJobs.isEmpty && localSubmissions.isEmpty && localCancels.isEmpty {
+            if localJobs.isEmpty && localSubmissions.isEmpty && localCancels.isEmpty && pendingMessages.isEmpty {
                 sleeping.store(true, ordering: .sequentiallyConsistent)
                 let pending = lock.withLock { !remoteJobs.isEmpty || !remoteSubmissions.isEmpty || !remoteCancels.isEmpty }
                 if pending || isStopping && inFlight == 0 {
@@ -455,6 +463,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             _ = Unmanaged.passRetained(operation)  // released when its last completion is reaped
             operation.submitted = true
             inFlight += 1
+            if operation.isSchedulerTimer { schedulerTimersInFlight += 1 }
             moved += 1
         }
         if moved > 0 { localSubmissions.removeFirst(moved) }
@@ -472,6 +481,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         operation.pending -= 1
         guard operation.pending == 0 else { return }
         inFlight -= 1
+        if operation.isSchedulerTimer { schedulerTimersInFlight -= 1 }
         finish(operation, result: operation.chain.isEmpty ? result : operation.results[0])
         unmanaged.release()
     }
