@@ -56,6 +56,19 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Examples, compiled in CI and driven by RingExecTests/ExampleTests.
+        .executableTarget(
+            name: "ring-cp",
+            dependencies: ["RingExec", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Examples/ring-cp",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "ring-echo",
+            dependencies: ["RingExec", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Examples/ring-echo",
+            swiftSettings: strict
+        ),
         // Test-only: installs a seccomp filter, then reports what the library does under it.
         .executableTarget(
             name: "ring-fault-helper",

@@ -325,9 +325,9 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
 
     private func runLoop() {
         let engine = self.engine
-        var cancelledAllAfterDeadline = false
         var reaped: [(UInt64, Int32, UInt32)] = []
         reaped.reserveCapacity(256)
+        var lastCancelAll = ContinuousClock.now - .seconds(1)
 
         while true {
             // 1. Take what other threads handed over.
@@ -361,16 +361,19 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             }
             if !localSubmissions.isEmpty { moveSubmissions(to: engine) }
 
-            // 5. Shutdown: exit when idle; past the deadline, cancel what is left once.
+            // 5. Shutdown: exit when idle; past the deadline, cancel what is left.
             let isStopping = stopping.load(ordering: .acquiring)
             if isStopping {
                 if localJobs.isEmpty && localSubmissions.isEmpty && inFlight == 0 { break }
                 let deadline = lock.withLock { shutdownDeadline }
-                // Only Task.sleep timers left: nothing to wait for, fire them now.
+                // Past the deadline, cancel whatever is in flight, again each tick (the loop
+                // wakes every 10 ms while stopping) so late submissions are caught too. Only
+                // Task.sleep timers left: nothing worth waiting for, fire them now.
                 let onlySleepers = inFlight == schedulerTimersInFlight && localJobs.isEmpty && localSubmissions.isEmpty
-                if !cancelledAllAfterDeadline && (onlySleepers || ContinuousClock.now >= deadline) {
+                let now = ContinuousClock.now
+                if inFlight > 0 && (onlySleepers || now >= deadline) && now - lastCancelAll >= .milliseconds(5) {
                     engine.cancelAll()
-                    cancelledAllAfterDeadline = true
+                    lastCancelAll = now
                 }
             }
 

@@ -54,7 +54,7 @@ import Testing
         defer { source.remove() }
         let target = try TemporaryFile()
         defer { target.remove() }
-        let pipe = try Pipe()
+        let pipe = try PipePair()
         defer { pipe.close() }
         var copied = 0
         while copied < 40_000 {
@@ -93,7 +93,7 @@ import Testing
     @Test func timeoutsOnOperations() async throws {
         let executor = try RingExecutor(entries: 16)
         defer { executor.shutdownGracefully() }
-        let pipe = try Pipe()
+        let pipe = try PipePair()
         defer { pipe.close() }
         let start = ContinuousClock.now
         await #expect(throws: Errno.timedOut) {

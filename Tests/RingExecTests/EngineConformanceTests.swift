@@ -138,7 +138,7 @@ import Testing
         // A real timer fires with -ETIME internally and returns normally.
         try await executor.sleep(for: .milliseconds(5))
         guard engine != .posixAIO else { return }  // no poll on POSIX aio
-        let pipe = try Pipe()
+        let pipe = try PipePair()
         defer { pipe.close() }
         let poller = Task { try await executor.poll(pipe.read, for: .readable) }
         try await Task.sleep(for: .milliseconds(20))

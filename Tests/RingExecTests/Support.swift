@@ -56,7 +56,7 @@ func alignedBuffer(_ count: Int) -> UnsafeMutableRawBufferPointer {
 }
 
 /// A pipe; both ends closed by `close()`.
-struct Pipe {
+struct PipePair {
     let read: FileDescriptor
     let write: FileDescriptor
     init() throws {

@@ -1,0 +1,102 @@
+import Foundation
+import Glibc
+import RingExec
+import SystemPackage
+import Testing
+
+/// Drives the programs in Examples/ as a user would.
+@Suite struct ExampleTests {
+    /// A sibling executable of the test bundle in the build folder.
+    static func binary(_ name: String) -> String? {
+        var directory = (CommandLine.arguments[0] as NSString).deletingLastPathComponent
+        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            directory = (exe as NSString).deletingLastPathComponent
+        }
+        for _ in 0..<3 {
+            let candidate = directory + "/" + name
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            directory = (directory as NSString).deletingLastPathComponent
+        }
+        print("SKIP ExampleTests: \(name) is not built next to the tests (run `swift build` first)")
+        return nil
+    }
+
+    @Test(arguments: [EngineKind.ioURing, .libaio, .posixAIO], [0, 1, 5 << 20 + 12345])
+    func ringCopyCopiesByteForByte(engine: EngineKind, size: Int) throws {
+        guard let tool = Self.binary("ring-cp") else { return }
+        let source = try TemporaryFile(contents: pattern(count: size))
+        defer { source.remove() }
+        let target = source.path + ".copy"
+        defer { unlink(target) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = [source.path, target]
+        process.environment = ["SWIFT_RING_ENGINE": engine.rawValue]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        if text.contains("engine is unavailable") {
+            print("SKIP ring-cp on \(engine): \(text)")
+            return
+        }
+        #expect(process.terminationStatus == 0, "\(text)")
+        #expect(text.contains("copied \(size) bytes with the \(engine) engine"), "\(text)")
+        let copy = try Data(contentsOf: URL(fileURLWithPath: target))
+        #expect(copy.count == size)
+        #expect(Array(copy) == pattern(count: size))
+    }
+
+    @Test func echoServerEchoesEveryByteToManyClients() async throws {
+        guard let tool = Self.binary("ring-echo") else { return }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tool)
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        // First line: "listening on 127.0.0.1:<port>".
+        var line = Data()
+        while !line.contains(UInt8(ascii: "\n")) {
+            let byte = output.fileHandleForReading.readData(ofLength: 1)
+            if byte.isEmpty { break }
+            line.append(byte)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        let port = try #require(UInt16(text.split(separator: ":").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""), "\(text)")
+
+        let executor = try RingExecutor(entries: 128)
+        defer { executor.shutdownGracefully() }
+        let clients = 64
+        let results = try await executor.run { () async throws -> [Bool] in
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                for client in 0..<clients {
+                    group.addTask {
+                        let socket = try await executor.socket()
+                        defer { try? socket.close() }
+                        try await executor.connect(socket, to: .loopback(port: port))
+                        let payload = pattern(count: 64 << 10, from: client * 977)
+                        async let sent: Void = executor.send(socket, bytes: payload)
+                        var echoed: [UInt8] = []
+                        while echoed.count < payload.count {
+                            let chunk = try await executor.receive(socket, upTo: 16 << 10)
+                            if chunk.isEmpty { break }
+                            echoed += chunk
+                        }
+                        try await sent
+                        return echoed == payload
+                    }
+                }
+                var all: [Bool] = []
+                for try await ok in group { all.append(ok) }
+                return all
+            }
+        }
+        #expect(results.count == clients)
+        #expect(results.allSatisfy { $0 })
+    }
+}
