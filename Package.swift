@@ -42,7 +42,7 @@ let package = Package(
         .executableTarget(
             name: "ring-probe",
             dependencies: [
-                "Ring",
+                "Ring", "RingExec",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

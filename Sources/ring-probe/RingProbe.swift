@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import Ring
+import RingExec
 
 /// ring-probe: what this kernel's io_uring can do, asked of the kernel itself.
 @main
@@ -53,6 +54,10 @@ struct AIOStatus {
     var libraryLoaded: Bool
     var aioNr: Int?
     var aioMaxNr: Int?
+    /// Each RingExec engine: nil when it starts here, else why not.
+    var engines: [(kind: EngineKind, unavailable: String?)] = []
+    /// What `.automatic` (and SWIFT_RING_ENGINE) picks, or why nothing could be picked.
+    var selection: Result<EngineSelection, EngineError> = .failure(.unknownEngineName(""))
 
     static func read() -> AIOStatus {
         let handle = dlopen("libaio.so.1", RTLD_NOW | RTLD_LOCAL)
@@ -60,7 +65,9 @@ struct AIOStatus {
         return AIOStatus(
             libraryLoaded: handle != nil,
             aioNr: KernelSettings.readInteger("/proc/sys/fs/aio-nr"),
-            aioMaxNr: KernelSettings.readInteger("/proc/sys/fs/aio-max-nr"))
+            aioMaxNr: KernelSettings.readInteger("/proc/sys/fs/aio-max-nr"),
+            engines: EngineKind.allCases.map { kind in (kind, tryEngine(.only(kind)).failureDescription) },
+            selection: tryEngine(.automatic))
     }
 }
 
@@ -143,7 +150,15 @@ enum Render {
         out.append("")
         out.append("Linux AIO        libaio.so.1 \(aio.libraryLoaded ? "loaded" : "missing (apt-get install libaio1)"); "
             + "fs.aio-nr \(aio.aioNr.map(String.init) ?? "?") of fs.aio-max-nr \(aio.aioMaxNr.map(String.init) ?? "?")")
-        out.append("POSIX AIO        glibc (always present)")
+        out.append("")
+        out.append("RingExec engines")
+        for engine in aio.engines {
+            out.append("  \(pad(engine.kind.rawValue, 10)) \(engine.unavailable.map { "unavailable: \($0)" } ?? "available")")
+        }
+        switch aio.selection {
+        case .success(let selection): out.append("  automatic  -> \(selection)")
+        case .failure(let error): out.append("  automatic  -> \(error)")
+        }
         return out.joined(separator: "\n")
     }
 
@@ -202,6 +217,11 @@ enum Render {
         let aioObject = object([
             ("libaio_loaded", aio.libraryLoaded ? "true" : "false"),
             ("aio_nr", optional(aio.aioNr)), ("aio_max_nr", optional(aio.aioMaxNr)),
+            ("engines", "[" + aio.engines.map { engine in
+                "{\"name\":\(quote(engine.kind.rawValue)),\"available\":\(engine.unavailable == nil),"
+                    + "\"reason\":\(engine.unavailable.map(quote) ?? "null")}"
+            }.joined(separator: ",") + "]"),
+            ("automatic", automaticJSON(aio.selection)),
         ], indent: "  ")
         return object([
             ("schema", "1"),
@@ -216,5 +236,37 @@ enum Render {
             ("register_opcodes", registers),
             ("linux_aio", aioObject),
         ], indent: "")
+    }
+}
+
+/// Starts (and stops) a small executor with `choice`: the honest test of whether an engine works.
+func tryEngine(_ choice: EngineChoice) -> Result<EngineSelection, EngineError> {
+    do {
+        let executor = try RingExecutor(entries: 4, engine: choice)
+        defer { executor.shutdownGracefully() }
+        return .success(executor.engineSelection)
+    } catch {
+        return .failure(error)
+    }
+}
+
+extension Result where Failure == EngineError {
+    var failureDescription: String? {
+        switch self {
+        case .success: nil
+        case .failure(.unavailable(_, let reason)): reason
+        case .failure(let error): error.description
+        }
+    }
+}
+
+func automaticJSON(_ selection: Result<EngineSelection, EngineError>) -> String {
+    switch selection {
+    case .success(let chosen):
+        let skipped = chosen.passedOver.map { "{\"engine\":\(Render.quote($0.engine.rawValue)),\"reason\":\(Render.quote($0.reason))}" }
+        return "{\"engine\":\(Render.quote(chosen.engine.rawValue)),\"from_environment\":\(chosen.fromEnvironment),"
+            + "\"passed_over\":[\(skipped.joined(separator: ","))]}"
+    case .failure(let error):
+        return "{\"engine\":null,\"error\":\(Render.quote(error.description))}"
     }
 }
