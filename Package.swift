@@ -19,6 +19,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // ring-bench only (latency percentiles); target-based resolution keeps it away from
+        // packages that depend on Ring or RingExec.
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // The only C in the package: raw system calls returning -errno.
@@ -50,7 +53,8 @@ let package = Package(
         .executableTarget(
             name: "ring-bench",
             dependencies: [
-                "Ring",
+                "Ring", "RingExec",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -301,6 +301,9 @@ public struct Ring: ~Copyable, @unchecked Sendable {
         _ = try enter(waitFor: UInt32(clamping: count), timeout: timeout)
     }
 
+    /// `io_uring_enter` calls made through this value (for "system calls per operation").
+    public internal(set) var enterCalls = 0
+
     @usableFromInline
     mutating func enter(waitFor minComplete: UInt32, timeout: Duration?) throws(Errno) -> Int {
         let pending = sq.flush()
@@ -334,6 +337,7 @@ public struct Ring: ~Copyable, @unchecked Sendable {
             flags |= EnterFlags.extArg.rawValue | EnterFlags.getEvents.rawValue
         }
         while true {
+            enterCalls &+= 1
             let result: Int32
             if timeout != nil {
                 result = withUnsafeMutablePointer(to: &timespec) { ts in

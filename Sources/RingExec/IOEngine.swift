@@ -104,6 +104,9 @@ protocol IOEngine: AnyObject {
     func reap(_ body: (UInt64, Int32, UInt32) -> Void)
     /// Thread-safe: ends a blocked `submit(wait: true)`.
     func wake()
+    /// System calls the loop thread has made into this engine so far (not counting work done on
+    /// other threads: glibc's POSIX aio helpers, the kernel's own workers).
+    var systemCalls: Int { get }
     /// Called once on the loop thread when nothing is in flight: releases kernel resources and
     /// makes sure the kernel no longer touches any buffer the engine owns.
     func close()

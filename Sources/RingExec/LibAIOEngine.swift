@@ -96,6 +96,7 @@ final class LibAIOEngine: IOEngine {
     private let eventFD: Int32
 
     var kind: EngineKind { .libaio }
+    private(set) var systemCalls = 0
 
     init(entries: Int) throws(EngineError) {
         let aio: LibAIO
@@ -237,6 +238,7 @@ final class LibAIOEngine: IOEngine {
         while !queued.isEmpty {
             let count = queued.count
             let result = queued.withUnsafeMutableBufferPointer { aio.submit(context, count, $0.baseAddress!) }
+            systemCalls += 1
             if result > 0 {
                 queued.removeFirst(Int(result))
             } else if result == -EAGAIN {
@@ -256,12 +258,14 @@ final class LibAIOEngine: IOEngine {
         var descriptor = pollfd(fd: eventFD, events: Int16(POLLIN), revents: 0)
         let limit = shorter(timeout, timers.untilNearest())
         _ = poll(&descriptor, 1, pollMilliseconds(limit))  // EINTR: the loop simply comes back
+        systemCalls += 1
     }
 
     func reap(_ body: (UInt64, Int32, UInt32) -> Void) {
         // Reset the eventfd first: a completion after this read leaves it readable again.
         var counter: UInt64 = 0
         _ = Glibc.read(eventFD, &counter, 8)
+        systemCalls += 2  // this read and the io_getevents below (libaio may skip it: upper bound)
         timers.expire { immediate.append(($0, -ETIME)) }
         var zero = timespec()
         while true {

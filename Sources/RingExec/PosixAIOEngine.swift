@@ -31,6 +31,9 @@ final class PosixAIOEngine: IOEngine {
     private var waitList: [UnsafePointer<aiocb>?] = []
 
     var kind: EngineKind { .posixAIO }
+    /// glibc calls that may enter the kernel (lio_listio, aio_fsync, aio_suspend, aio_read of the
+    /// wake fd); glibc's helper threads make the actual I/O system calls.
+    private(set) var systemCalls = 0
 
     init(entries: Int) throws(EngineError) {
         capacity = max(entries, 1)
@@ -151,6 +154,7 @@ final class PosixAIOEngine: IOEngine {
         guard !batch.isEmpty else { return }
         // Requests glibc refused carry their error in the control block (aio_error), so a
         // failed call needs no special path: the reap scan reports each block.
+        systemCalls += 1
         _ = batch.withUnsafeMutableBufferPointer {
             lio_listio(Int32(LIO_NOWAIT), $0.baseAddress!, Int32($0.count), nil)
         }
@@ -181,6 +185,7 @@ final class PosixAIOEngine: IOEngine {
             if let limit { var spec = timespec(limit); nanosleep(&spec, nil) }
             return
         }
+        systemCalls += 1
         if let limit {
             var spec = timespec(limit)
             _ = aio_suspend(waitList, Int32(waitList.count), &spec)

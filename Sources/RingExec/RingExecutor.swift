@@ -52,6 +52,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// Counters for tests and diagnostics.
     let scheduledTimers = Atomic<Int>(0)
     let messagesSent = Atomic<Int>(0)
+    private let systemCallCounter = Atomic<Int>(0)
     /// Buffer group ids handed out for receive streams.
     private var nextBufferGroup: UInt16 = 0
     /// Written by the loop thread before it signals start-up (release); read by other threads
@@ -253,6 +254,11 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         return try body(&uring.ring)
     }
 
+    /// System calls the loop thread has made into its engine so far (`io_uring_enter` for
+    /// io_uring; `io_submit`, `poll`, eventfd reads and `io_getevents` for libaio; the glibc aio
+    /// calls for POSIX aio, whose helper threads make the I/O calls themselves). For benchmarks.
+    public var systemCalls: Int { systemCallCounter.load(ordering: .relaxed) }
+
     /// A provided-buffer group id not used by another stream of this executor (loop thread).
     func allocateBufferGroup() -> UInt16 {
         defer { nextBufferGroup &+= 1 }
@@ -396,6 +402,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             reaped.removeAll(keepingCapacity: true)
             engine.reap { reaped.append(($0, $1, $2)) }
             for (token, result, flags) in reaped { complete(token: token, result: result, flags: flags) }
+            systemCallCounter.store(engine.systemCalls, ordering: .relaxed)
         }
         // Close the doors: later submissions fail with ESHUTDOWN, later jobs trap. Anything that
         // slipped in after the last check resumes with ESHUTDOWN rather than waiting forever.

@@ -14,6 +14,7 @@ final class URingEngine: IOEngine {
     private var wakeArmed = false
 
     var kind: EngineKind { .ioURing }
+    var systemCalls: Int { ring.enterCalls }
 
     init(entries: Int) throws(EngineError) {
         var options = RingOptions(flags: [.singleIssuer, .deferTaskRun, .taskRunFlag])

@@ -1,183 +1,160 @@
 import ArgumentParser
+import Foundation
 import Glibc
-import Ring
-import SystemPackage
+import RingExec
 
-/// ring-bench: measures the raw ring. This first cut covers the raw-ring workloads (NOP and
-/// page-cache/O_DIRECT random reads); engines, async mode and fio comparison come next.
+/// ring-bench: io_uring (raw ring and async executor), libaio and POSIX aio side by side, with
+/// fio's numbers for the same parameters beside each row.
 @main
-struct RingBench: ParsableCommand {
+struct RingBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ring-bench",
-        abstract: "Benchmark the raw io_uring ring (NOP and random reads).")
+        abstract: "Compare io_uring, libaio and POSIX aio (and fio) on the same file and parameters.",
+        discussion: """
+            With no arguments: 4 KiB random reads, O_DIRECT, queue depths 1/32/128, the raw ring plus \
+            the async executor on io_uring, libaio and POSIX aio, with fio beside each row when it is \
+            installed. Raw mode is the Ring API in a tight loop (io_uring only); async mode is tasks \
+            awaiting RingExecutor operations (queue depth = tasks in flight).
+            """)
 
-    enum Workload: String, ExpressibleByArgument, CaseIterable {
-        case nop, randread
+    enum EngineOption: String, ExpressibleByArgument, CaseIterable {
+        case io_uring, libaio, posix, all
+    }
+    enum ModeOption: String, ExpressibleByArgument, CaseIterable {
+        case raw, async, both
     }
 
-    @Option(help: "Workload: nop or randread.")
-    var workload: Workload = .nop
-
-    @Option(help: "Comma-separated queue depths (entries in flight; for nop, entries per submit).")
+    @Option(help: "Workload: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var workload: Workload = .randread
+    @Option(help: "Engine: io_uring, libaio, posix or all.")
+    var engine: EngineOption = .all
+    @Option(help: "raw (Ring API, io_uring only), async (RingExecutor tasks) or both.")
+    var mode: ModeOption = .both
+    @Option(help: "Comma-separated queue depths.")
     var qd: String = "1,32,128"
-
-    @Option(help: "Seconds per row.")
-    var runtime: Double = 2
-
-    @Option(help: "Stop each row after this many operations (overrides --runtime when reached first).")
-    var ops: Int = .max
-
-    @Option(help: "Block size in bytes for randread.")
+    @Option(help: "Block size in bytes.")
     var bs: Int = 4096
-
-    @Option(help: "File size in MiB for randread (a temporary file is created and removed).")
+    @Flag(inversion: .prefixedNo, help: "O_DIRECT (default) or the page cache (--no-direct).")
+    var direct = true
+    @Option(help: "Use this file instead of a temporary one (it is read, and written by write workloads).")
+    var file: String?
+    @Option(help: "Size in MiB of the temporary file.")
     var size: Int = 256
-
-    @Flag(help: "Open the file with O_DIRECT.")
-    var direct = false
-
-    @Flag(help: "Use an SQPOLL ring.")
+    @Option(help: "Seconds per row.")
+    var runtime: Double = 1.5
+    @Option(help: "Stop a row after this many operations, if that comes first.")
+    var ops: Int = .max
+    @Option(help: "Raw mode: completions to wait for per io_uring_enter.")
+    var batch: Int = 1
+    @Option(help: "Async mode: executors in the group (one thread each).")
+    var threads: Int = 1
+    @Option(name: .customLong("rwmix-read"), help: "Read percentage of the mixed workload.")
+    var rwmixRead: Int = 70
+    @Flag(help: "Raw mode: an SQPOLL ring.")
     var sqpoll = false
+    @Flag(help: "Raw mode: register the file (IOSQE_FIXED_FILE).")
+    var fixedFiles = false
+    @Flag(help: "Raw mode: register the buffers (READ_FIXED / WRITE_FIXED).")
+    var fixedBuffers = false
+    @Flag(inversion: .prefixedNo, help: "Run fio with the same parameters when it is on PATH.")
+    var compareFio = true
+    @Flag(help: "Print JSON instead of the table.")
+    var json = false
+    @Flag(help: "Print a Markdown table instead of the text table.")
+    var markdown = false
+    @Option(help: "Also write an SVG chart of IOPS against queue depth to this path.")
+    var svg: String?
 
-    func run() throws {
+    func run() async throws {
         let depths = qd.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
         guard !depths.isEmpty else { throw ValidationError("--qd needs positive integers") }
-        print("workload  qd     ops/s         ns/op   syscalls/op")
-        switch workload {
-        case .nop:
-            for depth in depths { try report(depth, nop(depth: depth)) }
-        case .randread:
-            let file = try TestFile(sizeMiB: size, direct: direct)
-            defer { file.remove() }
-            for depth in depths { try report(depth, randread(file: file, depth: depth)) }
-        }
-    }
+        guard bs > 0, bs % 512 == 0 || !direct else { throw ValidationError("--bs must be a multiple of 512 with O_DIRECT") }
+        guard (0...100).contains(rwmixRead) else { throw ValidationError("--rwmix-read is a percentage") }
+        let spec = Spec(
+            workload: workload, blockSize: bs, direct: direct, runtime: runtime, opsLimit: ops, batch: batch, sqpoll: sqpoll,
+            fixedFiles: fixedFiles, fixedBuffers: fixedBuffers, readPercent: rwmixRead, threads: max(threads, 1))
 
-    func report(_ depth: Int, _ result: Result) throws {
-        let perSecond = Double(result.ops) / result.seconds
-        let line = [
-            pad(workload.rawValue, 9), pad(String(depth), 6), pad(String(Int(perSecond)), 13),
-            pad(String(format1(1e9 / perSecond)), 7), String(Double(Int(Double(result.enters) / Double(result.ops) * 1000)) / 1000),
-        ].joined(separator: " ")
-        print(line)
-    }
-
-    struct Result {
-        var ops: Int
-        var seconds: Double
-        var enters: Int
-    }
-
-    func options() -> RingOptions {
-        var o = RingOptions(flags: sqpoll ? .sqPoll : [.singleIssuer, .deferTaskRun])
-        if sqpoll { o.sqThreadIdle = .milliseconds(100) }
-        return o
-    }
-
-    /// `depth` NOPs per submit; waits for all of them in the same system call.
-    func nop(depth: Int) throws -> Result {
-        var ring = try Ring(entries: max(depth, 8), options: options())
-        let clock = ContinuousClock()
-        let start = clock.now
-        let limit = clock.now + .milliseconds(Int(runtime * 1000))
-        var done = 0, enters = 0
-        while done < ops {
-            for _ in 0..<depth { _ = ring.push(.nop()) }
-            try ring.submitAndWait(depth)
-            enters += 1
-            done += ring.forEachCompletion { _ in }
-            if done & 0xFFF < depth && clock.now > limit { break }
-        }
-        return Result(ops: done, seconds: seconds(clock.now - start), enters: enters)
-    }
-
-    /// Keeps `depth` random reads in flight over the file.
-    func randread(file: TestFile, depth: Int) throws -> Result {
-        var ring = try Ring(entries: max(depth, 8), options: options())
-        let buffers = UnsafeMutableRawBufferPointer.allocate(byteCount: depth * bs, alignment: 4096)
-        defer { buffers.deallocate() }
-        let blocks = UInt64(file.bytes / bs)
-        let base = buffers.baseAddress!
-        let blockSize = bs
-        // A cheap PRNG: the system generator costs a getrandom(2) call per number.
-        var random = SplitMix(seed: 0x5EED_1234)
-        func entry(_ slot: Int) -> SubmissionEntry {
-            let buffer = UnsafeMutableRawBufferPointer(start: base + slot * blockSize, count: blockSize)
-            let offset = (random.next() % blocks) * UInt64(blockSize)
-            return .read(file.fd, into: buffer, offset: offset).userData(UInt64(slot))
-        }
-        for slot in 0..<depth { _ = ring.push(entry(slot)) }
-        let clock = ContinuousClock()
-        let start = clock.now
-        let limit = clock.now + .milliseconds(Int(runtime * 1000))
-        var done = 0, enters = 0, failed = 0
-        // Slots whose read completed; refilled after the batch (the ring is busy while reaping).
-        let finished = UnsafeMutableBufferPointer<Int>.allocate(capacity: depth)
-        defer { finished.deallocate() }
-        while done < ops {
-            try ring.submitAndWait(1)
-            enters += 1
-            var count = 0
-            ring.forEachCompletion(limit: depth) { c in
-                if c.result != Int32(bs) { failed += 1 }
-                finished[count] = Int(c.userData)
-                count += 1
+        var plan: [(EngineKind, String)] = []
+        let engines: [EngineKind] =
+            switch engine {
+            case .io_uring: [.ioURing]
+            case .libaio: [.libaio]
+            case .posix: [.posixAIO]
+            case .all: EngineKind.allCases
             }
-            done += count
-            for i in 0..<count { _ = ring.push(entry(finished[i])) }
-            if done & 0x3FF < depth && clock.now > limit { break }
+        if mode != .async && engines.contains(.ioURing) { plan.append((.ioURing, "raw")) }
+        if mode != .raw { plan += engines.map { ($0, "async") } }
+
+        var testFile: TestFile?
+        if workload.isIO {
+            progress("preparing \(file ?? "a \(size) MiB temporary file")")
+            testFile = try TestFile(path: file, sizeMiB: size)
+            if !direct { testFile!.warmCache() }
         }
-        if failed > 0 { print("warning: \(failed) reads returned short or failed") }
-        return Result(ops: done, seconds: seconds(clock.now - start), enters: enters)
+        defer { testFile?.remove() }
+        let useFio = compareFio && workload.isIO && Fio.path != nil
+        if compareFio && workload.isIO && Fio.path == nil { progress("fio is not on PATH: no fio column\n") }
+
+        var rows: [Row] = []
+        for (kind, rowMode) in plan {
+            for depth in depths {
+                progress("running \(kind) \(rowMode) qd \(depth)")
+                var row = Row(engine: kind, mode: rowMode, depth: depth, spec: spec)
+                do {
+                    row.measured =
+                        rowMode == "raw"
+                        ? try runRaw(spec, depth: depth, file: testFile)
+                        : try await runAsync(spec, engine: kind, depth: depth, file: testFile)
+                } catch {
+                    row.error = "\(error)"
+                }
+                if useFio && row.error == nil && (rowMode == "async" || kind == .ioURing) {
+                    progress("running fio \(Fio.engineName(kind)) qd \(depth)")
+                    row.fio = Fio.run(engine: kind, spec: spec, depth: depth, file: testFile!)
+                }
+                rows.append(row)
+            }
+        }
+        progress("")
+        let command = "ring-bench " + CommandLine.arguments.dropFirst().joined(separator: " ")
+        if json {
+            print(Report.json(rows, spec: spec, command: command))
+        } else if markdown {
+            print(Report.markdown(rows, spec: spec, command: command))
+        } else {
+            print(Report.table(rows, spec: spec, command: command))
+        }
+        if let svg {
+            try Report.svg(rows, spec: spec).write(toFile: svg, atomically: true, encoding: .utf8)
+        }
+    }
+
+    /// A progress line on stderr, rewritten in place.
+    func progress(_ text: String) {
+        let line = Array("\r\u{1B}[K\(text)".utf8)
+        _ = line.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
     }
 }
 
-func seconds(_ d: Duration) -> Double {
-    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-}
+/// One line of the report.
+struct Row: Sendable {
+    var engine: EngineKind
+    var mode: String
+    var depth: Int
+    var spec: Spec
+    var measured: Measured?
+    var fio: FioResult?
+    var error: String?
 
-func pad(_ s: String, _ width: Int) -> String {
-    s.count >= width ? s : s + String(repeating: " ", count: width - s.count)
-}
-
-func format1(_ x: Double) -> String {
-    let scaled = (x * 10).rounded() / 10
-    return String(scaled)
-}
-
-/// A temporary file filled with data, so reads hit real (cached) pages.
-struct TestFile {
-    let path: String
-    let fd: FileDescriptor
-    let bytes: Int
-
-    init(sizeMiB: Int, direct: Bool) throws {
-        path = "/tmp/ring-bench-\(getpid()).dat"
-        bytes = sizeMiB << 20
-        let writer = try FileDescriptor.open(path, .writeOnly, options: [.create, .truncate], permissions: .ownerReadWrite)
-        let chunk = [UInt8](repeating: 0xA5, count: 1 << 20)
-        for _ in 0..<sizeMiB { _ = try chunk.withUnsafeBytes { try writer.writeAll($0) } }
-        try writer.close()
-        var options: FileDescriptor.OpenOptions = []
-        if direct { options.insert(.direct) }
-        fd = try FileDescriptor.open(path, .readOnly, options: options)
+    var iops: Double? { measured.map { Double($0.ops) / $0.seconds } }
+    var mibPerSecond: Double? { iops.map { $0 * Double(spec.blockSize) / 1_048_576 } }
+    var syscallsPerOp: Double? {
+        guard let m = measured, let calls = m.systemCalls, m.ops > 0 else { return nil }
+        return Double(calls) / Double(m.ops)
     }
-
-    func remove() {
-        try? fd.close()
-        unlink(path)
+    var fioRatio: Double? {
+        guard let iops, let fio, fio.iops > 0 else { return nil }
+        return iops / fio.iops
     }
-}
-
-/// SplitMix64: fast, deterministic offsets so every engine reads the same sequence.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    var label: String { "\(engine) \(mode)" }
 }

@@ -1,0 +1,228 @@
+import ArgumentParser
+import Glibc
+import Histogram
+import Ring
+import RingExec
+import Synchronization
+import SystemPackage
+
+enum Workload: String, ExpressibleByArgument, CaseIterable, Sendable {
+    case nop, randread, randwrite, read, write, mixed
+
+    var isIO: Bool { self != .nop }
+    var writes: Bool { self == .randwrite || self == .write || self == .mixed }
+}
+
+/// Everything a row needs besides the engine, mode and depth.
+struct Spec: Sendable {
+    var workload: Workload
+    var blockSize: Int
+    var direct: Bool
+    var runtime: Double
+    var opsLimit: Int
+    var batch: Int
+    var sqpoll: Bool
+    var fixedFiles: Bool
+    var fixedBuffers: Bool
+    var readPercent: Int
+    var threads: Int
+}
+
+// MARK: Raw ring
+
+/// The Ring API in a tight loop on this thread: keeps `depth` operations in flight (NOP:
+/// `depth` per submit), refills each slot as it completes, one `io_uring_enter` per batch.
+func runRaw(_ spec: Spec, depth: Int, file: TestFile?) throws -> Measured {
+    var options = RingOptions(flags: spec.sqpoll ? .sqPoll : [.singleIssuer, .deferTaskRun])
+    if spec.sqpoll { options.sqThreadIdle = .milliseconds(100) }
+    var ring = try Ring(entries: max(depth, 8), options: options)
+    var histogram = makeHistogram()
+    if spec.workload == .nop { return try rawNop(&ring, spec, depth: depth, histogram: &histogram) }
+
+    let file = file!
+    let fd = try file.open(direct: spec.direct, forWriting: spec.workload.writes)
+    defer { try? fd.close() }
+    let bs = spec.blockSize
+    let buffers = UnsafeMutableRawBufferPointer.allocate(byteCount: depth * bs, alignment: 4096)
+    defer { buffers.deallocate() }
+    buffers.initializeMemory(as: UInt8.self, repeating: 0xA5)
+    let base = buffers.baseAddress!
+
+    // Registered file and buffers: the kernel skips the fd lookup / page pinning per request.
+    var target = fd
+    var extraFlags: SQEFlags = []
+    if spec.fixedFiles {
+        let raw = [fd.rawValue]
+        try raw.withUnsafeBufferPointer { try ring.registerFiles($0) }
+        target = FileDescriptor(rawValue: 0)
+        extraFlags = .fixedFile
+    }
+    if spec.fixedBuffers {
+        let vectors = (0..<depth).map { iovec(iov_base: base + $0 * bs, iov_len: bs) }
+        try vectors.withUnsafeBufferPointer { try ring.registerBuffers($0) }
+    }
+
+    var patterns = (0..<depth).map {
+        AccessPattern(workload: spec.workload, fileBytes: file.bytes, blockSize: bs, slot: $0, slots: depth, readPercent: spec.readPercent)
+    }
+    let started = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: depth)
+    defer { started.deallocate() }
+    let fixedBuffers = spec.fixedBuffers
+    // `now` is when the slot's request is queued: the reap time of the batch that freed it (one
+    // clock read per batch, not per operation).
+    func entry(_ slot: Int, now: UInt64) -> SubmissionEntry {
+        let memory = UnsafeMutableRawBufferPointer(start: base + slot * bs, count: bs)
+        let (offset, isRead) = patterns[slot].next()
+        started[slot] = now
+        let e: SubmissionEntry =
+            switch (isRead, fixedBuffers) {
+            case (true, false): .read(target, into: memory, offset: offset)
+            case (false, false): .write(target, from: UnsafeRawBufferPointer(memory), offset: offset)
+            case (true, true): .readFixed(target, into: memory, offset: offset, bufferIndex: UInt16(slot))
+            case (false, true): .writeFixed(target, from: UnsafeRawBufferPointer(memory), offset: offset, bufferIndex: UInt16(slot))
+            }
+        return e.userData(UInt64(slot)).flags(extraFlags)
+    }
+
+    let watch = Stopwatch()
+    let first = nanoseconds()
+    for slot in 0..<depth { _ = ring.push(entry(slot, now: first)) }
+    let deadline = nanoseconds() + UInt64(spec.runtime * 1e9)
+    let enterBefore = ring.enterCalls
+    var done = 0, failures = 0
+    let finished = UnsafeMutableBufferPointer<Int>.allocate(capacity: depth)
+    defer { finished.deallocate() }
+    let wantBatch = min(max(spec.batch, 1), depth)
+    var stopping = false
+    var inFlight = depth
+    while inFlight > 0 {
+        try ring.submitAndWait(stopping ? 1 : wantBatch)
+        var count = 0
+        let now = nanoseconds()
+        ring.forEachCompletion(limit: depth) { c in
+            if c.result != Int32(bs) { failures += 1 }
+            let slot = Int(c.userData)
+            _ = histogram.record(now &- started[slot])
+            finished[count] = slot
+            count += 1
+        }
+        done += count
+        inFlight -= count
+        if !stopping && (done >= spec.opsLimit || now > deadline) { stopping = true }
+        if !stopping {
+            for i in 0..<count { _ = ring.push(entry(finished[i], now: now)) }
+            inFlight += count
+        }
+    }
+    let seconds = watch.seconds
+    return Measured(
+        ops: done, seconds: seconds, systemCalls: ring.enterCalls - enterBefore, latency: Latency(histogram),
+        cpuPercent: watch.cpuPercent(over: seconds), failures: failures)
+}
+
+/// `depth` NOPs per submit, all waited for in the same system call.
+private func rawNop(_ ring: inout Ring, _ spec: Spec, depth: Int, histogram: inout Histogram<UInt64>) throws -> Measured {
+    let watch = Stopwatch()
+    let deadline = nanoseconds() + UInt64(spec.runtime * 1e9)
+    var done = 0
+    let enterBefore = ring.enterCalls
+    while done < spec.opsLimit {
+        let start = nanoseconds()
+        for _ in 0..<depth { _ = ring.push(.nop()) }
+        try ring.submitAndWait(depth)
+        done += ring.forEachCompletion { _ in }
+        let end = nanoseconds()
+        _ = histogram.record(end &- start)  // batch round trip
+        if end > deadline { break }
+    }
+    let seconds = watch.seconds
+    return Measured(
+        ops: done, seconds: seconds, systemCalls: ring.enterCalls - enterBefore, latency: Latency(histogram),
+        cpuPercent: watch.cpuPercent(over: seconds), failures: 0)
+}
+
+// MARK: Async
+
+/// `depth` tasks, each awaiting one RingExec operation at a time, on an executor group of
+/// `spec.threads` executors running `engine`.
+func runAsync(_ spec: Spec, engine: EngineKind, depth: Int, file: TestFile?) async throws -> Measured {
+    let group = try RingExecutorGroup(threads: spec.threads, entries: max(depth, 32), engine: .only(engine))
+    defer { group.shutdownGracefully() }
+    let fd: FileDescriptor? = spec.workload.isIO ? try file!.open(direct: spec.direct, forWriting: spec.workload.writes) : nil
+    defer { try? fd?.close() }
+    let stop = StopFlag()
+    let watch = Stopwatch()
+    let callsBefore = group.executors.reduce(0) { $0 + $1.systemCalls }
+    let deadline = nanoseconds() + UInt64(spec.runtime * 1e9)
+    let perTaskLimit = spec.opsLimit == .max ? Int.max : max(1, spec.opsLimit / depth)
+
+    let tasks = (0..<depth).map { slot in
+        let executor = group.executors[slot % group.executors.count]
+        return Task(executorPreference: executor) { () async throws -> TaskResult in
+            var result = TaskResult(histogram: makeHistogram())
+            if let fd {
+                try await asyncIOLoop(executor, fd: fd, spec: spec, file: file!, slot: slot, slots: depth, limit: perTaskLimit, stop: stop, into: &result)
+            } else {
+                while !stop.isSet && result.ops < perTaskLimit {
+                    let start = nanoseconds()
+                    try await executor.nop()
+                    _ = result.histogram.record(nanoseconds() &- start)
+                    result.ops += 1
+                }
+            }
+            return result
+        }
+    }
+    // The timer: this task is not on any ring, so it does not disturb them.
+    while nanoseconds() < deadline {
+        try await Task.sleep(for: .milliseconds(10))
+        if stop.isSet { break }
+    }
+    stop.set()
+    var total = TaskResult(histogram: makeHistogram())
+    for task in tasks {
+        let one = try await task.value
+        total.ops += one.ops
+        total.failures += one.failures
+        total.histogram.add(one.histogram)
+    }
+    let seconds = watch.seconds
+    let calls = group.executors.reduce(0) { $0 + $1.systemCalls } - callsBefore
+    return Measured(
+        ops: total.ops, seconds: seconds, systemCalls: calls, latency: Latency(total.histogram),
+        cpuPercent: watch.cpuPercent(over: seconds), failures: total.failures)
+}
+
+private func asyncIOLoop(
+    _ executor: RingExecutor, fd: FileDescriptor, spec: Spec, file: TestFile, slot: Int, slots: Int, limit: Int, stop: StopFlag,
+    into result: inout TaskResult
+) async throws {
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: spec.blockSize, alignment: 4096)
+    defer { buffer.deallocate() }
+    buffer.initializeMemory(as: UInt8.self, repeating: 0xA5)
+    var pattern = AccessPattern(
+        workload: spec.workload, fileBytes: file.bytes, blockSize: spec.blockSize, slot: slot, slots: slots, readPercent: spec.readPercent)
+    while !stop.isSet && result.ops < limit {
+        let (offset, isRead) = pattern.next()
+        let start = nanoseconds()
+        let n =
+            isRead
+            ? try await executor.read(fd, into: buffer, offset: offset)
+            : try await executor.write(fd, from: UnsafeRawBufferPointer(buffer), offset: offset)
+        _ = result.histogram.record(nanoseconds() &- start)
+        if n != spec.blockSize { result.failures += 1 }
+        result.ops += 1
+    }
+}
+
+struct TaskResult: @unchecked Sendable {  // a histogram is plain arrays; each task owns its own
+    var ops = 0
+    var failures = 0
+    var histogram: Histogram<UInt64>
+}
+
+final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .relaxed) }
+    func set() { flag.store(true, ordering: .relaxed) }
+}
