@@ -53,6 +53,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     let scheduledTimers = Atomic<Int>(0)
     let messagesSent = Atomic<Int>(0)
     private let systemCallCounter = Atomic<Int>(0)
+    private let inFlightCounter = Atomic<Int>(0)
     /// Buffer group ids handed out for receive streams.
     private var nextBufferGroup: UInt16 = 0
     /// Written by the loop thread before it signals start-up (release); read by other threads
@@ -259,6 +260,9 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// calls for POSIX aio, whose helper threads make the I/O calls themselves). For benchmarks.
     public var systemCalls: Int { systemCallCounter.load(ordering: .relaxed) }
 
+    /// Operations handed to the loop and not yet completed, as of the loop's last tick.
+    public var operationsInFlight: Int { inFlightCounter.load(ordering: .relaxed) }
+
     /// A provided-buffer group id not used by another stream of this executor (loop thread).
     func allocateBufferGroup() -> UInt16 {
         defer { nextBufferGroup &+= 1 }
@@ -403,6 +407,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             engine.reap { reaped.append(($0, $1, $2)) }
             for (token, result, flags) in reaped { complete(token: token, result: result, flags: flags) }
             systemCallCounter.store(engine.systemCalls, ordering: .relaxed)
+            inFlightCounter.store(inFlight + localSubmissions.count, ordering: .relaxed)
         }
         // Close the doors: later submissions fail with ESHUTDOWN, later jobs trap. Anything that
         // slipped in after the last check resumes with ESHUTDOWN rather than waiting forever.
@@ -497,6 +502,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     }
 
     private func finish(_ operation: Operation, result: Int32) {
+        precondition(!operation.completed, "an operation completed twice")
         operation.completed = true
         let continuation = operation.continuation
         operation.continuation = nil

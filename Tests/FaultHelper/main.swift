@@ -3,6 +3,7 @@
 // the library does under it. Used by FaultInjectionTests; not part of any product.
 //
 //   ring-fault-helper [--engine] io_uring_setup=ENOSYS [io_setup=EPERM ...]
+//   ring-fault-helper --teardown io_uring|libaio|posix-aio
 //
 // Prints one line: `available` or `unavailable errno=<n> explanation=<text>`; with `--engine`,
 // starts a RingExecutor with `.automatic`, checks a write and read through it, and prints
@@ -28,9 +29,72 @@ struct Filter {
     var k: UInt32
 }
 
+/// Open descriptors of this process.
+func openDescriptors() -> Int {
+    guard let directory = opendir("/proc/self/fd") else { return -1 }
+    defer { closedir(directory) }
+    var count = -1  // the directory stream's own descriptor
+    while let entry = readdir(directory) {
+        if entry.pointee.d_name.0 != UInt8(ascii: ".") { count += 1 }
+    }
+    return count
+}
+
+/// Teardown with thousands of operations in flight, alone in this process so descriptor counts
+/// are exact: prints `fds-before=N fds-after=M took-ms=T unfinished=U succeeded=S`.
+func teardown(_ engine: EngineKind) async {
+    do {
+        // Warm up: the runtime and libraries open some descriptors lazily, once.
+        try await runTeardown(engine, sleepers: 10, readers: 10)
+        let before = openDescriptors()
+        let (took, succeeded) = try await runTeardown(engine, sleepers: 2000, readers: 1000)
+        let ms = took.components.seconds * 1000 + took.components.attoseconds / 1_000_000_000_000_000
+        print("fds-before=\(before) fds-after=\(openDescriptors()) took-ms=\(ms) succeeded=\(succeeded)")
+    } catch {
+        print("error \(error)")
+    }
+}
+
+/// Starts an executor, parks work that cannot finish on it, shuts it down with a 200 ms
+/// deadline; returns how long shutdown took and how many operations claimed success.
+@discardableResult
+func runTeardown(_ engine: EngineKind, sleepers: Int, readers: Int) async throws -> (Duration, Int) {
+    let executor = try RingExecutor(entries: 256, engine: .only(engine))
+    var pipes: [(Int32, Int32)] = []
+    for _ in 0..<8 {
+        var fds: [Int32] = [0, 0]
+        pipe(&fds)
+        pipes.append((fds[0], fds[1]))
+    }
+    let readEnds = pipes.map { FileDescriptor(rawValue: $0.0) }
+    var tasks = (0..<sleepers).map { _ in Task { try await executor.sleep(for: .seconds(120)) } }
+    if engine == .ioURing {
+        tasks += (0..<readers).map { i in Task { _ = try await executor.read(readEnds[i % 8], upTo: 8) } }
+    }
+    try await Task.sleep(for: .milliseconds(100))
+    let start = ContinuousClock.now
+    executor.shutdownGracefully(deadline: .milliseconds(200))
+    let took = ContinuousClock.now - start
+    var succeeded = 0
+    for task in tasks {
+        if case .success = await task.result { succeeded += 1 }
+    }
+    for (r, w) in pipes {
+        close(r)
+        close(w)
+    }
+    return (took, succeeded)
+}
+
 var rules: [(UInt32, UInt32)] = []
 var engineMode = false
-for argument in CommandLine.arguments.dropFirst() {
+var teardownEngine: EngineKind?
+var arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.first == "--teardown", arguments.count == 2 {
+    teardownEngine = EngineKind(rawValue: arguments[1])
+    arguments = []
+}
+for argument in arguments {
     if argument == "--engine" {
         engineMode = true
         continue
@@ -88,10 +152,11 @@ func reportEngine() async {
     }
 }
 
-if engineMode {
+if engineMode || teardownEngine != nil {
     let done = Atomic<Bool>(false)
+    let engine = teardownEngine
     Task.detached {  // not the main actor: the main thread waits below
-        await reportEngine()
+        if let engine { await teardown(engine) } else { await reportEngine() }
         done.store(true, ordering: .releasing)
     }
     while !done.load(ordering: .acquiring) { usleep(1000) }
