@@ -80,6 +80,13 @@ let package = Package(
             path: "Tests/FaultHelper",
             swiftSettings: strict
         ),
+        // Data-integrity soak (checksummed blocks, cancelled writes), run by CI and by hand.
+        .executableTarget(
+            name: "ring-soak",
+            dependencies: ["RingExec", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Tests/Soak",
+            swiftSettings: strict
+        ),
         // Test-only: exposes what the system's (older) <linux/io_uring.h> says, to check our ABI.
         .target(name: "CKernelHeader", path: "Tests/CKernelHeader"),
         .testTarget(

@@ -314,6 +314,12 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         // The loop thread's own identity, for isOnLoopThread before init has stored it.
         loopThread = pthread_self()
         pthread_setspecific(Self.currentKey, Unmanaged.passUnretained(self).toOpaque())
+        // A write to a pipe or socket whose reader is gone raises SIGPIPE at the submitting
+        // thread, which would kill the process; block it here so the write fails with EPIPE.
+        var blocked = sigset_t()
+        sigemptyset(&blocked)
+        sigaddset(&blocked, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &blocked, nil)
         do {
             let (engine, selection) = try EngineFactory.make(context.choice, entries: context.entries)
             engineStorage = engine

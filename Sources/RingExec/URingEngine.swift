@@ -43,14 +43,24 @@ final class URingEngine: IOEngine {
 
     func supports(_ entry: SubmissionEntry) -> Bool { true }  // the kernel decides (-EINVAL)
 
-    var submissionSpace: Int { ring.submissionSpace }
+    /// One slot stays reserved for the wake-up read while it is not armed: a loop that filled
+    /// the SQ with work and then slept without it could not be woken by other threads.
+    var submissionSpace: Int { ring.submissionSpace - (wakeArmed ? 0 : 1) }
 
     func prepare(_ entry: SubmissionEntry, token: UInt64) -> Bool {
-        ring.push(entry.userData(token))
+        armWake()
+        return ring.push(entry.userData(token))
+    }
+
+    private func armWake() {
+        guard !wakeArmed else { return }
+        let read = SubmissionEntry.read(FileDescriptor(rawValue: wakeFD), into: wakeBuffer, offset: 0)
+        wakeArmed = ring.push(read.userData(ReservedToken.wake))
     }
 
     func cancel(token: UInt64) -> Bool {
-        ring.push(.cancel(userData: token).userData(ReservedToken.ignored))
+        armWake()
+        return submissionSpace > 0 && ring.push(.cancel(userData: token).userData(ReservedToken.ignored))
     }
 
     func cancelAll() {
@@ -60,15 +70,14 @@ final class URingEngine: IOEngine {
     /// Posts a completion to another ring (its loop wakes if it waits); no system call here, it
     /// goes with this loop's next submit. False when the SQ is full.
     func message(_ target: FileDescriptor) -> Bool {
+        armWake()
+        guard submissionSpace > 0 else { return false }
         let entry = SubmissionEntry.messageRing(target, result: 0, userData: ReservedToken.ignored)
         return ring.push(entry.userData(ReservedToken.ignored).flags(.skipSuccess))
     }
 
     func submit(wait: Bool, timeout: Duration?) {
-        if !wakeArmed {
-            let read = SubmissionEntry.read(FileDescriptor(rawValue: wakeFD), into: wakeBuffer, offset: 0)
-            wakeArmed = ring.push(read.userData(ReservedToken.wake))
-        }
+        armWake()
         // EINTR is retried inside; EAGAIN/EBUSY mean "reap, then retry", which the loop does.
         if wait {
             _ = try? ring.submitAndWait(1, timeout: timeout)

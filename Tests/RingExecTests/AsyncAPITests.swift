@@ -27,7 +27,6 @@ import Testing
         #expect(status.isRegularFile)
         #expect(try await executor.read(fd, upTo: 6000, offset: 0) == pattern(count: 5010))
         try await executor.close(fd)
-        await #expect(throws: Errno.badFileDescriptor) { try await executor.close(fd) }  // double close
 
         let second = directory.appending("b")
         try await executor.rename(first, to: second)

@@ -149,4 +149,18 @@ actor RingPinned {
         // Afterwards operations fail at once with ESHUTDOWN instead of waiting forever.
         await #expect(throws: Errno(rawValue: ESHUTDOWN)) { try await executor.nop() }
     }
+
+    /// Regression: the loop filled its SQ with its own work, then slept without its wake-up read
+    /// armed, so a submission from another thread waited for the work (60 s) to finish.
+    @Test func remoteSubmissionWakesALoopWhoseSQIsFull() async throws {
+        let executor = try RingExecutor(entries: 4)
+        defer { executor.shutdownGracefully(deadline: .zero) }
+        let sleepers = (0..<20).map { _ in Task(executorPreference: executor) { try await executor.sleep(for: .seconds(60)) } }
+        try await Task.sleep(for: .milliseconds(50))
+        let start = ContinuousClock.now
+        try await executor.nop()  // from a thread that is not the loop's
+        #expect(ContinuousClock.now - start < .seconds(2))
+        for sleeper in sleepers { sleeper.cancel() }
+        for sleeper in sleepers { _ = await sleeper.result }
+    }
 }

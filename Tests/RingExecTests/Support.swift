@@ -3,9 +3,14 @@ import RingExec
 import SystemPackage
 
 /// A temporary file under /tmp (ext4 here, so O_DIRECT works), removed by `remove()`.
-struct TemporaryFile {
+struct TemporaryFile: Sendable {
     let path: String
     let fd: FileDescriptor
+
+    init(path: String, fd: FileDescriptor) {
+        self.path = path
+        self.fd = fd
+    }
 
     init(direct: Bool = false, contents: [UInt8] = []) throws {
         var template = Array("/tmp/ringexec-test-XXXXXX".utf8CString)
@@ -56,7 +61,7 @@ func alignedBuffer(_ count: Int) -> UnsafeMutableRawBufferPointer {
 }
 
 /// A pipe; both ends closed by `close()`.
-struct PipePair {
+struct PipePair: Sendable {
     let read: FileDescriptor
     let write: FileDescriptor
     init() throws {
