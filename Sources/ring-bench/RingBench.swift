@@ -127,6 +127,8 @@ struct RingBench: AsyncParsableCommand {
         if let svg {
             try Report.svg(rows, spec: spec).write(toFile: svg, atomically: true, encoding: .utf8)
         }
+        // A row that failed, or operations that came back short or with errors, fail the run.
+        if rows.contains(where: { $0.error != nil || ($0.measured?.failures ?? 0) > 0 }) { throw ExitCode(1) }
     }
 
     /// A progress line on stderr, rewritten in place.

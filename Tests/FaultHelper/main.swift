@@ -4,6 +4,7 @@
 //
 //   ring-fault-helper [--engine] io_uring_setup=ENOSYS [io_setup=EPERM ...]
 //   ring-fault-helper --teardown io_uring|libaio|posix-aio
+//   ring-fault-helper --nofile
 //
 // Prints one line: `available` or `unavailable errno=<n> explanation=<text>`; with `--engine`,
 // starts a RingExecutor with `.automatic`, checks a write and read through it, and prints
@@ -86,10 +87,51 @@ func runTeardown(_ engine: EngineKind, sleepers: Int, readers: Int) async throws
     return (took, succeeded)
 }
 
+/// RLIMIT_NOFILE nearly exhausted: opens and sockets through the executor fail with EMFILE as
+/// a typed error, and the executor keeps working. Prints `open=<errno> socket=<errno> after=ok|...`.
+func descriptorLimit() async {
+    do {
+        let executor = try RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        limit.rlim_cur = rlim_t(openDescriptors() + 2)
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        var opened: [FileDescriptor] = []
+        var openError = "none"
+        for _ in 0..<10 {
+            do {
+                opened.append(try await executor.open("/dev/null", .readOnly))
+            } catch let error as Errno {
+                openError = "\(error.rawValue)"
+                break
+            }
+        }
+        var socketError = "none"
+        do {
+            opened.append(try await executor.socket())
+        } catch let error as Errno {
+            socketError = "\(error.rawValue)"
+        }
+        try await executor.nop()
+        for fd in opened { try await executor.close(fd) }
+        let again = try await executor.open("/dev/null", .readOnly)
+        try await executor.close(again)
+        print("open=\(openError) socket=\(socketError) after=ok")
+    } catch {
+        print("error \(error)")
+    }
+}
+
 var rules: [(UInt32, UInt32)] = []
 var engineMode = false
+var limitMode = false
 var teardownEngine: EngineKind?
 var arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.first == "--nofile" {
+    limitMode = true
+    arguments = []
+}
 if arguments.first == "--teardown", arguments.count == 2 {
     teardownEngine = EngineKind(rawValue: arguments[1])
     arguments = []
@@ -152,11 +194,17 @@ func reportEngine() async {
     }
 }
 
-if engineMode || teardownEngine != nil {
+if engineMode || teardownEngine != nil || limitMode {
     let done = Atomic<Bool>(false)
-    let engine = teardownEngine
+    let (engine, limits) = (teardownEngine, limitMode)
     Task.detached {  // not the main actor: the main thread waits below
-        if let engine { await teardown(engine) } else { await reportEngine() }
+        if limits {
+            await descriptorLimit()
+        } else if let engine {
+            await teardown(engine)
+        } else {
+            await reportEngine()
+        }
         done.store(true, ordering: .releasing)
     }
     while !done.load(ordering: .acquiring) { usleep(1000) }

@@ -198,4 +198,19 @@ func openDescriptorCount() -> Int {
             #expect(line.contains(" 0 mismatches"), "\(line)")
         }
     }
+
+    /// RLIMIT_NOFILE nearly exhausted (in a child process: the limit is process-wide): open and
+    /// socket fail with EMFILE as typed errors, and the executor keeps working.
+    @Test func descriptorLimitGivesEMFILE() throws {
+        guard let helper = ExampleTests.binary("ring-fault-helper") else { return }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: helper)
+        process.arguments = ["--nofile"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(text.contains("open=\(EMFILE) socket=\(EMFILE) after=ok"), "\(text)")
+    }
 }

@@ -183,4 +183,31 @@ import Testing
         try write(original)
         _ = try Ring(entries: 8)  // works again once restored
     }
+
+    /// `fs.aio-max-nr` exhausted: libaio's io_setup fails with EAGAIN, which the libaio engine
+    /// reports naming the limit, and `.automatic` moves on to POSIX aio. io_uring is blocked with
+    /// seccomp in the helper so that libaio would otherwise be chosen.
+    @Test func aioLimitExhaustedMovesAutomaticToPosixAIO() throws {
+        guard ProcessInfo.processInfo.environment["RING_TEST_SYSCTL"] == "1" else {
+            print("SKIP aio-max-nr test: set RING_TEST_SYSCTL=1 and run alone as root (it changes a host-wide sysctl)")
+            return
+        }
+        let maxPath = "/proc/sys/fs/aio-max-nr"
+        guard let original = KernelSettings.readInteger(maxPath), let used = KernelSettings.readInteger("/proc/sys/fs/aio-nr"),
+            access(maxPath, W_OK) == 0
+        else {
+            print("SKIP aio-max-nr test: \(maxPath) is absent or not writable here")
+            return
+        }
+        guard FileManager.default.fileExists(atPath: "/usr/lib/x86_64-linux-gnu/libaio.so.1") else {
+            print("SKIP aio-max-nr test: libaio.so.1 is not installed")
+            return
+        }
+        defer { try? "\(original)\n".write(toFile: maxPath, atomically: false, encoding: .utf8) }
+        try "\(used)\n".write(toFile: maxPath, atomically: false, encoding: .utf8)
+        guard let out = try FaultInjectionTests.runHelper(["--engine", "io_uring_setup=EPERM"]) else { return }
+        #expect(out.hasPrefix("engine=posix-aio io=ok"), "\(out)")
+        #expect(out.contains("passed-over libaio: io_setup failed"), "\(out)")
+        #expect(out.contains("fs.aio-max-nr"), "\(out)")
+    }
 }
