@@ -3,7 +3,7 @@
 // the fuzzer runtime. Build and run with ./run (it passes -sanitize=fuzzer,address).
 import PackageDescription
 
-let targets = ["FuzzRingIndices", "FuzzEncoders", "FuzzCompletions", "FuzzLayoutAndProbe"]
+let targets = ["FuzzRingIndices", "FuzzEncoders", "FuzzCompletions", "FuzzLayoutAndProbe", "FuzzExecutorTable"]
 
 let package = Package(
     name: "swift-ring-fuzz",
@@ -15,7 +15,9 @@ let package = Package(
     ] + targets.map { name in
         .executableTarget(
             name: name,
-            dependencies: ["FuzzSupport", .product(name: "Ring", package: "swift-ring")],
+            dependencies: [
+                "FuzzSupport", .product(name: "Ring", package: "swift-ring"), .product(name: "RingExec", package: "swift-ring"),
+            ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         )
     }

@@ -86,6 +86,8 @@ protocol IOEngine: AnyObject {
     var kind: EngineKind { get }
     /// Whether this engine can perform `opcode` with these entry flags. Thread-safe.
     func supports(_ entry: SubmissionEntry) -> Bool
+    /// The most operations `prepare` can ever hold at once (a longer chain can never start).
+    var submissionCapacity: Int { get }
     /// Operations that `prepare` accepts right now (a linked chain needs all its slots at once).
     var submissionSpace: Int { get }
     /// Queues an operation; false when there is no room (retry after reaping).

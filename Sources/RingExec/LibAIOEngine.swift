@@ -155,6 +155,7 @@ final class LibAIOEngine: IOEngine {
         }
     }
 
+    var submissionCapacity: Int { capacity }
     var submissionSpace: Int { freeSlots.count }
 
     func prepare(_ entry: SubmissionEntry, token: UInt64) -> Bool {

@@ -79,6 +79,7 @@ final class PosixAIOEngine: IOEngine {
         }
     }
 
+    var submissionCapacity: Int { capacity }
     var submissionSpace: Int { freeSlots.count }
 
     func prepare(_ entry: SubmissionEntry, token: UInt64) -> Bool {

@@ -1,5 +1,5 @@
 public import Glibc
-import Ring
+public import Ring
 public import SystemPackage
 
 /// An IPv4, IPv6 or Unix-domain socket address, stored by value.
@@ -153,6 +153,25 @@ extension RingExecutor {
         return stream
     }
 
+    /// Submits any multishot request (`.pollAdd(fd, events:, flags: .multishot)`,
+    /// `.timeout(spec, flags: .multishot)`, `.accept(fd, multishot: true)`, ...) and yields each
+    /// completion's raw result. Same lifetime rules as `connections(_:)`: ending the iteration
+    /// cancels the request; a final error ends the stream with its `Errno`; a request the kernel
+    /// ends by itself while the stream is still wanted is submitted again. Memory the entry
+    /// points to must stay valid until the stream has ended.
+    public func multishot(_ entry: SubmissionEntry) -> AsyncThrowingStream<Int32, any Error> {
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: Int32.self)
+        guard engineSelection.engine == .ioURing else {
+            continuation.finish(throwing: EngineError.unsupported(operation: "multishot", engine: engineSelection.engine))
+            return stream
+        }
+        let multishot = Multishot<Int32>(
+            executor: self, continuation: continuation, entry: { entry }, decode: { result, _ in .element(result) },
+            discard: { _ in })
+        multishot.start()
+        return stream
+    }
+
     /// Sends from `buffer`; returns the bytes sent. `MSG_NOSIGNAL` is always added.
     public func send(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, flags: Int32 = 0) async throws -> Int {
         try await perform(.send(fd, buffer, flags: flags | Int32(MSG_NOSIGNAL)))
@@ -290,7 +309,10 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
             return true
         }
         guard proceed else { return end(nil) }
-        if !executor.enqueue(operation) { end(Errno(rawValue: ESHUTDOWN)) }
+        if !executor.enqueue(operation) {
+            finishRequest()  // never submitted: drop it, or it and this object keep each other alive
+            end(Errno(rawValue: ESHUTDOWN))
+        }
     }
 
     /// Runs on the loop thread for every completion of the current request.

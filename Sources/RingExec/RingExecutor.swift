@@ -47,6 +47,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// Executors to wake with `MSG_RING` at the next submit.
     private var pendingMessages: [FileDescriptor] = []
     private var inFlight = 0
+    /// Set by the loop thread when it leaves the loop (jobs it enqueues afterwards go elsewhere).
+    private var loopExited = false
     /// How many of `inFlight` are `Task.sleep` timers.
     private var schedulerTimersInFlight = 0
     /// Counters for tests and diagnostics.
@@ -67,8 +69,14 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// queue (io_uring SQ entries; at least that many operations in flight for the others).
     /// The engine is created on the loop thread (io_uring's `SINGLE_ISSUER` and registered ring
     /// fds are per thread).
-    public init(entries: Int = 256, engine choice: EngineChoice = .automatic) throws(EngineError) {
-        let context = StartContext(executor: self, entries: entries, choice: choice)
+    public convenience init(entries: Int = 256, engine choice: EngineChoice = .automatic) throws(EngineError) {
+        try self.init { () throws(EngineError) in try EngineFactory.make(choice, entries: entries) }
+    }
+
+    /// Starts the loop with the engine `makeEngine` creates on the loop thread (tests and the
+    /// fuzz target use this to drive the executor with a scripted engine).
+    init(makeEngine: @escaping @Sendable () throws(EngineError) -> (any IOEngine, EngineSelection)) throws(EngineError) {
+        let context = StartContext(executor: self, makeEngine: makeEngine)
         let retained = Unmanaged.passRetained(context)
         var thread = pthread_t()
         let created = pthread_create(&thread, nil, { raw in
@@ -92,15 +100,13 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// Hands the start-up parameters to the loop thread and its verdict back.
     private final class StartContext: @unchecked Sendable {
         let executor: RingExecutor
-        let entries: Int
-        let choice: EngineChoice
+        let makeEngine: @Sendable () throws(EngineError) -> (any IOEngine, EngineSelection)
         /// 0 starting, 1 running, 2 failed (then `error` is set before the release store).
         let state = Atomic<Int>(0)
         var error: EngineError?
-        init(executor: RingExecutor, entries: Int, choice: EngineChoice) {
+        init(executor: RingExecutor, makeEngine: @escaping @Sendable () throws(EngineError) -> (any IOEngine, EngineSelection)) {
             self.executor = executor
-            self.entries = entries
-            self.choice = choice
+            self.makeEngine = makeEngine
         }
     }
 
@@ -108,17 +114,23 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
 
     public func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
-        if isOnLoopThread {
+        if isOnLoopThread && !loopExited {
             localJobs.append(unowned)  // no lock, no syscall: the loop runs it after this batch
-        } else {
-            let accepted = lock.withLock { () -> Bool in
-                if exited { return false }
-                remoteJobs.append(unowned)
-                return true
-            }
-            // A job that can never run would leave its task suspended forever: refuse loudly.
-            precondition(accepted, "a job was enqueued on a RingExecutor after shutdownGracefully()")
+            return
+        }
+        let accepted = lock.withLock { () -> Bool in
+            if exited { return false }
+            remoteJobs.append(unowned)
+            return true
+        }
+        if accepted {
             wakeIfSleeping()
+        } else {
+            // After shutdown a job here could never run and its task would wait forever: a task
+            // that still prefers this executor continues on the global executor instead (its ring
+            // operations then fail with ESHUTDOWN). Actors pinned to a shut-down executor must
+            // not be used any more.
+            globalConcurrentExecutor.enqueue(unowned)
         }
     }
 
@@ -167,7 +179,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
 
     /// Submits a linked chain (e.g. write then fsync): `entries[i]` for `i < count - 1` should
     /// carry `.link` (or `.hardLink`); returns every entry's result, in order. All entries enter
-    /// the submission queue together. At most 16 entries; io_uring only.
+    /// the submission queue together. At most 16 entries, and no more than the executor's
+    /// submission queue holds (else `EINVAL`); io_uring only.
     public func submitChain(_ entries: [SubmissionEntry]) async throws -> [Int32] {
         guard !entries.isEmpty, entries.count <= Operation.maximumChain else { throw Errno.invalidArgument }
         guard engineSelection.engine == .ioURing else {
@@ -178,7 +191,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         operation.results = Array(repeating: -ECANCELED, count: entries.count)
         operation.pending = entries.count
         let result = await submit(operation)
-        if result == -ESHUTDOWN && operation.submitted == false { throw Errno(rawValue: ESHUTDOWN) }
+        if !operation.submitted && (result == -ESHUTDOWN || result == -EINVAL) { throw Errno(rawValue: -result) }
         if Task.isCancelled && operation.results.contains(-ECANCELED) { throw CancellationError() }
         return operation.results
     }
@@ -213,12 +226,18 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
 
     /// Asks the loop to cancel `operation` (from any thread; harmless if it already finished).
     func requestCancel(_ operation: Operation) {
-        if isOnLoopThread {
+        if isOnLoopThread && !loopExited {
             localCancels.append(operation)
-        } else {
-            lock.withLock { remoteCancels.append(operation) }
-            wakeIfSleeping()
+            return
         }
+        // After shutdown nothing is in flight any more: a late cancel has nothing to do (and
+        // keeping it would keep its record, and through it this executor, alive).
+        let accepted = lock.withLock { () -> Bool in
+            if exited { return false }
+            remoteCancels.append(operation)
+            return true
+        }
+        if accepted { wakeIfSleeping() }
     }
 
     /// Like `submit`, but throws: `CancellationError` when cancellation won,
@@ -321,7 +340,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         sigaddset(&blocked, SIGPIPE)
         pthread_sigmask(SIG_BLOCK, &blocked, nil)
         do {
-            let (engine, selection) = try EngineFactory.make(context.choice, entries: context.entries)
+            let (engine, selection) = try context.makeEngine()
             engineStorage = engine
             engineSelection = selection
             ringFD = (engine as? URingEngine)?.ringFD
@@ -380,7 +399,18 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             // 5. Shutdown: exit when idle; past the deadline, cancel what is left.
             let isStopping = stopping.load(ordering: .acquiring)
             if isStopping {
-                if localJobs.isEmpty && localSubmissions.isEmpty && inFlight == 0 { break }
+                if localJobs.isEmpty && localSubmissions.isEmpty && inFlight == 0 {
+                    // Exit only if nothing slipped in from other threads meanwhile; from here on,
+                    // their submissions fail with ESHUTDOWN and their jobs go elsewhere.
+                    let quiet = lock.withLock { () -> Bool in
+                        guard remoteJobs.isEmpty && remoteSubmissions.isEmpty else { return false }
+                        exited = true
+                        remoteCancels.removeAll()  // nothing is in flight: they are moot
+                        return true
+                    }
+                    if quiet { break }
+                    continue
+                }
                 let deadline = lock.withLock { shutdownDeadline }
                 // Past the deadline, cancel whatever is in flight, again each tick (the loop
                 // wakes every 10 ms while stopping) so late submissions are caught too. Only
@@ -415,15 +445,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             systemCallCounter.store(engine.systemCalls, ordering: .relaxed)
             inFlightCounter.store(inFlight + localSubmissions.count, ordering: .relaxed)
         }
-        // Close the doors: later submissions fail with ESHUTDOWN, later jobs trap. Anything that
-        // slipped in after the last check resumes with ESHUTDOWN rather than waiting forever.
-        let stranded = lock.withLock { () -> [Operation] in
-            exited = true
-            let left = remoteSubmissions
-            remoteSubmissions.removeAll()
-            return left
-        }
-        for operation in stranded { finish(operation, result: -ESHUTDOWN) }
+        loopExited = true
+        localCancels.removeAll()
         engine.close()
     }
 
@@ -470,11 +493,16 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         var moved = 0
         for operation in localSubmissions {
             if operation.cancelRequested {
-                finish(operation, result: -ECANCELED)
+                finishUnsubmitted(operation, result: -ECANCELED)
                 moved += 1
                 continue
             }
             let count = operation.entryCount
+            if count > engine.submissionCapacity {
+                finishUnsubmitted(operation, result: -EINVAL)  // a chain longer than the queue could never start
+                moved += 1
+                continue
+            }
             guard engine.submissionSpace >= count else { break }
             let token = operation.token
             _ = engine.prepare(operation.entry, token: token)
@@ -505,6 +533,13 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         if operation.isSchedulerTimer { schedulerTimersInFlight -= 1 }
         finish(operation, result: operation.chain.isEmpty ? result : operation.results[0])
         unmanaged.release()
+    }
+
+    /// Ends an operation that never reached the engine; a multishot one hears it as its final
+    /// completion, so its stream ends too.
+    private func finishUnsubmitted(_ operation: Operation, result: Int32) {
+        operation.onEach?(result, 0)
+        finish(operation, result: result)
     }
 
     private func finish(_ operation: Operation, result: Int32) {

@@ -43,6 +43,8 @@ final class URingEngine: IOEngine {
 
     func supports(_ entry: SubmissionEntry) -> Bool { true }  // the kernel decides (-EINVAL)
 
+    var submissionCapacity: Int { ring.submissionCapacity - 1 }
+
     /// One slot stays reserved for the wake-up read while it is not armed: a loop that filled
     /// the SQ with work and then slept without it could not be woken by other threads.
     var submissionSpace: Int { ring.submissionSpace - (wakeArmed ? 0 : 1) }

@@ -114,6 +114,11 @@ import Testing
         Case(name: "chain longer than 16 entries", expected: .invalidArgument) { e, _ in
             _ = try await e.submitChain(Array(repeating: .nop().flags(.link), count: 17))
         },
+        Case(name: "chain longer than the submission queue", expected: .invalidArgument) { e, _ in
+            // The fixture's executor has 16 SQ entries (one is kept for its wake-up).
+            _ = try await e.submitChain(Array(repeating: .nop().flags(.link), count: 15) + [.nop()])
+            _ = try await e.submitChain(Array(repeating: .nop().flags(.link), count: 16))
+        },
         Case(name: "double close", expected: .badFileDescriptor) { e, _ in
             // A high number: tests running in parallel cannot be handed it between the closes.
             let opened = try FileDescriptor.open("/dev/null", .readOnly)

@@ -4,7 +4,7 @@
 // A write that resumed with CancellationError must not have reached the file (the kernel never
 // ran it); one that returned must have. Exit status 1 on any mismatch.
 //
-//   ring-soak [--engine all|io_uring|libaio|posix-aio] [--size MiB] [--rewrites N]
+//   ring-soak [--engine all|io_uring,libaio,posix-aio] [--size MiB] [--rewrites N]
 //             [--cancel-percent P] [--direct both|yes|no] [--minutes M]
 //
 // CI runs 256 MiB per engine (buffered and O_DIRECT); `--minutes` repeats rewrite + verify
@@ -84,7 +84,8 @@ func parseOptions() -> Options {
         }
         arguments.removeFirst()
         switch name {
-        case "--engine": options.engines = value == "all" ? EngineKind.allCases : [EngineKind(rawValue: value)].compactMap { $0 }
+        case "--engine":
+            options.engines = value == "all" ? EngineKind.allCases : value.split(separator: ",").compactMap { EngineKind(rawValue: String($0)) }
         case "--size": options.sizeMiB = Int(value) ?? options.sizeMiB
         case "--rewrites": options.rewrites = Int(value)
         case "--cancel-percent": options.cancelPercent = Int(value) ?? options.cancelPercent
