@@ -250,3 +250,12 @@ extension timespec {
         self.init(tv_sec: Int(max(0, seconds)), tv_nsec: Int(max(0, attoseconds / 1_000_000_000)))
     }
 }
+
+extension RingExecutor {
+    /// glibc's POSIX aio tuning (`aio_init(3)`): at most `threads` helper threads, a request
+    /// table sized for `requests`, idle helpers exit after `idleSeconds`. Call it before the
+    /// first POSIX aio executor starts; later calls have no effect.
+    public static func tunePOSIXAIO(threads: Int, requests: Int, idleSeconds: Int = 1) {
+        PosixAIOEngine.tune(threads: threads, requests: requests, idleSeconds: idleSeconds)
+    }
+}
