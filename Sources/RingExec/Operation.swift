@@ -1,4 +1,5 @@
 import Ring
+import Synchronization
 
 /// One awaited operation: a single entry, a linked chain of up to 16 entries, or a multishot
 /// request. Its address (retained while the engine may use it) is the `user_data` of its first
@@ -30,6 +31,10 @@ final class Operation: @unchecked Sendable {
     var submitted = false
     /// Its task has been resumed.
     var completed = false
+    /// Stored (release) by the loop just before it resumes the task, loaded (acquire) by the task
+    /// right after: the explicit edge that orders the loop's writes (results, flags) before the
+    /// task's reads, visible to ThreadSanitizer, which cannot see through a continuation.
+    let handoff = Atomic<Bool>(false)
 
     init(_ entry: SubmissionEntry) {
         self.entry = entry

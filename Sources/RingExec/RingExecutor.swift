@@ -191,14 +191,16 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         operation.results = Array(repeating: -ECANCELED, count: entries.count)
         operation.pending = entries.count
         let result = await submit(operation)
-        if !operation.submitted && (result == -ESHUTDOWN || result == -EINVAL) { throw Errno(rawValue: -result) }
+        // Refused before reaching the engine (shut down, or longer than the queue): the results
+        // were never filled in.
+        if result != operation.results[0] && (result == -ESHUTDOWN || result == -EINVAL) { throw Errno(rawValue: -result) }
         if Task.isCancelled && operation.results.contains(-ECANCELED) { throw CancellationError() }
         return operation.results
     }
 
     func submit(_ operation: Operation) async -> Int32 {
         if Task.isCancelled { return -ECANCELED }  // cancelled before submission: nothing submitted
-        return await withTaskCancellationHandler {
+        let result = await withTaskCancellationHandler {
             await withUnsafeContinuation { continuation in
                 operation.continuation = continuation
                 if !enqueue(operation) { continuation.resume(returning: -ESHUTDOWN) }
@@ -206,6 +208,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         } onCancel: {
             requestCancel(operation)
         }
+        _ = operation.handoff.load(ordering: .acquiring)  // pairs with the store in `finish`
+        return result
     }
 
     /// Queues a record for the loop; false after shutdown. The record's continuation (if any)
@@ -545,6 +549,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     private func finish(_ operation: Operation, result: Int32) {
         precondition(!operation.completed, "an operation completed twice")
         operation.completed = true
+        operation.handoff.store(true, ordering: .releasing)
         let continuation = operation.continuation
         operation.continuation = nil
         continuation?.resume(returning: result)
