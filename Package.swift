@@ -91,7 +91,7 @@ let package = Package(
         .target(name: "CKernelHeader", path: "Tests/CKernelHeader"),
         .testTarget(
             name: "RingExecTests",
-            dependencies: ["RingExec", "Ring", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["RingExec", "Ring", "CKernelHeader", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         .testTarget(

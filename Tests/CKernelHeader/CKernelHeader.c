@@ -399,3 +399,48 @@ const struct kh_entry *kh_layout(size_t *count) {
     *count = sizeof(layout) / sizeof(layout[0]);
     return layout;
 }
+
+#include <linux/aio_abi.h>
+#include <linux/stat.h>
+
+static const struct kh_entry aio_stat_layout[] = {
+    {"sizeof iocb", sizeof(struct iocb)},
+    {"iocb.aio_data", offsetof(struct iocb, aio_data)},
+    {"iocb.aio_key", offsetof(struct iocb, aio_key)},
+    {"iocb.aio_rw_flags", offsetof(struct iocb, aio_rw_flags)},
+    {"iocb.aio_lio_opcode", offsetof(struct iocb, aio_lio_opcode)},
+    {"iocb.aio_reqprio", offsetof(struct iocb, aio_reqprio)},
+    {"iocb.aio_fildes", offsetof(struct iocb, aio_fildes)},
+    {"iocb.aio_buf", offsetof(struct iocb, aio_buf)},
+    {"iocb.aio_nbytes", offsetof(struct iocb, aio_nbytes)},
+    {"iocb.aio_offset", offsetof(struct iocb, aio_offset)},
+    {"iocb.aio_flags", offsetof(struct iocb, aio_flags)},
+    {"iocb.aio_resfd", offsetof(struct iocb, aio_resfd)},
+    {"sizeof io_event", sizeof(struct io_event)},
+    {"io_event.res", offsetof(struct io_event, res)},
+    {"IOCB_CMD_PREAD", IOCB_CMD_PREAD},
+    {"IOCB_CMD_PWRITE", IOCB_CMD_PWRITE},
+    {"IOCB_CMD_FSYNC", IOCB_CMD_FSYNC},
+    {"IOCB_CMD_FDSYNC", IOCB_CMD_FDSYNC},
+    {"IOCB_CMD_POLL", IOCB_CMD_POLL},
+    {"IOCB_CMD_PREADV", IOCB_CMD_PREADV},
+    {"IOCB_CMD_PWRITEV", IOCB_CMD_PWRITEV},
+    {"IOCB_FLAG_RESFD", IOCB_FLAG_RESFD},
+    {"sizeof statx", sizeof(struct statx)},
+    {"statx.stx_mask", offsetof(struct statx, stx_mask)},
+    {"statx.stx_blksize", offsetof(struct statx, stx_blksize)},
+    {"statx.stx_nlink", offsetof(struct statx, stx_nlink)},
+    {"statx.stx_uid", offsetof(struct statx, stx_uid)},
+    {"statx.stx_gid", offsetof(struct statx, stx_gid)},
+    {"statx.stx_mode", offsetof(struct statx, stx_mode)},
+    {"statx.stx_ino", offsetof(struct statx, stx_ino)},
+    {"statx.stx_size", offsetof(struct statx, stx_size)},
+    {"statx.stx_blocks", offsetof(struct statx, stx_blocks)},
+    {"statx.stx_mtime", offsetof(struct statx, stx_mtime)},
+    {"STATX_BASIC_STATS", STATX_BASIC_STATS},
+};
+
+const struct kh_entry *kh_aio_stat_layout(size_t *count) {
+    *count = sizeof(aio_stat_layout) / sizeof(aio_stat_layout[0]);
+    return aio_stat_layout;
+}

@@ -19,4 +19,8 @@ const struct kh_entry *kh_constants(size_t *count);
 /// Sizes ("sizeof io_uring_sqe") and field offsets ("io_uring_sqe.fd") from the system header.
 const struct kh_entry *kh_layout(size_t *count);
 
+/// Native AIO and statx facts from <linux/aio_abi.h> and <linux/stat.h>: struct sizes, field
+/// offsets and the IOCB_* constants, for the libaio engine and FileStatus.
+const struct kh_entry *kh_aio_stat_layout(size_t *count);
+
 #endif
