@@ -156,8 +156,11 @@ struct SoftTimers {
         return true
     }
 
-    /// Tokens of all armed timers (for cancel-all).
-    var tokens: [UInt64] { deadlines.map(\.token) }
+    /// Disarms every timer, returning their tokens (for cancel-all: one pass, not one search each).
+    mutating func removeAll() -> [UInt64] {
+        defer { deadlines.removeAll() }
+        return deadlines.map(\.token)
+    }
 
     /// How long until the nearest deadline (zero if one has passed), or nil with no timers.
     func untilNearest() -> Duration? {

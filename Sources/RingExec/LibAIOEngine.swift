@@ -230,7 +230,7 @@ final class LibAIOEngine: IOEngine {
     }
 
     func cancelAll() {
-        for token in timers.tokens { _ = cancel(token: token) }
+        for token in timers.removeAll() { immediate.append((token, -ECANCELED)) }
         for block in queued { _ = cancel(token: block!.load(as: UInt64.self)) }
         for slot in 0..<capacity where inUse[slot] { _ = cancel(token: blocks[slot].data) }
     }

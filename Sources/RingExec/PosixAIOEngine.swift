@@ -146,7 +146,7 @@ final class PosixAIOEngine: IOEngine {
     }
 
     func cancelAll() {
-        for token in timers.tokens { _ = cancel(token: token) }
+        for token in timers.removeAll() { immediate.append((token, -ECANCELED)) }
         for block in batch { _ = cancel(token: tokens[block! - blocks]) }
         for slot in inFlight { _ = aio_cancel(blocks[slot].aio_fildes, blocks + slot) }
     }

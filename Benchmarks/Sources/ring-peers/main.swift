@@ -1,0 +1,166 @@
+// ring-peers: 4 KiB random reads from the page cache with 32 tasks through RingExec, SwiftNIO's
+// NIOFileSystem and blocking pread on the global executor (same file, same offsets generator,
+// same checks), then Task.yield() round trips on a ring-preferring task vs the global executor.
+// Prints one table with ratios; `--runtime SECONDS` per row (default 2), `--tasks N` (32).
+import Glibc
+import RingExec
+import Synchronization
+import SystemPackage
+import _NIOFileSystem
+
+struct Options: Sendable {
+    var runtime = 2.0
+    var tasks = 32
+    var sizeMiB = 256
+}
+
+func parse() -> Options {
+    var options = Options()
+    var arguments = Array(CommandLine.arguments.dropFirst())
+    while arguments.count >= 2 {
+        let (name, value) = (arguments[0], arguments[1])
+        arguments.removeFirst(2)
+        switch name {
+        case "--runtime": options.runtime = Double(value) ?? options.runtime
+        case "--tasks": options.tasks = Int(value) ?? options.tasks
+        case "--size": options.sizeMiB = Int(value) ?? options.sizeMiB
+        default: print("unknown option \(name)"); exit(2)
+        }
+    }
+    return options
+}
+
+final class Stop: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .relaxed) }
+    func set() { flag.store(true, ordering: .relaxed) }
+}
+
+struct Rng {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func now() -> Double {
+    var spec = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &spec)
+    return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+}
+
+/// Runs `tasks` copies of `body` (each returns operations done) until the time is up; ops/s.
+func measure(_ options: Options, _ body: @escaping @Sendable (Int, Stop) async throws -> Int) async throws -> Double {
+    let stop = Stop()
+    let start = now()
+    let total = try await withThrowingTaskGroup(of: Int.self) { group in
+        for task in 0..<options.tasks { group.addTask { try await body(task, stop) } }
+        try await Task.sleep(for: .milliseconds(Int(options.runtime * 1000)))
+        stop.set()
+        return try await group.reduce(0, +)
+    }
+    return Double(total) / (now() - start)
+}
+
+func main() async throws {
+    let options = parse()
+    let path = "/tmp/ring-peers-\(getpid()).dat"
+    defer { unlink(path) }
+    let fd = try FileDescriptor.open(path, .readWrite, options: [.create, .truncate], permissions: .ownerReadWrite)
+    defer { try? fd.close() }
+    var rng = Rng(state: 7)
+    var chunk = [UInt64](repeating: 0, count: 1 << 17)
+    for _ in 0..<options.sizeMiB {
+        for i in chunk.indices { chunk[i] = rng.next() }
+        _ = try chunk.withUnsafeBytes { try fd.writeAll($0) }
+    }
+    let blocks = UInt64(options.sizeMiB * 256)
+    // Warm the page cache.
+    let warm = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+    for i in 0..<options.sizeMiB { _ = try fd.read(fromAbsoluteOffset: Int64(i << 20), into: warm) }
+    warm.deallocate()
+
+    var rows: [(String, Double)] = []
+
+    // RingExec: tasks preferring one executor.
+    let executor = try RingExecutor(entries: 64, engine: .ioURing)
+    let ring = try await measure(options) { task, stop in
+        try await executor.run {
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
+            defer { buffer.deallocate() }
+            var rng = Rng(state: UInt64(task))
+            var done = 0
+            while !stop.isSet {
+                let n = try await executor.read(fd, into: buffer, offset: (rng.next() % blocks) * 4096)
+                precondition(n == 4096)
+                done += 1
+            }
+            return done
+        }
+    }
+    rows.append(("RingExec (io_uring), \(options.tasks) tasks", ring))
+
+    // NIOFileSystem: its default thread pool does the blocking reads.
+    let handle = try await FileSystem.shared.openFile(forReadingAt: FilePath(path), options: .init())
+    let nio = try await measure(options) { task, stop in
+        var rng = Rng(state: UInt64(task))
+        var done = 0
+        while !stop.isSet {
+            let bytes = try await handle.readChunk(fromAbsoluteOffset: Int64((rng.next() % blocks) * 4096), length: .bytes(4096))
+            precondition(bytes.readableBytes == 4096)
+            done += 1
+        }
+        return done
+    }
+    try await handle.close()
+    rows.append(("NIOFileSystem readChunk, \(options.tasks) tasks", nio))
+
+    // Blocking pread inside tasks on the global executor (what "just call pread" does).
+    let pread = try await measure(options) { task, stop in
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
+        defer { buffer.deallocate() }
+        var rng = Rng(state: UInt64(task))
+        var done = 0
+        while !stop.isSet {
+            let n = try fd.read(fromAbsoluteOffset: Int64((rng.next() % blocks) * 4096), into: buffer)
+            precondition(n == 4096)
+            done += 1
+            await Task.yield()  // let the other tasks on the pool's threads in
+        }
+        return done
+    }
+    rows.append(("blocking pread on the global executor, \(options.tasks) tasks", pread))
+
+    // Scheduling: Task.yield() round trips, one task, ring vs global.
+    let yields = 200_000
+    var start = now()
+    await executor.run { for _ in 0..<yields { await Task.yield() } }
+    let ringYield = Double(yields) / (now() - start)
+    start = now()
+    await Task.detached { for _ in 0..<yields { await Task.yield() } }.value
+    let globalYield = Double(yields) / (now() - start)
+    executor.shutdownGracefully()
+
+    print("ring-peers: 4 KiB random reads from the page cache, \(options.runtime) s per row, \(options.sizeMiB) MiB file")
+    for (name, rate) in rows {
+        let ratio = rate / ring
+        print("\(name.padding(toLength: 52, withPad: " ", startingAt: 0)) \(String(Int(rate)).leftPad(9)) reads/s   RingExec is \(String(format: "%.2f", 1 / ratio))x")
+    }
+    print("Task.yield() round trips, ring-preferring task       \(String(Int(ringYield)).leftPad(9)) /s")
+    print("Task.yield() round trips, global executor            \(String(Int(globalYield)).leftPad(9)) /s   ring is \(String(format: "%.2f", ringYield / globalYield))x")
+}
+
+extension String {
+    func leftPad(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}
+
+let done = Atomic<Bool>(false)
+Task.detached {
+    do { try await main() } catch { print("ring-peers: \(error)") }
+    done.store(true, ordering: .releasing)
+}
+while !done.load(ordering: .acquiring) { usleep(10_000) }
