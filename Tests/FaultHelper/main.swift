@@ -4,7 +4,7 @@
 //
 //   ring-fault-helper [--engine] io_uring_setup=ENOSYS [io_setup=EPERM ...]
 //   ring-fault-helper --teardown io_uring|libaio|posix-aio
-//   ring-fault-helper --nofile
+//   ring-fault-helper --nofile | --memlock
 //
 // Prints one line: `available` or `unavailable errno=<n> explanation=<text>`; with `--engine`,
 // starts a RingExecutor with `.automatic`, checks a write and read through it, and prints
@@ -123,11 +123,49 @@ func descriptorLimit() async {
     }
 }
 
+/// RLIMIT_MEMLOCK tiny, no CAP_IPC_LOCK (root drops to nobody first): registering 8 MiB of
+/// fixed buffers fails with a typed ENOMEM and the executor keeps working. Prints
+/// `memlock=<errno> after=ok`.
+func memoryLockLimit() async {
+    var limit = rlimit(rlim_cur: 64 << 10, rlim_max: 64 << 10)
+    setrlimit(8, &limit)  // RLIMIT_MEMLOCK (Linux-only, not in Swift's Glibc module)
+    if getuid() == 0 && setuid(65534) != 0 {  // root has CAP_IPC_LOCK, which skips the limit
+        print("error could not drop root")
+        return
+    }
+    do {
+        let executor = try RingExecutor(entries: 16)  // created without CAP_IPC_LOCK: accounted
+        defer { executor.shutdownGracefully() }
+        let outcome = try await executor.run { () throws -> String in
+            let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: 8 << 20, alignment: 4096)
+            defer { memory.deallocate() }
+            let vector = UnsafeMutablePointer<iovec>.allocate(capacity: 1)
+            defer { vector.deallocate() }
+            vector.initialize(to: iovec(iov_base: memory.baseAddress, iov_len: memory.count))
+            do {
+                try executor.withRing { ring throws(Errno) in try ring.registerBuffers(UnsafeBufferPointer(start: vector, count: 1)) }
+                return "none"
+            } catch let error as Errno {
+                return "\(error.rawValue)"
+            }
+        }
+        try await executor.nop()
+        print("memlock=\(outcome) after=ok")
+    } catch {
+        print("error \(error)")
+    }
+}
+
 var rules: [(UInt32, UInt32)] = []
 var engineMode = false
 var limitMode = false
+var memlockMode = false
 var teardownEngine: EngineKind?
 var arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.first == "--memlock" {
+    memlockMode = true
+    arguments = []
+}
 if arguments.first == "--nofile" {
     limitMode = true
     arguments = []
@@ -194,11 +232,13 @@ func reportEngine() async {
     }
 }
 
-if engineMode || teardownEngine != nil || limitMode {
+if engineMode || teardownEngine != nil || limitMode || memlockMode {
     let done = Atomic<Bool>(false)
-    let (engine, limits) = (teardownEngine, limitMode)
+    let (engine, limits, memlock) = (teardownEngine, limitMode, memlockMode)
     Task.detached {  // not the main actor: the main thread waits below
-        if limits {
+        if memlock {
+            await memoryLockLimit()
+        } else if limits {
             await descriptorLimit()
         } else if let engine {
             await teardown(engine)

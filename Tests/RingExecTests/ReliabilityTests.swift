@@ -219,4 +219,19 @@ func openDescriptorCount() -> Int {
         process.waitUntilExit()
         #expect(text.contains("open=\(EMFILE) socket=\(EMFILE) after=ok"), "\(text)")
     }
+
+    /// RLIMIT_MEMLOCK tiny and no CAP_IPC_LOCK (in a child that drops root): registering large
+    /// fixed buffers fails with a typed ENOMEM, and the executor keeps working.
+    @Test func memoryLockLimitGivesENOMEM() throws {
+        guard let helper = ExampleTests.binary("ring-fault-helper") else { return }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: helper)
+        process.arguments = ["--memlock"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(text.contains("memlock=\(ENOMEM) after=ok"), "\(text)")
+    }
 }
