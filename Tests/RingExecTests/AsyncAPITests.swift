@@ -254,3 +254,30 @@ func boundPort(_ fd: FileDescriptor) -> UInt16 {
     }
     return UInt16(bigEndian: address.sin_port)
 }
+
+@Suite struct FixedBufferTests {
+    @Test func fixedBuffersRoundTripDirectIO() async throws {
+        let executor = try RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        let pool = try await executor.registerFixedBuffers(count: 4, size: 8192)
+        let file = try TemporaryFile(direct: true)
+        defer { file.remove() }
+        var taken = (0..<4).compactMap { _ in pool.take() }
+        #expect(taken.count == 4)
+        #expect(pool.take() == nil, "all four are checked out")
+        for (i, buffer) in taken.enumerated() {
+            buffer.bytes.copyBytes(from: pattern(count: 8192, from: i * 8192))
+            #expect(try await executor.write(file.fd, from: buffer, count: 8192, offset: UInt64(i * 8192)) == 8192)
+        }
+        for buffer in taken { buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0) }
+        for (i, buffer) in taken.reversed().enumerated() {
+            let block = 3 - i
+            #expect(try await executor.read(file.fd, into: buffer, offset: UInt64(block * 8192)) == 8192)
+            #expect(Array(buffer.bytes) == pattern(count: 8192, from: block * 8192))
+        }
+        pool.give(taken.removeLast())
+        #expect(pool.take() != nil)
+        // A second table on the same ring is refused.
+        await #expect(throws: Errno.resourceBusy) { _ = try await executor.registerFixedBuffers(count: 1, size: 4096) }
+    }
+}
