@@ -147,15 +147,20 @@ func main() async throws {
 
     print("ring-peers: 4 KiB random reads from the page cache, \(options.runtime) s per row, \(options.sizeMiB) MiB file")
     for (name, rate) in rows {
-        let ratio = rate / ring
-        print("\(name.padding(toLength: 52, withPad: " ", startingAt: 0)) \(String(Int(rate)).leftPad(9)) reads/s   RingExec is \(String(format: "%.2f", 1 / ratio))x")
+        print("\(name.rightPad(52)) \(String(Int(rate)).leftPad(9)) reads/s   RingExec is \(two(ring / rate))x")
     }
-    print("Task.yield() round trips, ring-preferring task       \(String(Int(ringYield)).leftPad(9)) /s")
-    print("Task.yield() round trips, global executor            \(String(Int(globalYield)).leftPad(9)) /s   ring is \(String(format: "%.2f", ringYield / globalYield))x")
+    print("\("Task.yield() round trips, ring-preferring task".rightPad(52)) \(String(Int(ringYield)).leftPad(9)) /s")
+    print("\("Task.yield() round trips, global executor".rightPad(52)) \(String(Int(globalYield)).leftPad(9)) /s   ring is \(two(ringYield / globalYield))x")
 }
 
 extension String {
     func leftPad(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+    func rightPad(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}
+
+func two(_ x: Double) -> String {
+    let hundredths = Int((x * 100).rounded())
+    return "\(hundredths / 100).\(hundredths % 100 < 10 ? "0" : "")\(hundredths % 100)"
 }
 
 let done = Atomic<Bool>(false)
