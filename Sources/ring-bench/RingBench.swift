@@ -58,6 +58,8 @@ struct RingBench: AsyncParsableCommand {
     var fixedBuffers = false
     @Flag(inversion: .prefixedNo, help: "Run fio with the same parameters when it is on PATH.")
     var compareFio = true
+    @Flag(help: "Run fio before (instead of after) each row, to see how much order matters (caches under the disk).")
+    var fioFirst = false
     @Flag(help: "Print JSON instead of the table.")
     var json = false
     @Flag(help: "Print a Markdown table instead of the text table.")
@@ -100,6 +102,11 @@ struct RingBench: AsyncParsableCommand {
             for depth in depths {
                 progress("running \(kind) \(rowMode) qd \(depth)")
                 var row = Row(engine: kind, mode: rowMode, depth: depth, spec: spec)
+                let wantFio = useFio && (rowMode == "async" || kind == .ioURing)
+                if wantFio && fioFirst {
+                    progress("running fio \(Fio.engineName(kind)) qd \(depth)")
+                    row.fio = Fio.run(engine: kind, spec: spec, depth: depth, file: testFile!)
+                }
                 do {
                     row.measured =
                         rowMode == "raw"
@@ -108,7 +115,7 @@ struct RingBench: AsyncParsableCommand {
                 } catch {
                     row.error = "\(error)"
                 }
-                if useFio && row.error == nil && (rowMode == "async" || kind == .ioURing) {
+                if wantFio && !fioFirst && row.error == nil {
                     progress("running fio \(Fio.engineName(kind)) qd \(depth)")
                     row.fio = Fio.run(engine: kind, spec: spec, depth: depth, file: testFile!)
                 }
