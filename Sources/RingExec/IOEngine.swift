@@ -181,6 +181,50 @@ struct SoftTimers {
     }
 }
 
+/// Completions the aio engines produce themselves: NOP at once, TIMEOUT from their own timers,
+/// and requests they refused or cancelled before the kernel saw them.
+struct LocalCompletions {
+    private var ready: [(UInt64, Int32)] = []
+    private var timers = SoftTimers()
+
+    var isEmpty: Bool { ready.isEmpty }
+
+    /// Takes NOP and TIMEOUT entries; false for anything the engine must do itself.
+    mutating func take(_ entry: SubmissionEntry, token: UInt64) -> Bool {
+        switch entry.op {
+        case .nop: ready.append((token, 0))
+        case .timeout: timers.add(entry, token: token)
+        default: return false
+        }
+        return true
+    }
+
+    mutating func post(_ token: UInt64, _ result: Int32) { ready.append((token, result)) }
+
+    /// Cancels timer `token`; true if it was armed (its completion is then posted).
+    mutating func cancelTimer(_ token: UInt64) -> Bool {
+        guard timers.remove(token) else { return false }
+        ready.append((token, -ECANCELED))
+        return true
+    }
+
+    mutating func cancelAllTimers() {
+        for token in timers.removeAll() { ready.append((token, -ECANCELED)) }
+    }
+
+    /// How long the engine may wait before a timer is due.
+    func untilNextTimer() -> Duration? { timers.untilNearest() }
+
+    /// Reports expired timers (`-ETIME`) and everything posted.
+    mutating func deliver(_ body: (UInt64, Int32, UInt32) -> Void) {
+        timers.expire { ready.append(($0, -ETIME)) }
+        guard !ready.isEmpty else { return }
+        let batch = ready
+        ready.removeAll(keepingCapacity: true)
+        for (token, result) in batch { body(token, result, 0) }
+    }
+}
+
 /// The shorter of two optional timeouts (nil = forever).
 func shorter(_ a: Duration?, _ b: Duration?) -> Duration? {
     switch (a, b) {

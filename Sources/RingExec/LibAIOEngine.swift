@@ -90,9 +90,8 @@ final class LibAIOEngine: IOEngine {
     private var freeSlots: [Int]
     /// Prepared, not yet accepted by `io_submit`.
     private var queued: [UnsafeMutableRawPointer?] = []
-    /// Completions produced by the engine itself (NOP, timers, refused submissions, cancels).
-    private var immediate: [(UInt64, Int32)] = []
-    private var timers = SoftTimers()
+    /// NOP, timers, refused submissions, cancels.
+    private var local = LocalCompletions()
     private let eventFD: Int32
 
     var kind: EngineKind { .libaio }
@@ -159,15 +158,7 @@ final class LibAIOEngine: IOEngine {
     var submissionSpace: Int { freeSlots.count }
 
     func prepare(_ entry: SubmissionEntry, token: UInt64) -> Bool {
-        switch entry.op {
-        case .nop:
-            immediate.append((token, 0))
-            return true
-        case .timeout:
-            timers.add(entry, token: token)
-            return true
-        default: break
-        }
+        if local.take(entry, token: token) { return true }
         guard let slot = freeSlots.popLast() else { return false }
         var block = AIOControlBlock()
         block.data = token
@@ -195,7 +186,7 @@ final class LibAIOEngine: IOEngine {
             block.buffer = UInt64(entry.opFlags)
         default:
             freeSlots.append(slot)
-            immediate.append((token, -EOPNOTSUPP))
+            local.post(token, -EOPNOTSUPP)
             return true
         }
         blocks[slot] = block
@@ -211,13 +202,10 @@ final class LibAIOEngine: IOEngine {
     }
 
     func cancel(token: UInt64) -> Bool {
-        if timers.remove(token) {
-            immediate.append((token, -ECANCELED))
-            return true
-        }
+        if local.cancelTimer(token) { return true }
         if let index = queued.firstIndex(where: { $0!.load(as: UInt64.self) == token }) {
             release(queued.remove(at: index)!)
-            immediate.append((token, -ECANCELED))
+            local.post(token, -ECANCELED)
             return true
         }
         for slot in 0..<capacity where inUse[slot] && blocks[slot].data == token {
@@ -230,7 +218,7 @@ final class LibAIOEngine: IOEngine {
     }
 
     func cancelAll() {
-        for token in timers.removeAll() { immediate.append((token, -ECANCELED)) }
+        local.cancelAllTimers()
         for block in queued { _ = cancel(token: block!.load(as: UInt64.self)) }
         for slot in 0..<capacity where inUse[slot] { _ = cancel(token: blocks[slot].data) }
     }
@@ -247,7 +235,7 @@ final class LibAIOEngine: IOEngine {
             } else {
                 // The first block was refused (e.g. a bad fd): complete it with the error.
                 let refused = queued.removeFirst()!
-                immediate.append((refused.load(as: UInt64.self), result == 0 ? -EIO : result))
+                local.post(refused.load(as: UInt64.self), result == 0 ? -EIO : result)
                 release(refused)
             }
         }
@@ -255,9 +243,9 @@ final class LibAIOEngine: IOEngine {
 
     func submit(wait: Bool, timeout: Duration?) {
         flush()
-        guard wait, immediate.isEmpty else { return }
+        guard wait, local.isEmpty else { return }
         var descriptor = pollfd(fd: eventFD, events: Int16(POLLIN), revents: 0)
-        let limit = shorter(timeout, timers.untilNearest())
+        let limit = shorter(timeout, local.untilNextTimer())
         _ = poll(&descriptor, 1, pollMilliseconds(limit))  // EINTR: the loop simply comes back
         systemCalls += 1
     }
@@ -267,7 +255,6 @@ final class LibAIOEngine: IOEngine {
         var counter: UInt64 = 0
         _ = Glibc.read(eventFD, &counter, 8)
         systemCalls += 2  // this read and the io_getevents below (libaio may skip it: upper bound)
-        timers.expire { immediate.append(($0, -ETIME)) }
         var zero = timespec()
         while true {
             let count = aio.getEvents(context, 0, capacity, UnsafeMutableRawPointer(events), &zero)
@@ -279,11 +266,7 @@ final class LibAIOEngine: IOEngine {
             }
             if Int(count) < capacity { break }
         }
-        if !immediate.isEmpty {
-            let ready = immediate
-            immediate.removeAll(keepingCapacity: true)
-            for (token, result) in ready { body(token, result, 0) }
-        }
+        local.deliver(body)
     }
 
     func wake() {

@@ -20,8 +20,8 @@ final class PosixAIOEngine: IOEngine {
     private var inFlight: [Int] = []
     /// Read/write slots prepared since the last `lio_listio`.
     private var batch: [UnsafeMutablePointer<aiocb>?] = []
-    private var immediate: [(UInt64, Int32)] = []
-    private var timers = SoftTimers()
+    /// NOP, timers, refused submissions, cancels.
+    private var local = LocalCompletions()
     /// The wake-up: a blocking eventfd with an `aio_read` kept armed on it.
     private let wakeFD: Int32
     private let wakeBlock: UnsafeMutablePointer<aiocb>
@@ -83,15 +83,7 @@ final class PosixAIOEngine: IOEngine {
     var submissionSpace: Int { freeSlots.count }
 
     func prepare(_ entry: SubmissionEntry, token: UInt64) -> Bool {
-        switch entry.op {
-        case .nop:
-            immediate.append((token, 0))
-            return true
-        case .timeout:
-            timers.add(entry, token: token)
-            return true
-        default: break
-        }
+        if local.take(entry, token: token) { return true }
         guard let slot = freeSlots.popLast() else { return false }
         let block = blocks + slot
         block.initialize(to: aiocb())
@@ -109,14 +101,14 @@ final class PosixAIOEngine: IOEngine {
         case .fsync:
             let dataOnly = entry.opFlags & FsyncFlags.dataSync.rawValue != 0
             if aio_fsync(dataOnly ? O_DSYNC : O_SYNC, block) != 0 {
-                immediate.append((token, -cs_errno()))
+                local.post(token, -cs_errno())
                 release(slot)
             } else {
                 inFlight.append(slot)
             }
         default:
             release(slot)
-            immediate.append((token, -EOPNOTSUPP))
+            local.post(token, -EOPNOTSUPP)
         }
         return true
     }
@@ -127,14 +119,11 @@ final class PosixAIOEngine: IOEngine {
     }
 
     func cancel(token: UInt64) -> Bool {
-        if timers.remove(token) {
-            immediate.append((token, -ECANCELED))
-            return true
-        }
+        if local.cancelTimer(token) { return true }
         if let index = batch.firstIndex(where: { tokens[$0! - blocks] == token }) {
             let slot = batch.remove(at: index)! - blocks
             release(slot)
-            immediate.append((token, -ECANCELED))
+            local.post(token, -ECANCELED)
             return true
         }
         for slot in inFlight where tokens[slot] == token {
@@ -146,7 +135,7 @@ final class PosixAIOEngine: IOEngine {
     }
 
     func cancelAll() {
-        for token in timers.removeAll() { immediate.append((token, -ECANCELED)) }
+        local.cancelAllTimers()
         for block in batch { _ = cancel(token: tokens[block! - blocks]) }
         for slot in inFlight { _ = aio_cancel(blocks[slot].aio_fildes, blocks + slot) }
     }
@@ -176,11 +165,11 @@ final class PosixAIOEngine: IOEngine {
     func submit(wait: Bool, timeout: Duration?) {
         flush()
         armWake()
-        guard wait, immediate.isEmpty else { return }
+        guard wait, local.isEmpty else { return }
         waitList.removeAll(keepingCapacity: true)
         for slot in inFlight { waitList.append(UnsafePointer(blocks + slot)) }
         if wakeArmed { waitList.append(UnsafePointer(wakeBlock)) }
-        var limit = shorter(timeout, timers.untilNearest())
+        var limit = shorter(timeout, local.untilNextTimer())
         if !wakeArmed { limit = shorter(limit, .milliseconds(1)) }  // no wake-up armed: do not sleep long
         if waitList.isEmpty {
             if let limit { var spec = timespec(limit); nanosleep(&spec, nil) }
@@ -200,7 +189,6 @@ final class PosixAIOEngine: IOEngine {
             _ = aio_return(wakeBlock)
             wakeArmed = false
         }
-        timers.expire { immediate.append(($0, -ETIME)) }
         var index = 0
         while index < inFlight.count {
             let slot = inFlight[index]
@@ -218,11 +206,7 @@ final class PosixAIOEngine: IOEngine {
             release(slot)
             body(token, result, 0)
         }
-        if !immediate.isEmpty {
-            let ready = immediate
-            immediate.removeAll(keepingCapacity: true)
-            for (token, result) in ready { body(token, result, 0) }
-        }
+        local.deliver(body)
     }
 
     func wake() {

@@ -28,20 +28,12 @@ import Testing
         defer { source.remove() }
         let target = source.path + ".copy"
         defer { unlink(target) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tool)
-        process.arguments = [source.path, target]
-        process.environment = ["SWIFT_RING_ENGINE": engine.rawValue]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let (status, text) = try runProcess(tool, [source.path, target], environment: ["SWIFT_RING_ENGINE": engine.rawValue])
         if text.contains("engine is unavailable") {
             print("SKIP ring-cp on \(engine): \(text)")
             return
         }
-        #expect(process.terminationStatus == 0, "\(text)")
+        #expect(status == 0, "\(text)")
         #expect(text.contains("copied \(size) bytes with the \(engine) engine"), "\(text)")
         let copy = try Data(contentsOf: URL(fileURLWithPath: target))
         #expect(copy.count == size)

@@ -131,14 +131,7 @@ func openDescriptorCount() -> Int {
     @Test(arguments: EngineKind.allCases)
     func teardownWithThousandsInFlight(engine: EngineKind) throws {
         guard let helper = ExampleTests.binary("ring-fault-helper"), !skippedUnderSanitizer(engine) else { return }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: helper)
-        process.arguments = ["--teardown", engine.rawValue]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let (_, text) = try runProcess(helper, ["--teardown", engine.rawValue])
         if text.contains("engine is unavailable") {
             print("SKIP teardown on \(engine): \(text)")
             return
@@ -185,15 +178,8 @@ func openDescriptorCount() -> Int {
     /// engine, buffered and O_DIRECT (a small size here; CI runs 256 MiB per engine in release).
     @Test func dataIntegritySoakSmall() throws {
         guard let soak = ExampleTests.binary("ring-soak") else { return }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: soak)
-        process.arguments = ["--size", "4"] + (underThreadSanitizer ? ["--engine", "io_uring,libaio"] : [])
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(text)")
+        let (status, text) = try runProcess(soak, ["--size", "4"] + (underThreadSanitizer ? ["--engine", "io_uring,libaio"] : []))
+        #expect(status == 0, "\(text)")
         let lines = text.split(separator: "\n").filter { !$0.hasPrefix(" ") }
         #expect(lines.count == (underThreadSanitizer ? 4 : 6), "\(text)")
         for line in lines where !line.contains("SKIP") {
@@ -209,14 +195,7 @@ func openDescriptorCount() -> Int {
             print("SKIP descriptorLimitGivesEMFILE under ThreadSanitizer: its report symbolizer needs descriptors the test takes away")
             return
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: helper)
-        process.arguments = ["--nofile"]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let (_, text) = try runProcess(helper, ["--nofile"])
         #expect(text.contains("open=\(EMFILE) socket=\(EMFILE) after=ok"), "\(text)")
     }
 
@@ -224,14 +203,7 @@ func openDescriptorCount() -> Int {
     /// fixed buffers fails with a typed ENOMEM, and the executor keeps working.
     @Test func memoryLockLimitGivesENOMEM() throws {
         guard let helper = ExampleTests.binary("ring-fault-helper") else { return }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: helper)
-        process.arguments = ["--memlock"]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let (_, text) = try runProcess(helper, ["--memlock"])
         #expect(text.contains("memlock=\(ENOMEM) after=ok"), "\(text)")
     }
 }
