@@ -8,7 +8,6 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include <aio.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -92,14 +91,9 @@ static inline int cs_eventfd(unsigned int initial) {
 
 /// aio_init(3): glibc's POSIX aio tuning (a GNU extension, hidden from Swift's Glibc module).
 /// `threads` caps glibc's helper threads, `requests` sizes its request table, `idleSeconds` is
-/// how long an idle helper lingers.
-static inline void cs_aio_init(int threads, int requests, int idleSeconds) {
-    struct aioinit init = {0};
-    init.aio_threads = threads;
-    init.aio_num = requests;
-    init.aio_idle_time = idleSeconds;
-    aio_init(&init);
-}
+/// how long an idle helper lingers. Defined in aio.c: <aio.h> under _GNU_SOURCE must not leak
+/// into this header, whose types Swift shares with its Glibc module.
+void cs_aio_init(int threads, int requests, int idleSeconds);
 
 /// Reads the current errno (for wrappers around libc calls that report through it).
 static inline int cs_errno(void) { return errno; }
