@@ -170,13 +170,14 @@ func runAsync(_ spec: Spec, engine: EngineKind, depth: Int, file: TestFile?) asy
                     result.ops += 1
                 }
             }
+            stop.finished()
             return result
         }
     }
-    // The timer: this task is not on any ring, so it does not disturb them.
-    while nanoseconds() < deadline {
+    // The timer: this task is not on any ring, so it does not disturb them. It also ends the row
+    // when every task reached its share of `--ops`.
+    while nanoseconds() < deadline && stop.running(depth) {
         try await Task.sleep(for: .milliseconds(10))
-        if stop.isSet { break }
     }
     stop.set()
     var total = TaskResult(histogram: makeHistogram())
@@ -223,6 +224,11 @@ struct TaskResult: @unchecked Sendable {  // a histogram is plain arrays; each t
 
 final class StopFlag: Sendable {
     private let flag = Atomic<Bool>(false)
+    private let done = Atomic<Int>(0)
     var isSet: Bool { flag.load(ordering: .relaxed) }
     func set() { flag.store(true, ordering: .relaxed) }
+    /// A task has stopped (reached its operation limit or saw the flag).
+    func finished() { done.add(1, ordering: .relaxed) }
+    /// Whether some of `tasks` are still going.
+    func running(_ tasks: Int) -> Bool { done.load(ordering: .relaxed) < tasks }
 }
