@@ -139,18 +139,9 @@ extension RingExecutor {
     /// pressure), the executor re-arms it. Connections accepted but not yet consumed when the
     /// stream ends are closed.
     public func connections(_ fd: FileDescriptor) -> AsyncThrowingStream<FileDescriptor, any Error> {
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: FileDescriptor.self)
-        guard engineSelection.engine == .ioURing else {
-            continuation.finish(throwing: EngineError.unsupported(operation: "multishot accept", engine: engineSelection.engine))
-            return stream
-        }
-        let multishot = Multishot<FileDescriptor>(
-            executor: self, continuation: continuation,
-            entry: { .accept(fd, flags: Int32(SOCK_CLOEXEC.rawValue), multishot: true) },
-            decode: { result, _ in .element(FileDescriptor(rawValue: result)) },
-            discard: { try? $0.close() })
-        multishot.start()
-        return stream
+        multishotStream(
+            "multishot accept", .accept(fd, flags: Int32(SOCK_CLOEXEC.rawValue), multishot: true),
+            decode: { result, _ in .element(FileDescriptor(rawValue: result)) }, discard: { try? $0.close() })
     }
 
     /// Submits any multishot request (`.pollAdd(fd, events:, flags: .multishot)`,
@@ -160,15 +151,21 @@ extension RingExecutor {
     /// ends by itself while the stream is still wanted is submitted again. Memory the entry
     /// points to must stay valid until the stream has ended.
     public func multishot(_ entry: SubmissionEntry) -> AsyncThrowingStream<Int32, any Error> {
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: Int32.self)
+        multishotStream("multishot", entry, decode: { result, _ in .element(result) }, discard: { _ in })
+    }
+
+    /// A stream fed by one multishot request; finishes at once with `unsupported` on the aio
+    /// engines.
+    private func multishotStream<Element: Sendable>(
+        _ operation: String, _ entry: SubmissionEntry, decode: @escaping (Int32, UInt32) -> Multishot<Element>.Decoded,
+        discard: @escaping (Element) -> Void
+    ) -> AsyncThrowingStream<Element, any Error> {
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: Element.self)
         guard engineSelection.engine == .ioURing else {
-            continuation.finish(throwing: EngineError.unsupported(operation: "multishot", engine: engineSelection.engine))
+            continuation.finish(throwing: EngineError.unsupported(operation: operation, engine: engineSelection.engine))
             return stream
         }
-        let multishot = Multishot<Int32>(
-            executor: self, continuation: continuation, entry: { entry }, decode: { result, _ in .element(result) },
-            discard: { _ in })
-        multishot.start()
+        Multishot(executor: self, continuation: continuation, entry: entry, decode: decode, discard: discard).start()
         return stream
     }
 
@@ -221,7 +218,7 @@ extension RingExecutor {
             let (stream, continuation) = AsyncThrowingStream.makeStream(of: [UInt8].self)
             let multishot = Multishot<[UInt8]>(
                 executor: self, continuation: continuation,
-                entry: { .recv(fd, bufferGroup: group, options: .multishot) },
+                entry: .recv(fd, bufferGroup: group, options: .multishot),
                 decode: { result, flags in
                     if result == 0 { return .end }
                     return .element(buffers.take(Completion(userData: 0, result: result, flags: flags)))
@@ -271,14 +268,14 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
     private var terminated = false
     private let executor: RingExecutor
     private let continuation: AsyncThrowingStream<Element, any Error>.Continuation
-    private let entry: () -> SubmissionEntry
+    private let entry: SubmissionEntry
     private let decode: (Int32, UInt32) -> Decoded
     private let discard: (Element) -> Void
     private let onEnd: () -> Void
 
     init(
         executor: RingExecutor, continuation: AsyncThrowingStream<Element, any Error>.Continuation,
-        entry: @escaping () -> SubmissionEntry, decode: @escaping (Int32, UInt32) -> Decoded,
+        entry: SubmissionEntry, decode: @escaping (Int32, UInt32) -> Decoded,
         discard: @escaping (Element) -> Void, onEnd: @escaping () -> Void = {}
     ) {
         self.executor = executor
@@ -301,7 +298,7 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
     }
 
     private func arm() {
-        let operation = Operation(entry())
+        let operation = Operation(entry)
         operation.onEach = { [self] result, flags in handle(result, flags) }
         let proceed = lock.withLock { () -> Bool in
             if terminated { return false }
