@@ -9,7 +9,8 @@ import Testing
     @Test func filesByName() async throws {
         let executor = try RingExecutor(entries: 32)
         defer { executor.shutdownGracefully() }
-        let directory = FilePath("/tmp/ringexec-names-\(getpid())")
+        // Unique per run: a directory left by an earlier failed run (or a reused pid) must not collide.
+        let directory = FilePath("/tmp/ringexec-names-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try await executor.makeDirectory(directory)
         let dirStatus = try await executor.status(of: directory)
         #expect(dirStatus.isDirectory)
