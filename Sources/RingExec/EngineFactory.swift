@@ -3,7 +3,7 @@ import Glibc
 /// Creates the engine an `EngineChoice` asks for, recording why earlier candidates were passed
 /// over. Runs on the executor's loop thread (io_uring rings belong to the thread that made them).
 enum EngineFactory {
-    static func make(_ choice: EngineChoice, entries: Int) throws(EngineError) -> (any IOEngine, EngineSelection) {
+    static func make(_ choice: EngineChoice, entries: Int, submitBatch: Int) throws(EngineError) -> (any IOEngine, EngineSelection) {
         var choice = choice
         var fromEnvironment = false
         if choice == .automatic, let raw = getenv(EngineChoice.environmentVariable) {
@@ -16,13 +16,13 @@ enum EngineFactory {
         }
         switch choice {
         case .only(let kind):
-            let engine = try make(kind, entries: entries)
+            let engine = try make(kind, entries: entries, submitBatch: submitBatch)
             return (engine, EngineSelection(engine: kind, passedOver: [], fromEnvironment: fromEnvironment))
         case .automatic:
             var passedOver: [EngineSelection.PassedOver] = []
             for kind in EngineKind.allCases {
                 do {
-                    let engine = try make(kind, entries: entries)
+                    let engine = try make(kind, entries: entries, submitBatch: submitBatch)
                     return (engine, EngineSelection(engine: kind, passedOver: passedOver, fromEnvironment: false))
                 } catch {
                     let reason: String =
@@ -34,10 +34,10 @@ enum EngineFactory {
         }
     }
 
-    static func make(_ kind: EngineKind, entries: Int) throws(EngineError) -> any IOEngine {
+    static func make(_ kind: EngineKind, entries: Int, submitBatch: Int) throws(EngineError) -> any IOEngine {
         switch kind {
-        case .ioURing: try URingEngine(entries: entries)
-        case .libaio: try LibAIOEngine(entries: entries)
+        case .ioURing: try URingEngine(entries: entries, submitBatch: submitBatch)
+        case .libaio: try LibAIOEngine(entries: entries, submitBatch: submitBatch)
         case .posixAIO: try PosixAIOEngine(entries: entries)
         }
     }

@@ -90,8 +90,12 @@ protocol IOEngine: AnyObject {
     var submissionCapacity: Int { get }
     /// Operations that `prepare` accepts right now (a linked chain needs all its slots at once).
     var submissionSpace: Int { get }
-    /// Queues an operation; false when there is no room (retry after reaping).
+    /// Queues an operation; false when there is no room (retry after reaping). An engine may
+    /// hand a full batch of `submitBatch` operations to the kernel right here.
     func prepare(_ entry: SubmissionEntry, token: UInt64) -> Bool
+    /// How many prepared operations an engine lets wait before it submits them itself
+    /// (`RingExecutor.init`'s `submitBatch`); `Int.max` when it only submits in `submit`.
+    var submitBatch: Int { get }
     /// Asks the engine to end operation `token` early. Its completion still arrives (with
     /// `-ECANCELED`, or its real result if it could not be stopped). False when there is no room
     /// to ask now.

@@ -84,6 +84,8 @@ final class LibAIOEngine: IOEngine {
     private let aio: LibAIO
     private var context: OpaquePointer?
     private let capacity: Int
+    /// At most this many control blocks per `io_submit` (see `RingExecutor.init`).
+    let submitBatch: Int
     private let blocks: UnsafeMutablePointer<AIOControlBlock>
     private let events: UnsafeMutablePointer<AIOEvent>
     private var inUse: [Bool]
@@ -97,7 +99,8 @@ final class LibAIOEngine: IOEngine {
     var kind: EngineKind { .libaio }
     private(set) var systemCalls = 0
 
-    init(entries: Int) throws(EngineError) {
+    init(entries: Int, submitBatch: Int) throws(EngineError) {
+        self.submitBatch = max(submitBatch, 1)
         let aio: LibAIO
         switch LibAIO.shared {
         case .success(let loaded): aio = loaded
@@ -192,6 +195,7 @@ final class LibAIOEngine: IOEngine {
         blocks[slot] = block
         inUse[slot] = true
         queued.append(UnsafeMutableRawPointer(blocks + slot))
+        if queued.count >= submitBatch { flush() }
         return true
     }
 
@@ -225,7 +229,8 @@ final class LibAIOEngine: IOEngine {
 
     private func flush() {
         while !queued.isEmpty {
-            let count = queued.count
+            // io_submit plugs the block layer for the whole call, like io_uring_enter.
+            let count = min(queued.count, submitBatch)
             let result = queued.withUnsafeMutableBufferPointer { aio.submit(context, count, $0.baseAddress!) }
             systemCalls += 1
             if result > 0 {

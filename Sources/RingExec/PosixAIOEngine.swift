@@ -79,6 +79,9 @@ final class PosixAIOEngine: IOEngine {
         }
     }
 
+    /// glibc's helper threads take requests one by one; there is no kernel batch to split.
+    var submitBatch: Int { .max }
+
     var submissionCapacity: Int { capacity }
     var submissionSpace: Int { freeSlots.count }
 

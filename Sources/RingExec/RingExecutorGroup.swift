@@ -11,13 +11,17 @@ public final class RingExecutorGroup: Sendable {
     public let executors: [RingExecutor]
     private let cursor = Atomic<Int>(0)
 
-    /// Starts `threads` executors (default: the number of online CPUs) of `entries` each.
-    /// If one fails to start, those already started are shut down and the error is thrown.
-    public init(threads: Int = RingExecutorGroup.onlineProcessors, entries: Int = 256, engine: EngineChoice = .automatic) throws(EngineError) {
+    /// Starts `threads` executors (default: the number of online CPUs) of `entries` each;
+    /// `engine` and `submitBatch` as in `RingExecutor.init`. If one fails to start, those
+    /// already started are shut down and the error is thrown.
+    public init(
+        threads: Int = RingExecutorGroup.onlineProcessors, entries: Int = 256, engine: EngineChoice = .automatic,
+        submitBatch: Int = RingExecutor.defaultSubmitBatch
+    ) throws(EngineError) {
         var started: [RingExecutor] = []
         for _ in 0..<max(threads, 1) {
             do {
-                started.append(try RingExecutor(entries: entries, engine: engine))
+                started.append(try RingExecutor(entries: entries, engine: engine, submitBatch: submitBatch))
             } catch {
                 for executor in started { executor.shutdownGracefully() }
                 throw error

@@ -12,11 +12,14 @@ final class URingEngine: IOEngine {
     private let wakeFD: Int32
     private let wakeBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8, alignment: 8)
     private var wakeArmed = false
+    /// Pushed entries beyond this many go to the kernel at once (see `RingExecutor.init`).
+    let submitBatch: Int
 
     var kind: EngineKind { .ioURing }
     var systemCalls: Int { ring.enterCalls }
 
-    init(entries: Int) throws(EngineError) {
+    init(entries: Int, submitBatch: Int) throws(EngineError) {
+        self.submitBatch = max(submitBatch, 1)
         var options = RingOptions(flags: [.singleIssuer, .deferTaskRun, .taskRunFlag])
         options.completionEntries = UInt32(clamping: max(entries, 1) * 4)
         do {
@@ -51,7 +54,14 @@ final class URingEngine: IOEngine {
 
     func prepare(_ entry: SubmissionEntry, token: UInt64) -> Bool {
         armWake()
-        return ring.push(entry.userData(token))
+        guard ring.push(entry.userData(token)) else { return false }
+        if ring.pendingSubmissions >= submitBatch {
+            // Hand this batch over now: the block layer holds a submit call's requests until the
+            // call ends, so smaller calls reach the disk sooner. EAGAIN/EBUSY leave the entries
+            // queued for the loop's own submit.
+            _ = try? ring.submit()
+        }
+        return true
     }
 
     private func armWake() {

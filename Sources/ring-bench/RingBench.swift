@@ -46,6 +46,12 @@ struct RingBench: AsyncParsableCommand {
     var ops: Int = .max
     @Option(help: "Raw mode: completions to wait for per io_uring_enter.")
     var batch: Int = 1
+    @Option(
+        help: """
+            Most new requests per system call: raw mode's own loop, and the executors' `submitBatch` \
+            in async mode. (default: 8; raw mode on the page cache: a whole batch per call)
+            """)
+    var submitBatch: Int?
     @Option(help: "Async mode: executors in the group (one thread each).")
     var threads: Int = 1
     @Option(name: .customLong("rwmix-read"), help: "Read percentage of the mixed workload.")
@@ -72,8 +78,10 @@ struct RingBench: AsyncParsableCommand {
         guard !depths.isEmpty else { throw ValidationError("--qd needs positive integers") }
         guard bs > 0, bs % 512 == 0 || !direct else { throw ValidationError("--bs must be a multiple of 512 with O_DIRECT") }
         guard (0...100).contains(rwmixRead) else { throw ValidationError("--rwmix-read is a percentage") }
+        guard (submitBatch ?? 1) >= 1 else { throw ValidationError("--submit-batch must be at least 1") }
         let spec = Spec(
-            workload: workload, blockSize: bs, direct: direct, runtime: runtime, opsLimit: ops, batch: batch, sqpoll: sqpoll,
+            workload: workload, blockSize: bs, direct: direct, runtime: runtime, opsLimit: ops, batch: batch,
+            submitBatch: submitBatch, sqpoll: sqpoll,
             fixedFiles: fixedFiles, fixedBuffers: fixedBuffers, readPercent: rwmixRead, threads: max(threads, 1))
 
         var plan: [(EngineKind, String)] = []

@@ -21,17 +21,27 @@ struct Spec: Sendable {
     var runtime: Double
     var opsLimit: Int
     var batch: Int
+    /// `--submit-batch`; nil for the defaults (see `rawSubmitBatch` and `RingExecutor`).
+    var submitBatch: Int?
     var sqpoll: Bool
     var fixedFiles: Bool
     var fixedBuffers: Bool
     var readPercent: Int
     var threads: Int
+
+    /// Most requests per `io_uring_enter` in raw mode. With O_DIRECT, 8: the kernel plugs the
+    /// block layer for the length of one submit call, so 32 requests in one call reach the disk
+    /// together and late (measured ~25% fewer IOPS at QD 32 here, see BENCHMARKS.md). Page-cache
+    /// reads complete inside the call, where splitting it only adds system calls.
+    var rawSubmitBatch: Int { submitBatch ?? (direct ? 8 : .max) }
+    var asyncSubmitBatch: Int { submitBatch ?? RingExecutor.defaultSubmitBatch }
 }
 
 // MARK: Raw ring
 
 /// The Ring API in a tight loop on this thread: keeps `depth` operations in flight (NOP:
-/// `depth` per submit), refills each slot as it completes, one `io_uring_enter` per batch.
+/// `depth` per submit), refills each slot as it completes, one `io_uring_enter` per batch
+/// (more when a batch exceeds `rawSubmitBatch`).
 func runRaw(_ spec: Spec, depth: Int, file: TestFile?) throws -> Measured {
     var options = RingOptions(flags: spec.sqpoll ? .sqPoll : [.singleIssuer, .deferTaskRun])
     if spec.sqpoll { options.sqThreadIdle = .milliseconds(100) }
@@ -86,7 +96,11 @@ func runRaw(_ spec: Spec, depth: Int, file: TestFile?) throws -> Measured {
 
     let watch = Stopwatch()
     let first = nanoseconds()
-    for slot in 0..<depth { _ = ring.push(entry(slot, now: first)) }
+    let submitBatch = spec.rawSubmitBatch
+    for slot in 0..<depth {
+        _ = ring.push(entry(slot, now: first))
+        if ring.pendingSubmissions >= submitBatch { try ring.submit() }
+    }
     let deadline = nanoseconds() + UInt64(spec.runtime * 1e9)
     let enterBefore = ring.enterCalls
     var done = 0, failures = 0
@@ -110,7 +124,11 @@ func runRaw(_ spec: Spec, depth: Int, file: TestFile?) throws -> Measured {
         inFlight -= count
         if !stopping && (done >= spec.opsLimit || now > deadline) { stopping = true }
         if !stopping {
-            for i in 0..<count { _ = ring.push(entry(finished[i], now: now)) }
+            for i in 0..<count {
+                _ = ring.push(entry(finished[i], now: now))
+                // A last partial batch goes with the next wait.
+                if ring.pendingSubmissions >= submitBatch { try ring.submit() }
+            }
             inFlight += count
         }
     }
@@ -146,7 +164,8 @@ private func rawNop(_ ring: inout Ring, _ spec: Spec, depth: Int, histogram: ino
 /// `depth` tasks, each awaiting one RingExec operation at a time, on an executor group of
 /// `spec.threads` executors running `engine`.
 func runAsync(_ spec: Spec, engine: EngineKind, depth: Int, file: TestFile?) async throws -> Measured {
-    let group = try RingExecutorGroup(threads: spec.threads, entries: max(depth, 32), engine: .only(engine))
+    let group = try RingExecutorGroup(
+        threads: spec.threads, entries: max(depth, 32), engine: .only(engine), submitBatch: spec.asyncSubmitBatch)
     defer { group.shutdownGracefully() }
     let fd: FileDescriptor? = spec.workload.isIO ? try file!.open(direct: spec.direct, forWriting: spec.workload.writes) : nil
     defer { try? fd?.close() }

@@ -175,6 +175,40 @@ import Testing
         await #expect(throws: Errno(rawValue: ESHUTDOWN)) { try await executor.nop() }
     }
 
+    /// `submitBatch` caps the requests per system call: 32 reads started in one tick go to the
+    /// kernel in 8 calls of 4, not in one call of 32 (io_uring and libaio; POSIX aio ignores it).
+    @Test(arguments: [EngineKind.ioURing, .libaio])
+    func submitBatchSplitsSubmissions(engine: EngineKind) async throws {
+        if skippedUnderSanitizer(engine) { return }
+        let file = try TemporaryFile()
+        defer { file.remove() }
+        let block = 4096
+        _ = try file.fd.writeAll(toAbsoluteOffset: 0, pattern(count: 32 * block))
+        var calls: [Int: Int] = [:]
+        for batch in [4, Int.max] {
+            let executor = try RingExecutor(entries: 64, engine: .only(engine), submitBatch: batch)
+            defer { executor.shutdownGracefully() }
+            let before = executor.systemCalls
+            // 32 child tasks on the loop thread: all of them queue their read in the same tick.
+            let matches = try await executor.run {
+                try await withThrowingTaskGroup(of: Bool.self) { group in
+                    for index in 0..<32 {
+                        group.addTask {
+                            let bytes = try await executor.read(file.fd, upTo: block, offset: UInt64(index * block))
+                            return bytes == pattern(count: block, from: index * block)
+                        }
+                    }
+                    return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+                }
+            }
+            #expect(matches == 32)
+            calls[batch] = executor.systemCalls - before
+        }
+        print("\(engine): system calls for 32 reads: \(calls[4]!) with submitBatch 4, \(calls[Int.max]!) unlimited")
+        #expect(calls[4]! >= 8)
+        #expect(calls[Int.max]! < calls[4]!)
+    }
+
     @Test(arguments: [EngineKind.libaio, .posixAIO])
     func unsupportedOperationsAreTyped(engine: EngineKind) async throws {
         guard let executor = try makeExecutor(engine) else { return }

@@ -32,6 +32,8 @@ final class Script: @unchecked Sendable {
 final class ScriptedEngine: IOEngine {
     let script: Script
     let capacity: Int
+    /// Small values make the executor hand batches over while its jobs still run.
+    let submitBatch: Int
     var held: [(token: UInt64, entry: SubmissionEntry)] = []
     var ready: [(UInt64, Int32, UInt32)] = []
     let woken = Atomic<Bool>(false)
@@ -39,6 +41,7 @@ final class ScriptedEngine: IOEngine {
     init(script: Script) {
         self.script = script
         capacity = 1 + Int(script.byte() % 8)
+        submitBatch = [1, 2, 4, .max][Int(script.byte() % 4)]
     }
 
     var kind: EngineKind { .ioURing }
