@@ -1,6 +1,7 @@
 import CSyscalls
 import Glibc
 import Ring
+import Synchronization
 import SystemPackage
 
 /// The kernel's `struct iocb` (linux/aio_abi.h, little endian), 64 bytes; libaio passes it
@@ -76,14 +77,34 @@ struct LibAIO: @unchecked Sendable {
     }()
 }
 
-/// Linux native AIO through libaio. Every control block asks the kernel to signal one eventfd
-/// on completion (`IOCB_FLAG_RESFD`); other threads' wake-ups write the same eventfd, so the
-/// loop waits on one thing with `poll(2)`. NOP completes at once and timeouts are kept by the
-/// engine (native AIO has neither).
+/// The header of the completion ring the kernel maps at the address `io_setup` returns (the
+/// aio context): `struct aio_ring` in fs/aio.c. Not in the uapi headers, but libaio and fio
+/// read it from user space, and the kernel keeps it stable for them; trusted only when `magic`
+/// matches.
+struct AIORingHeader {
+    var id: UInt32
+    var entries: UInt32  // nr
+    var head: UInt32  // next event to read (advanced by io_getevents)
+    var tail: UInt32  // next event the kernel writes
+    var magic: UInt32
+    static let expectedMagic: UInt32 = 0xA10A_10A1  // AIO_RING_MAGIC
+}
+
+/// Linux native AIO through libaio. The loop blocks in `io_getevents`, which returns with the
+/// completions themselves (two system calls per operation at depth 1, like fio's libaio
+/// engine). Other threads wake it through an eventfd: a poll request for it
+/// (`IOCB_CMD_POLL`) stays armed in the same context, so a write to the eventfd completes it
+/// and ends the wait. NOP completes at once and timeouts are kept by the engine (native AIO
+/// has neither).
 final class LibAIOEngine: IOEngine {
     private let aio: LibAIO
     private var context: OpaquePointer?
     private let capacity: Int
+    /// The armed poll on `eventFD`; not one of `blocks`.
+    private let wakeBlock: UnsafeMutablePointer<AIOControlBlock>
+    private var wakeArmed = false
+    /// Events `submit(wait:)` received and `reap` has not delivered yet.
+    private var waitedEvents = 0
     /// At most this many control blocks per `io_submit` (see `RingExecutor.init`).
     let submitBatch: Int
     private let blocks: UnsafeMutablePointer<AIOControlBlock>
@@ -109,7 +130,8 @@ final class LibAIOEngine: IOEngine {
         self.aio = aio
         capacity = max(entries, 1)
         var context: OpaquePointer?
-        let result = aio.setup(Int32(clamping: capacity), &context)
+        // One more than the operations: the wake-up poll is always in flight.
+        let result = aio.setup(Int32(clamping: capacity + 1), &context)
         guard result == 0 else {
             let errno = Errno(rawValue: -result)
             var reason = "io_setup failed: \(errno)"
@@ -131,11 +153,28 @@ final class LibAIOEngine: IOEngine {
         eventFD = fd
         blocks = .allocate(capacity: capacity)
         blocks.initialize(repeating: AIOControlBlock(), count: capacity)
-        events = .allocate(capacity: capacity)
-        events.initialize(repeating: AIOEvent(), count: capacity)
+        events = .allocate(capacity: capacity + 1)
+        events.initialize(repeating: AIOEvent(), count: capacity + 1)
         inUse = Array(repeating: false, count: capacity)
         freeSlots = Array((0..<capacity).reversed())
-        queued.reserveCapacity(capacity)
+        queued.reserveCapacity(capacity + 1)
+        var wake = AIOControlBlock()
+        wake.data = ReservedToken.wake
+        wake.opcode = AIOControlBlock.commandPoll
+        wake.fd = UInt32(fd)
+        wake.buffer = UInt64(POLLIN)
+        wakeBlock = .allocate(capacity: 1)
+        wakeBlock.initialize(to: wake)
+        // Arm it now: a kernel without aio poll (before 4.18) cannot wake this loop.
+        var armed: UnsafeMutableRawPointer? = UnsafeMutableRawPointer(wakeBlock)
+        let submitted = aio.submit(context, 1, &armed)
+        guard submitted == 1 else {
+            let reason = "io_submit of the wake-up poll failed: \(Errno(rawValue: submitted < 0 ? -submitted : EIO)) (aio poll needs Linux 4.18)"
+            _ = aio.destroy(context)
+            self.context = nil
+            throw .unavailable(engine: .libaio, reason: reason)
+        }
+        wakeArmed = true
     }
 
     deinit {
@@ -143,6 +182,7 @@ final class LibAIOEngine: IOEngine {
         Glibc.close(eventFD)
         blocks.deallocate()
         events.deallocate()
+        wakeBlock.deallocate()  // io_destroy has finished with it
     }
 
     func supports(_ entry: SubmissionEntry) -> Bool {
@@ -166,8 +206,6 @@ final class LibAIOEngine: IOEngine {
         var block = AIOControlBlock()
         block.data = token
         block.fd = UInt32(bitPattern: entry.fd)
-        block.flags = AIOControlBlock.flagResultFD
-        block.resultFD = UInt32(eventFD)
         switch entry.op {
         case .read, .write, .readv, .writev:
             block.opcode =
@@ -206,6 +244,7 @@ final class LibAIOEngine: IOEngine {
     }
 
     func cancel(token: UInt64) -> Bool {
+        if token == ReservedToken.wake { return true }  // the engine's own poll is not cancelled
         if local.cancelTimer(token) { return true }
         if let index = queued.firstIndex(where: { $0!.load(as: UInt64.self) == token }) {
             release(queued.remove(at: index)!)
@@ -240,36 +279,78 @@ final class LibAIOEngine: IOEngine {
             } else {
                 // The first block was refused (e.g. a bad fd): complete it with the error.
                 let refused = queued.removeFirst()!
+                if refused == UnsafeMutableRawPointer(wakeBlock) {
+                    wakeArmed = false  // tried again at the next submit
+                    continue
+                }
                 local.post(refused.load(as: UInt64.self), result == 0 ? -EIO : result)
                 release(refused)
             }
         }
     }
 
+    /// Whether the kernel has posted completions nobody has read yet (no system call).
+    private var completionsReady: Bool {
+        guard let context else { return false }
+        let raw = UnsafeMutableRawPointer(context)
+        guard raw.load(fromByteOffset: MemoryLayout<AIORingHeader>.offset(of: \.magic)!, as: UInt32.self) == AIORingHeader.expectedMagic
+        else { return true }  // not the layout we know: let io_getevents decide
+        // Both indices change under us (the kernel moves `tail`, io_getevents moves `head`), so
+        // read them as atomics. Relaxed is enough: the events themselves are read by the
+        // io_getevents call this answer leads to, not here.
+        let head = (raw + MemoryLayout<AIORingHeader>.offset(of: \.head)!).assumingMemoryBound(to: Atomic<UInt32>.self)
+        let tail = (raw + MemoryLayout<AIORingHeader>.offset(of: \.tail)!).assumingMemoryBound(to: Atomic<UInt32>.self)
+        return head.pointee.load(ordering: .relaxed) != tail.pointee.load(ordering: .relaxed)
+    }
+
     func submit(wait: Bool, timeout: Duration?) {
+        if !wakeArmed {
+            queued.append(UnsafeMutableRawPointer(wakeBlock))
+            wakeArmed = true
+        }
         flush()
-        guard wait, local.isEmpty else { return }
-        var descriptor = pollfd(fd: eventFD, events: Int16(POLLIN), revents: 0)
-        let limit = shorter(timeout, local.untilNextTimer())
-        _ = poll(&descriptor, 1, pollMilliseconds(limit))  // EINTR: the loop simply comes back
+        guard wait, local.isEmpty, waitedEvents == 0, !completionsReady else { return }
+        // Block until at least one completion (an operation's, or the wake-up poll's). Should
+        // the poll not be armed (io_submit refused it), look for remote work every 10 ms.
+        let limit = shorter(shorter(timeout, local.untilNextTimer()), wakeArmed ? nil : .milliseconds(10))
+        var deadline = timespec()
+        if let limit {
+            let (seconds, attoseconds) = max(limit, .zero).components
+            deadline = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+        }
+        let count = withUnsafeMutablePointer(to: &deadline) { pointer in
+            aio.getEvents(context, 1, capacity + 1, UnsafeMutableRawPointer(events), limit == nil ? nil : pointer)
+        }
         systemCalls += 1
+        waitedEvents = max(Int(count), 0)  // -EINTR: the loop simply comes back
     }
 
     func reap(_ body: (UInt64, Int32, UInt32) -> Void) {
-        // Reset the eventfd first: a completion after this read leaves it readable again.
-        var counter: UInt64 = 0
-        _ = Glibc.read(eventFD, &counter, 8)
-        systemCalls += 2  // this read and the io_getevents below (libaio may skip it: upper bound)
+        var count = waitedEvents
+        waitedEvents = 0
         var zero = timespec()
         while true {
-            let count = aio.getEvents(context, 0, capacity, UnsafeMutableRawPointer(events), &zero)
-            guard count > 0 else { break }
-            for index in 0..<Int(count) {
+            if count == 0 {
+                guard completionsReady else { break }
+                count = max(Int(aio.getEvents(context, 0, capacity + 1, UnsafeMutableRawPointer(events), &zero)), 0)
+                systemCalls += 1
+                guard count > 0 else { break }
+            }
+            for index in 0..<count {
                 let event = events[index]
+                if event.data == ReservedToken.wake {
+                    // Reset the eventfd, then re-arm the poll with the next submit: a wake-up
+                    // written after this read completes the new poll at once.
+                    var counter: UInt64 = 0
+                    _ = Glibc.read(eventFD, &counter, 8)
+                    systemCalls += 1
+                    wakeArmed = false
+                    continue
+                }
                 release(UnsafeMutableRawPointer(bitPattern: UInt(event.object))!)
                 body(event.data, Int32(clamping: event.result), 0)
             }
-            if Int(count) < capacity { break }
+            count = 0
         }
         local.deliver(body)
     }

@@ -166,3 +166,11 @@ struct AccessPattern {
         return (block &* blockSize, isRead)
     }
 }
+
+extension Array {
+    /// The element with the median `key` (the upper one of an even count); nil when empty.
+    func median(by key: (Element) -> Double) -> Element? {
+        guard !isEmpty else { return nil }
+        return sorted { key($0) < key($1) }[count / 2]
+    }
+}

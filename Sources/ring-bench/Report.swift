@@ -26,6 +26,7 @@ enum Report {
         text += "\(spec.runtime) s per row"
         if spec.workload == .mixed { text += ", \(spec.readPercent)% reads" }
         if spec.threads > 1 { text += ", \(spec.threads) executor threads" }
+        if spec.repeats > 1 { text += ", median of \(spec.repeats) rounds" }
         if let batch = spec.submitBatch { text += ", at most \(batch) per submit" }
         if spec.sqpoll { text += ", SQPOLL" }
         if spec.fixedFiles { text += ", fixed files" }

@@ -66,6 +66,13 @@ struct RingBench: AsyncParsableCommand {
     var compareFio = true
     @Flag(help: "Run fio before (instead of after) each row, to see how much order matters (caches under the disk).")
     var fioFirst = false
+    @Option(
+        name: .customLong("repeat"),
+        help: """
+            Measure each row (and its fio run) this many times, alternating which goes first, and \
+            report the median by IOPS: for noisy disks.
+            """)
+    var rounds: Int = 1
     @Flag(help: "Print JSON instead of the table.")
     var json = false
     @Flag(help: "Print a Markdown table instead of the text table.")
@@ -78,10 +85,11 @@ struct RingBench: AsyncParsableCommand {
         guard !depths.isEmpty else { throw ValidationError("--qd needs positive integers") }
         guard bs > 0, bs % 512 == 0 || !direct else { throw ValidationError("--bs must be a multiple of 512 with O_DIRECT") }
         guard (0...100).contains(rwmixRead) else { throw ValidationError("--rwmix-read is a percentage") }
+        guard rounds >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard (submitBatch ?? 1) >= 1 else { throw ValidationError("--submit-batch must be at least 1") }
         let spec = Spec(
             workload: workload, blockSize: bs, direct: direct, runtime: runtime, opsLimit: ops, batch: batch,
-            submitBatch: submitBatch, sqpoll: sqpoll,
+            submitBatch: submitBatch, repeats: rounds, sqpoll: sqpoll,
             fixedFiles: fixedFiles, fixedBuffers: fixedBuffers, readPercent: rwmixRead, threads: max(threads, 1))
 
         var plan: [(EngineKind, String)] = []
@@ -111,22 +119,34 @@ struct RingBench: AsyncParsableCommand {
                 progress("running \(kind) \(rowMode) qd \(depth)")
                 var row = Row(engine: kind, mode: rowMode, depth: depth, spec: spec)
                 let wantFio = useFio && (rowMode == "async" || kind == .ioURing)
-                if wantFio && fioFirst {
-                    progress("running fio \(Fio.engineName(kind)) qd \(depth)")
-                    row.fio = Fio.run(engine: kind, spec: spec, depth: depth, file: testFile!)
+                var ours: [Measured] = []
+                var theirs: [FioResult] = []
+                for round in 0..<rounds {
+                    let note = rounds > 1 ? " (round \(round + 1) of \(rounds))" : ""
+                    func runFio() {
+                        progress("running fio \(Fio.engineName(kind)) qd \(depth)\(note)")
+                        if let result = Fio.run(engine: kind, spec: spec, depth: depth, file: testFile!) { theirs.append(result) }
+                    }
+                    // Later rounds alternate the order, so neither side always runs on a warmer disk.
+                    let fioBefore = wantFio && (fioFirst || round % 2 == 1)
+                    if fioBefore { runFio() }
+                    progress("running \(kind) \(rowMode) qd \(depth)\(note)")
+                    do {
+                        ours.append(
+                            rowMode == "raw"
+                                ? try runRaw(spec, depth: depth, file: testFile)
+                                : try await runAsync(spec, engine: kind, depth: depth, file: testFile))
+                    } catch {
+                        row.error = "\(error)"
+                        break
+                    }
+                    if wantFio && !fioBefore { runFio() }
                 }
-                do {
-                    row.measured =
-                        rowMode == "raw"
-                        ? try runRaw(spec, depth: depth, file: testFile)
-                        : try await runAsync(spec, engine: kind, depth: depth, file: testFile)
-                } catch {
-                    row.error = "\(error)"
+                if var median = ours.median(by: { Double($0.ops) / $0.seconds }) {
+                    median.failures = ours.reduce(0) { $0 + $1.failures }  // a failure in any round counts
+                    row.measured = median
                 }
-                if wantFio && !fioFirst && row.error == nil {
-                    progress("running fio \(Fio.engineName(kind)) qd \(depth)")
-                    row.fio = Fio.run(engine: kind, spec: spec, depth: depth, file: testFile!)
-                }
+                row.fio = theirs.median(by: \.iops)
                 rows.append(row)
             }
         }

@@ -23,6 +23,8 @@ struct Spec: Sendable {
     var batch: Int
     /// `--submit-batch`; nil for the defaults (see `rawSubmitBatch` and `RingExecutor`).
     var submitBatch: Int?
+    /// `--repeat`: rounds per row (the report shows the median).
+    var repeats: Int
     var sqpoll: Bool
     var fixedFiles: Bool
     var fixedBuffers: Bool
