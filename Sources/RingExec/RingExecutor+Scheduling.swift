@@ -1,8 +1,10 @@
 // Task.sleep on the ring. Swift 6.3's scheduling hooks are experimental SPI
 // (`_Concurrency.SchedulingExecutor`, `@_spi(ExperimentalScheduling)`), so everything that
 // touches them lives in this one file. With it, `Task.sleep(for:)` in a task that prefers a
-// RingExecutor (or an actor pinned to one) arms a ring timeout instead of a timer on the global
-// executor, and the task resumes on the ring thread without a hop.
+// RingExecutor arms a ring timeout instead of a timer on the global executor, and the task
+// resumes on the ring thread without a hop. (The 6.3 runtime asks only the task's preferred
+// executor: code isolated to an actor pinned to the ring, in a task without that preference,
+// sleeps on the global executor's timer and then comes back to the actor.)
 @_spi(ExperimentalScheduling) import _Concurrency
 import Glibc
 import Ring
@@ -20,7 +22,7 @@ extension RingExecutor: SchedulingExecutor {
             let deadline = clock.now.advanced(by: delay)
             Task.detached { [self] in
                 try? await clock.sleep(until: deadline, tolerance: tolerance)
-                enqueue(unowned)
+                enqueue(unowned, forActor: false)
             }
         }
     }
@@ -42,7 +44,7 @@ extension RingExecutor: SchedulingExecutor {
         operation.isSchedulerTimer = true
         operation.onEach = { [self] _, _ in
             timespec.deallocate()  // final completion: the kernel is done with it
-            enqueue(job)
+            enqueue(job, forActor: false)
         }
         if !enqueue(operation) {
             // Shut down: the job must still run, or its task never resumes.

@@ -71,4 +71,15 @@ import Testing
         await #expect(throws: CancellationError.self) { try await sleeper.value }
         #expect(ContinuousClock.now - start < .seconds(5))
     }
+
+    /// Code isolated to an actor pinned to the ring sleeps (on the runtime's timer: it asks only
+    /// the task's preferred executor) and continues isolated to the actor on the ring thread.
+    @Test func actorSleepComesBackToTheRing() async throws {
+        let executor = try RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        let actor = RingPinned(executor: executor)
+        let (elapsed, onRing) = try await actor.sleepThenCheck(.milliseconds(20))
+        #expect(elapsed >= .milliseconds(19))
+        #expect(onRing)
+    }
 }

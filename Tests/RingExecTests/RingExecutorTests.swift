@@ -14,6 +14,14 @@ actor RingPinned {
         counter += 1
         return executor.isOnLoopThread
     }
+    /// Sleeps while isolated to this actor; returns how long it took and whether it is still on
+    /// the ring thread afterwards.
+    func sleepThenCheck(_ duration: Duration) async throws -> (Duration, Bool) {
+        let start = ContinuousClock.now
+        try await Task.sleep(for: duration)
+        assertIsolated()
+        return (ContinuousClock.now - start, executor.isOnLoopThread)
+    }
 }
 
 @Suite struct RingExecutorTests {
