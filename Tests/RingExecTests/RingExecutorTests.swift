@@ -167,7 +167,9 @@ actor RingPinned {
         try await Task.sleep(for: .milliseconds(50))
         let start = ContinuousClock.now
         try await executor.nop()  // from a thread that is not the loop's
-        #expect(ContinuousClock.now - start < .seconds(2))
+        // Milliseconds when alone; the bound leaves room for a loaded sanitizer run (2.2 s was
+        // seen under TSan with the whole suite in parallel) and still catches the 60 s wait.
+        #expect(ContinuousClock.now - start < .seconds(10))
         for sleeper in sleepers { sleeper.cancel() }
         for sleeper in sleepers { _ = await sleeper.result }
     }

@@ -1,6 +1,7 @@
 // ring-peers: 4 KiB random reads from the page cache with 32 tasks through RingExec, SwiftNIO's
 // NIOFileSystem and blocking pread on the global executor (same file, same offsets generator,
-// same checks), then Task.yield() round trips on a ring-preferring task vs the global executor.
+// same checks); the same with O_DIRECT for RingExec and pread (NIOFileSystem has no O_DIRECT);
+// then Task.yield() round trips on a ring-preferring task vs the global executor.
 // Prints one table with ratios; `--runtime SECONDS` per row (default 2), `--tasks N` (32).
 import Glibc
 import RingExec
@@ -86,23 +87,18 @@ func main() async throws {
 
     var rows: [(String, Double)] = []
 
-    // RingExec: tasks preferring one executor.
+    // RingExec: tasks preferring one executor (one thread).
     let executor = try RingExecutor(entries: 64, engine: .ioURing)
-    let ring = try await measure(options) { task, stop in
-        try await executor.run {
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
-            defer { buffer.deallocate() }
-            var rng = Rng(state: UInt64(task))
-            var done = 0
-            while !stop.isSet {
-                let n = try await executor.read(fd, into: buffer, offset: (rng.next() % blocks) * 4096)
-                precondition(n == 4096)
-                done += 1
-            }
-            return done
-        }
-    }
+    let ring = try await ringReads(executor, fd: fd, blocks: blocks, options)
     rows.append(("RingExec (io_uring), \(options.tasks) tasks", ring))
+    // The same tasks spread over a group with one executor per core (the pools below use every
+    // core too).
+    let group = try RingExecutorGroup(entries: 64, engine: .only(.ioURing))
+    let grouped = try await measure(options) { task, stop in
+        try await readLoop(group.executors[task % group.executors.count], fd: fd, blocks: blocks, task: task, stop: stop)
+    }
+    group.shutdownGracefully()
+    rows.append(("RingExec group of \(group.executors.count) executors, \(options.tasks) tasks", grouped))
 
     // NIOFileSystem: its default thread pool does the blocking reads.
     let handle = try await FileSystem.shared.openFile(forReadingAt: FilePath(path), options: .init())
@@ -120,7 +116,80 @@ func main() async throws {
     rows.append(("NIOFileSystem readChunk, \(options.tasks) tasks", nio))
 
     // Blocking pread inside tasks on the global executor (what "just call pread" does).
-    let pread = try await measure(options) { task, stop in
+    let pread = try await blockingReads(fd: fd, blocks: blocks, options)
+    rows.append(("blocking pread on the global executor, \(options.tasks) tasks", pread))
+
+    // O_DIRECT: the disk, not the page cache.
+    let direct = open(path, O_RDONLY | oDirect)
+    guard direct >= 0 else { throw Errno(rawValue: errno) }
+    let directFD = FileDescriptor(rawValue: direct)
+    defer { try? directFD.close() }
+    let ringDirect = try await ringReads(executor, fd: directFD, blocks: blocks, options)
+    let preadDirect = try await blockingReads(fd: directFD, blocks: blocks, options)
+    let directRows = [
+        ("RingExec (io_uring), O_DIRECT, \(options.tasks) tasks", ringDirect),
+        ("blocking pread, O_DIRECT, global executor, \(options.tasks) tasks", preadDirect),
+    ]
+
+    // Scheduling: Task.yield() round trips, one task, ring vs global.
+    let yields = 200_000
+    var start = now()
+    await executor.run { for _ in 0..<yields { await Task.yield() } }
+    let ringYield = Double(yields) / (now() - start)
+    start = now()
+    await Task.detached { for _ in 0..<yields { await Task.yield() } }.value
+    let globalYield = Double(yields) / (now() - start)
+    executor.shutdownGracefully()
+
+    print("ring-peers: 4 KiB random reads, \(options.runtime) s per row, \(options.sizeMiB) MiB file")
+    print("page cache:")
+    for (name, rate) in rows {
+        let comparison =
+            rate == grouped ? "the group is \(two(grouped / nio))x NIOFileSystem" : "RingExec is \(two(ring / rate))x"
+        print("\(name.rightPad(60)) \(String(Int(rate)).leftPad(9)) reads/s   \(comparison)")
+    }
+    print("O_DIRECT:")
+    for (name, rate) in directRows {
+        print("\(name.rightPad(60)) \(String(Int(rate)).leftPad(9)) reads/s   RingExec is \(two(ringDirect / rate))x")
+    }
+    print("\("Task.yield() round trips, ring-preferring task".rightPad(60)) \(String(Int(ringYield)).leftPad(9)) /s")
+    print("\("Task.yield() round trips, global executor".rightPad(60)) \(String(Int(globalYield)).leftPad(9)) /s   ring is \(two(ringYield / globalYield))x")
+}
+
+/// O_DIRECT, which Glibc's Swift module hides (it needs _GNU_SOURCE); the value differs by
+/// architecture.
+#if arch(x86_64)
+let oDirect: Int32 = 0o40000
+#else
+let oDirect: Int32 = 0o200000  // arm64, riscv64
+#endif
+
+/// RingExec: `options.tasks` tasks preferring `executor`, each awaiting one read at a time.
+func ringReads(_ executor: RingExecutor, fd: FileDescriptor, blocks: UInt64, _ options: Options) async throws -> Double {
+    try await measure(options) { task, stop in
+        try await readLoop(executor, fd: fd, blocks: blocks, task: task, stop: stop)
+    }
+}
+
+/// One task's reads on `executor` until `stop`; returns how many.
+func readLoop(_ executor: RingExecutor, fd: FileDescriptor, blocks: UInt64, task: Int, stop: Stop) async throws -> Int {
+    try await executor.run {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
+        defer { buffer.deallocate() }
+        var rng = Rng(state: UInt64(task))
+        var done = 0
+        while !stop.isSet {
+            let n = try await executor.read(fd, into: buffer, offset: (rng.next() % blocks) * 4096)
+            precondition(n == 4096)
+            done += 1
+        }
+        return done
+    }
+}
+
+/// Blocking pread in `options.tasks` tasks on the global executor (what "just call pread" does).
+func blockingReads(fd: FileDescriptor, blocks: UInt64, _ options: Options) async throws -> Double {
+    try await measure(options) { task, stop in
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
         defer { buffer.deallocate() }
         var rng = Rng(state: UInt64(task))
@@ -133,24 +202,6 @@ func main() async throws {
         }
         return done
     }
-    rows.append(("blocking pread on the global executor, \(options.tasks) tasks", pread))
-
-    // Scheduling: Task.yield() round trips, one task, ring vs global.
-    let yields = 200_000
-    var start = now()
-    await executor.run { for _ in 0..<yields { await Task.yield() } }
-    let ringYield = Double(yields) / (now() - start)
-    start = now()
-    await Task.detached { for _ in 0..<yields { await Task.yield() } }.value
-    let globalYield = Double(yields) / (now() - start)
-    executor.shutdownGracefully()
-
-    print("ring-peers: 4 KiB random reads from the page cache, \(options.runtime) s per row, \(options.sizeMiB) MiB file")
-    for (name, rate) in rows {
-        print("\(name.rightPad(52)) \(String(Int(rate)).leftPad(9)) reads/s   RingExec is \(two(ring / rate))x")
-    }
-    print("\("Task.yield() round trips, ring-preferring task".rightPad(52)) \(String(Int(ringYield)).leftPad(9)) /s")
-    print("\("Task.yield() round trips, global executor".rightPad(52)) \(String(Int(globalYield)).leftPad(9)) /s   ring is \(two(ringYield / globalYield))x")
 }
 
 extension String {
