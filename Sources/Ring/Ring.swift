@@ -245,6 +245,11 @@ public struct Ring: ~Copyable, @unchecked Sendable {
     /// call `submit()` (and reap completions if the kernel is backed up), then push again.
     ///
     /// Nothing reaches the kernel until `submit()`; push many entries, then submit once.
+    ///
+    /// Under SQPOLL, "full" does not mean completions are on their way: the poll thread posts a
+    /// batch's completions before it advances the SQ head, so an application can reap all of
+    /// them and still find the SQ full for a moment. Wait for completions only when it has
+    /// unreaped requests in flight; otherwise `submit()` and push again.
     @inlinable
     public mutating func push(_ entry: SubmissionEntry) -> Bool {
         guard let slot = sq.nextSlot() else { return false }

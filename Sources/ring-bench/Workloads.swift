@@ -100,7 +100,7 @@ func runRaw(_ spec: Spec, depth: Int, file: TestFile?) throws -> Measured {
     let first = nanoseconds()
     let submitBatch = spec.rawSubmitBatch
     for slot in 0..<depth {
-        _ = ring.push(entry(slot, now: first))
+        try push(entry(slot, now: first), to: &ring)
         if ring.pendingSubmissions >= submitBatch { try ring.submit() }
     }
     let deadline = nanoseconds() + UInt64(spec.runtime * 1e9)
@@ -127,7 +127,7 @@ func runRaw(_ spec: Spec, depth: Int, file: TestFile?) throws -> Measured {
         if !stopping && (done >= spec.opsLimit || now > deadline) { stopping = true }
         if !stopping {
             for i in 0..<count {
-                _ = ring.push(entry(finished[i], now: now))
+                try push(entry(finished[i], now: now), to: &ring)
                 // A last partial batch goes with the next wait.
                 if ring.pendingSubmissions >= submitBatch { try ring.submit() }
             }
@@ -140,6 +140,14 @@ func runRaw(_ spec: Spec, depth: Int, file: TestFile?) throws -> Measured {
         cpuPercent: watch.cpuPercent(over: seconds), failures: failures)
 }
 
+/// Pushes `entry`, submitting until there is room. Only an SQPOLL ring is ever full here (the
+/// rings hold `depth` entries): its poll thread posts completions before it moves the SQ head,
+/// so a slot whose completion was reaped can still look taken for a moment.
+@inline(__always)
+private func push(_ entry: SubmissionEntry, to ring: inout Ring) throws {
+    while !ring.push(entry) { try ring.submit() }
+}
+
 /// `depth` NOPs per submit, all waited for in the same system call.
 private func rawNop(_ ring: inout Ring, _ spec: Spec, depth: Int, histogram: inout Histogram<UInt64>) throws -> Measured {
     let watch = Stopwatch()
@@ -148,7 +156,7 @@ private func rawNop(_ ring: inout Ring, _ spec: Spec, depth: Int, histogram: ino
     let enterBefore = ring.enterCalls
     while done < spec.opsLimit {
         let start = nanoseconds()
-        for _ in 0..<depth { _ = ring.push(.nop()) }
+        for _ in 0..<depth { try push(.nop(), to: &ring) }
         try ring.submitAndWait(depth)
         done += ring.forEachCompletion { _ in }
         let end = nanoseconds()
