@@ -7,17 +7,21 @@ import SystemPackage
 /// `aio_fsync`; glibc's helper threads perform them (requests on one file descriptor run one at
 /// a time, which is why this engine stays near the disk's single-request rate at any depth).
 ///
-/// Waiting: the loop blocks in `aio_suspend` on everything in flight plus one `aio_read` of a
-/// blocking eventfd that other threads write to wake it, so there is no polling and no timer
-/// loop. NOP completes at once and timeouts are kept by the engine.
+/// Waiting: the loop blocks in `aio_suspend` on the middle request of each descriptor's queue
+/// plus one `aio_read` of a blocking eventfd that other threads write to wake it, so there is no
+/// polling and no timer loop. NOP completes at once and timeouts are kept by the engine.
 final class PosixAIOEngine: IOEngine {
     private let capacity: Int
     private let blocks: UnsafeMutablePointer<aiocb>
     private var tokens: [UInt64]
     private var inUse: [Bool]
     private var freeSlots: [Int]
-    /// Slots handed to glibc and not yet reaped.
+    /// Slots handed to glibc and not yet reaped, oldest first.
     private var inFlight: [Int] = []
+    /// Scratch for `submit(wait:)`: requests in flight per descriptor, and how many of them the
+    /// scan has passed.
+    private var queued: [Int32: Int] = [:]
+    private var passed: [Int32: Int] = [:]
     /// Read/write slots prepared since the last `lio_listio`.
     private var batch: [UnsafeMutablePointer<aiocb>?] = []
     /// NOP, timers, refused submissions, cancels.
@@ -169,8 +173,23 @@ final class PosixAIOEngine: IOEngine {
         flush()
         armWake()
         guard wait, local.isEmpty else { return }
+        // glibc runs one descriptor's requests one at a time, oldest first, and a helper thread
+        // that completes a request someone waits on must wake that thread (a futex wake: an
+        // IPI to a sleeping vCPU here) before it starts the next one. So wait on the middle of
+        // each descriptor's queue, not on everything: the helper runs through the first half
+        // without waking anyone and the loop reaps them in one go. One request in flight: that
+        // one. Measured at 32 in flight (BENCHMARKS.md): 2 -> 0.13 waits per operation, ~+12%
+        // IOPS, p99 19 ms -> 1.6 ms.
         waitList.removeAll(keepingCapacity: true)
-        for slot in inFlight { waitList.append(UnsafePointer(blocks + slot)) }
+        queued.removeAll(keepingCapacity: true)
+        passed.removeAll(keepingCapacity: true)
+        for slot in inFlight { queued[blocks[slot].aio_fildes, default: 0] += 1 }
+        for slot in inFlight {
+            let fd = blocks[slot].aio_fildes
+            let position = passed[fd, default: 0]
+            if position == (queued[fd]! - 1) / 2 { waitList.append(UnsafePointer(blocks + slot)) }
+            passed[fd] = position + 1
+        }
         if wakeArmed { waitList.append(UnsafePointer(wakeBlock)) }
         var limit = shorter(timeout, local.untilNextTimer())
         if !wakeArmed { limit = shorter(limit, .milliseconds(1)) }  // no wake-up armed: do not sleep long
@@ -192,23 +211,24 @@ final class PosixAIOEngine: IOEngine {
             _ = aio_return(wakeBlock)
             wakeArmed = false
         }
-        var index = 0
-        while index < inFlight.count {
+        // Compact in place, keeping the order (the wait above relies on oldest-first).
+        var kept = 0
+        for index in inFlight.indices {
             let slot = inFlight[index]
             let block = blocks + slot
             let error = aio_error(block)
             if error == EINPROGRESS {
-                index += 1
+                inFlight[kept] = slot
+                kept += 1
                 continue
             }
             let returned = aio_return(block)
             let result = error == 0 ? Int32(clamping: returned) : -error
-            inFlight.swapAt(index, inFlight.count - 1)
-            inFlight.removeLast()
             let token = tokens[slot]
             release(slot)
             body(token, result, 0)
         }
+        inFlight.removeLast(inFlight.count - kept)
         local.deliver(body)
     }
 
