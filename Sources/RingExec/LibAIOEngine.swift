@@ -294,7 +294,7 @@ final class LibAIOEngine: IOEngine {
         guard let context else { return false }
         let raw = UnsafeMutableRawPointer(context)
         guard raw.load(fromByteOffset: MemoryLayout<AIORingHeader>.offset(of: \.magic)!, as: UInt32.self) == AIORingHeader.expectedMagic
-        else { return true }  // not the layout we know: let io_getevents decide
+        else { return true }  // not the layout we know: let io_getevents decide (reap only)
         // Both indices change under us (the kernel moves `tail`, io_getevents moves `head`), so
         // read them as atomics. Relaxed is enough: the events themselves are read by the
         // io_getevents call this answer leads to, not here.
@@ -309,9 +309,11 @@ final class LibAIOEngine: IOEngine {
             wakeArmed = true
         }
         flush()
-        guard wait, local.isEmpty, waitedEvents == 0, !completionsReady else { return }
-        // Block until at least one completion (an operation's, or the wake-up poll's). Should
-        // the poll not be armed (io_submit refused it), look for remote work every 10 ms.
+        guard wait, local.isEmpty, waitedEvents == 0 else { return }
+        // Block until at least one completion (an operation's, or the wake-up poll's); with some
+        // already posted, this returns them at once. (No peek at the ring header here: a layout
+        // we do not recognise must not turn the wait into a spin.) Should the poll not be armed
+        // (io_submit refused it), look for remote work every 10 ms.
         let limit = shorter(shorter(timeout, local.untilNextTimer()), wakeArmed ? nil : .milliseconds(10))
         var deadline = timespec()
         if let limit {
