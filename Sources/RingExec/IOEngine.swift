@@ -237,10 +237,10 @@ func shorter(_ a: Duration?, _ b: Duration?) -> Duration? {
     }
 }
 
-/// Milliseconds for `poll(2)`, rounded up so a timer never fires early; -1 = forever.
-func pollMilliseconds(_ timeout: Duration?) -> Int32 {
-    guard let timeout else { return -1 }
-    let (seconds, attoseconds) = timeout.components
-    let ms = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
-    return Int32(clamping: max(0, ms))
+extension timespec {
+    /// A relative timeout for the aio engines' waits (negative durations count as zero).
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self.init(tv_sec: Int(max(0, seconds)), tv_nsec: Int(max(0, attoseconds / 1_000_000_000)))
+    }
 }

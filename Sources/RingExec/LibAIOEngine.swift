@@ -315,11 +315,7 @@ final class LibAIOEngine: IOEngine {
         // we do not recognise must not turn the wait into a spin.) Should the poll not be armed
         // (io_submit refused it), look for remote work every 10 ms.
         let limit = shorter(shorter(timeout, local.untilNextTimer()), wakeArmed ? nil : .milliseconds(10))
-        var deadline = timespec()
-        if let limit {
-            let (seconds, attoseconds) = max(limit, .zero).components
-            deadline = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
-        }
+        var deadline = limit.map { timespec($0) } ?? timespec()
         let count = withUnsafeMutablePointer(to: &deadline) { pointer in
             aio.getEvents(context, 1, capacity + 1, UnsafeMutableRawPointer(events), limit == nil ? nil : pointer)
         }

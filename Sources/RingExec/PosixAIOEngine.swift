@@ -18,10 +18,9 @@ final class PosixAIOEngine: IOEngine {
     private var freeSlots: [Int]
     /// Slots handed to glibc and not yet reaped, oldest first.
     private var inFlight: [Int] = []
-    /// Scratch for `submit(wait:)`: requests in flight per descriptor, and how many of them the
-    /// scan has passed.
-    private var queued: [Int32: Int] = [:]
-    private var passed: [Int32: Int] = [:]
+    /// Scratch for `submit(wait:)`: per descriptor, its requests in flight and how many of them
+    /// the scan has passed.
+    private var perDescriptor: [Int32: (count: Int, passed: Int)] = [:]
     /// Read/write slots prepared since the last `lio_listio`.
     private var batch: [UnsafeMutablePointer<aiocb>?] = []
     /// NOP, timers, refused submissions, cancels.
@@ -181,14 +180,13 @@ final class PosixAIOEngine: IOEngine {
         // one. Measured at 32 in flight (BENCHMARKS.md): 2 -> 0.13 waits per operation, ~+12%
         // IOPS, p99 19 ms -> 1.6 ms.
         waitList.removeAll(keepingCapacity: true)
-        queued.removeAll(keepingCapacity: true)
-        passed.removeAll(keepingCapacity: true)
-        for slot in inFlight { queued[blocks[slot].aio_fildes, default: 0] += 1 }
+        perDescriptor.removeAll(keepingCapacity: true)
+        for slot in inFlight { perDescriptor[blocks[slot].aio_fildes, default: (0, 0)].count += 1 }
         for slot in inFlight {
             let fd = blocks[slot].aio_fildes
-            let position = passed[fd, default: 0]
-            if position == (queued[fd]! - 1) / 2 { waitList.append(UnsafePointer(blocks + slot)) }
-            passed[fd] = position + 1
+            let (count, passed) = perDescriptor[fd]!
+            if passed == (count - 1) / 2 { waitList.append(UnsafePointer(blocks + slot)) }
+            perDescriptor[fd]!.passed = passed + 1
         }
         if wakeArmed { waitList.append(UnsafePointer(wakeBlock)) }
         var limit = shorter(timeout, local.untilNextTimer())
@@ -248,13 +246,6 @@ final class PosixAIOEngine: IOEngine {
         }
         _ = aio_return(wakeBlock)
         wakeArmed = false
-    }
-}
-
-extension timespec {
-    init(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        self.init(tv_sec: Int(max(0, seconds)), tv_nsec: Int(max(0, attoseconds / 1_000_000_000)))
     }
 }
 

@@ -99,10 +99,7 @@ func runRaw(_ spec: Spec, depth: Int, file: TestFile?) throws -> Measured {
     let watch = Stopwatch()
     let first = nanoseconds()
     let submitBatch = spec.rawSubmitBatch
-    for slot in 0..<depth {
-        try push(entry(slot, now: first), to: &ring)
-        if ring.pendingSubmissions >= submitBatch { try ring.submit() }
-    }
+    for slot in 0..<depth { try push(entry(slot, now: first), to: &ring, submittingEvery: submitBatch) }
     let deadline = nanoseconds() + UInt64(spec.runtime * 1e9)
     let enterBefore = ring.enterCalls
     var done = 0, failures = 0
@@ -126,11 +123,7 @@ func runRaw(_ spec: Spec, depth: Int, file: TestFile?) throws -> Measured {
         inFlight -= count
         if !stopping && (done >= spec.opsLimit || now > deadline) { stopping = true }
         if !stopping {
-            for i in 0..<count {
-                try push(entry(finished[i], now: now), to: &ring)
-                // A last partial batch goes with the next wait.
-                if ring.pendingSubmissions >= submitBatch { try ring.submit() }
-            }
+            for i in 0..<count { try push(entry(finished[i], now: now), to: &ring, submittingEvery: submitBatch) }
             inFlight += count
         }
     }
@@ -140,12 +133,14 @@ func runRaw(_ spec: Spec, depth: Int, file: TestFile?) throws -> Measured {
         cpuPercent: watch.cpuPercent(over: seconds), failures: failures)
 }
 
-/// Pushes `entry`, submitting until there is room. Only an SQPOLL ring is ever full here (the
-/// rings hold `depth` entries): its poll thread posts completions before it moves the SQ head,
-/// so a slot whose completion was reaped can still look taken for a moment.
+/// Pushes `entry`, submitting until there is room, and submits once `batch` entries wait (a
+/// last partial batch goes with the caller's next wait). Only an SQPOLL ring is ever full here
+/// (the rings hold `depth` entries): its poll thread posts completions before it moves the SQ
+/// head, so a slot whose completion was reaped can still look taken for a moment.
 @inline(__always)
-private func push(_ entry: SubmissionEntry, to ring: inout Ring) throws {
+private func push(_ entry: SubmissionEntry, to ring: inout Ring, submittingEvery batch: Int = .max) throws {
     while !ring.push(entry) { try ring.submit() }
+    if batch != .max && ring.pendingSubmissions >= batch { try ring.submit() }
 }
 
 /// `depth` NOPs per submit, all waited for in the same system call.

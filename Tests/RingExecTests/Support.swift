@@ -59,10 +59,10 @@ func skippedUnderSanitizer(_ engine: EngineKind) -> Bool {
 }
 
 /// An executor on `engine`, or nil (with the reason printed) where that engine is unavailable.
-func makeExecutor(_ engine: EngineKind, entries: Int = 64) throws -> RingExecutor? {
+func makeExecutor(_ engine: EngineKind, entries: Int = 64, submitBatch: Int = RingExecutor.defaultSubmitBatch) throws -> RingExecutor? {
     if skippedUnderSanitizer(engine) { return nil }
     do {
-        return try RingExecutor(entries: entries, engine: .only(engine))
+        return try RingExecutor(entries: entries, engine: .only(engine), submitBatch: submitBatch)
     } catch EngineError.unavailable(let kind, let reason) {
         print("SKIP \(kind) engine tests: \(reason)")
         return nil
