@@ -22,6 +22,7 @@ final class URingEngine: IOEngine {
         self.submitBatch = max(submitBatch, 1)
         var options = RingOptions(flags: [.singleIssuer, .deferTaskRun, .taskRunFlag])
         options.completionEntries = UInt32(clamping: max(entries, 1) * 4)
+        options.registerRingFD = true  // created, driven and dropped on the loop thread only
         do {
             ring = try Ring(entries: entries, options: options)
         } catch {

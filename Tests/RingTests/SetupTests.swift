@@ -89,7 +89,9 @@ import Testing
             var result: Int32 = -1
         }
         let box = Box()
-        let ring = try Ring(entries: 8)
+        var options = RingOptions()
+        options.registerRingFD = true
+        let ring = try Ring(entries: 8, options: options)
         let registeredHere = ring.usesRegisteredRingFD
         #expect(registeredHere)
         box.ring = consume ring

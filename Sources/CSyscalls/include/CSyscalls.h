@@ -95,6 +95,11 @@ static inline int cs_eventfd(unsigned int initial) {
 /// into this header, whose types Swift shares with its Glibc module.
 void cs_aio_init(int threads, int requests, int idleSeconds);
 
+/// A number naming the calling thread, never reused within the process (unlike `pthread_t`,
+/// which glibc hands to the next thread once a thread has been joined). Defined in
+/// CSyscalls.c: one thread-local and one counter for the whole process.
+uint64_t cs_thread_token(void);
+
 /// Reads the current errno (for wrappers around libc calls that report through it).
 static inline int cs_errno(void) { return errno; }
 
