@@ -258,6 +258,7 @@ public struct Ring: ~Copyable, @unchecked Sendable {
         guard let n = try? Syscall.register(
             ringFD, opcode: RegisterOpcode.registerRingFDs.rawValue, argument: &update, count: 1), n == 1
         else { return -1 }
+        OrphanedRingRegistrations.watchThisThread()
         return Int32(bitPattern: update.offset)
     }
 

@@ -133,6 +133,24 @@ import Testing
         #expect(box.results["registered"] == 20)
     }
 
+    /// A ring whose registering thread has exited leaves no note behind (the kernel dropped that
+    /// thread's registrations when it exited): the table of notes cannot grow without bound.
+    @Test func ringsOfExitedThreadsLeaveNoNotes() throws {
+        let box = RingBox()
+        var threads: [UInt64] = []
+        for _ in 0..<20 {
+            Self.onNewThread { box.ring = try? Ring(entries: 4, options: Self.registeredOptions()) }
+            guard let ring = box.ring.take() else {
+                Issue.record("no ring was created")
+                return
+            }
+            #expect(ring.registeredIndex >= 0)
+            threads.append(ring.registeringThread)
+            _ = consume ring  // dropped here, after its registering thread exited
+        }
+        #expect(threads.map(OrphanedRingRegistrations.pending(for:)) == Array(repeating: 0, count: 20))
+    }
+
     /// Bug: `wait(for:timeout:)` restarted its whole relative timeout after every EINTR, so a
     /// signal every few milliseconds made a 100 ms wait last as long as the signals kept coming.
     @Test func timedWaitKeepsItsDeadlineUnderASignalStorm() throws {
