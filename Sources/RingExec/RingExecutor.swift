@@ -650,6 +650,10 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         }
         loopExited = true
         localCancels.removeAll()
+        // Completed records still listed here hold closures that hold this executor.
+        watchedSleeps.removeAll()
+        liveStreams.removeAll()
+        pendingMessages.removeAll()
         engine.close()
     }
 

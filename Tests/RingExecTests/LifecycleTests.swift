@@ -336,4 +336,23 @@ actor GuardedCounter {
         }
         #expect(settled, "fds \(fdsBefore) -> \(openDescriptorCount()), threads \(threadsBefore) -> \(threads())")
     }
+
+    /// Item 20: a shut-down executor that armed watched sleep timers and streams is freed once
+    /// dropped (no record keeps it alive).
+    @Test func shutDownExecutorIsFreed() async throws {
+        final class Box: @unchecked Sendable { weak var executor: RingExecutor? }
+        let box = Box()
+        do {
+            let executor = try RingExecutor(entries: 16)
+            box.executor = executor
+            try await executor.run { try await Task.sleep(for: .milliseconds(150)) }
+            let sleeper = Task(executorPreference: executor) { try await Task.sleep(for: .seconds(30)) }
+            #expect(await waitUntil { executor.operationsInFlight == 1 })
+            sleeper.cancel()
+            _ = await sleeper.result
+            #expect(await waitUntil { executor.operationsInFlight == 0 })
+            await executor.shutdown()
+        }
+        #expect(await waitUntil(.seconds(5)) { box.executor == nil }, "something still holds the executor")
+    }
 }
