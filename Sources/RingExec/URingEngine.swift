@@ -81,9 +81,10 @@ final class URingEngine: IOEngine {
 
     /// Posts a completion to another ring (its loop wakes if it waits); no system call here, it
     /// goes with this loop's next submit. False when the SQ is full. `token` (from
-    /// `messageToken`) comes back only if the kernel refuses the message (`skipSuccess`):
-    /// `-EBADFD` (not a ring, or disabled), `-ENOMEM`, `-EOWNERDEAD` (its thread is gone),
-    /// `-EOVERFLOW` (its CQ is full); `reap` then collects it in `failedMessages`.
+    /// `messageToken`) comes back only if the kernel refuses the message (`skipSuccess`); in
+    /// io_uring/msg_ring.c: `-EBADFD` (the fd is not a ring, or a disabled one), `-ENOMEM` (no
+    /// request for a `DEFER_TASKRUN` target, which ours are), `-EOVERFLOW` (another target's CQ
+    /// could not take the entry). `reap` then collects it in `failedMessages`.
     func message(_ target: FileDescriptor, token: UInt64) -> Bool {
         armWake()
         guard submissionSpace > 0 else { return false }

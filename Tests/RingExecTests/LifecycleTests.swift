@@ -355,4 +355,13 @@ actor GuardedCounter {
         }
         #expect(await waitUntil(.seconds(5)) { box.executor == nil }, "something still holds the executor")
     }
+
+    @Test func groupShutsDownWithoutBlocking() async throws {
+        let group = try RingExecutorGroup(threads: 2, entries: 16)
+        await group.shutdown(deadline: .seconds(5))
+        for executor in group.executors {
+            await #expect(throws: Errno(rawValue: ESHUTDOWN)) { try await executor.nop() }
+        }
+        group.shutdownGracefully()  // a second shutdown returns at once
+    }
 }
