@@ -364,4 +364,25 @@ actor GuardedCounter {
         }
         group.shutdownGracefully()  // a second shutdown returns at once
     }
+
+    /// Item 17 on the aio engines (their timers are the engine's own list): fewer sleeps.
+    @Test(.timeLimit(.minutes(1)), arguments: [EngineKind.libaio, .posixAIO])
+    func cancelledSleepsDisarmTheirTimersOnAIO(engine: EngineKind) async throws {
+        guard let executor = try makeExecutor(engine) else { return }
+        defer { executor.shutdownGracefully() }
+        let count = 2_000
+        let before = executor.scheduledTimers.load(ordering: .relaxed)
+        let sleepers = Task(executorPreference: executor) {
+            await withTaskGroup(of: Void.self) { group in
+                for _ in 0..<count { group.addTask { try? await Task.sleep(for: .seconds(60)) } }
+            }
+        }
+        #expect(await waitUntil(.seconds(30)) {
+            executor.scheduledTimers.load(ordering: .relaxed) - before == count && executor.operationsInFlight >= count
+        })
+        sleepers.cancel()
+        await sleepers.value
+        #expect(await waitUntil(.seconds(10)) { executor.operationsInFlight == 0 },
+                "\(executor.operationsInFlight) timers still armed")
+    }
 }
