@@ -248,16 +248,30 @@ actor GuardedCounter {
             }
             return count
         }
-        #expect(await waitUntil { executor.operationsInFlight >= 1 })
+        // And a messages() stream on one end of a socket pair.
+        var pair: [Int32] = [-1, -1]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)
+        defer { for fd in pair { close(fd) } }
+        let receiving = FileDescriptor(rawValue: pair[0])
+        let receiver = Task { () async throws -> Int in
+            var count = 0
+            for try await _ in try await executor.messages(receiving, bufferSize: 256, bufferCount: 4) { count += 1 }
+            return count
+        }
+        #expect(await waitUntil { executor.operationsInFlight >= 2 })
         let start = ContinuousClock.now
         await onOwnThread { executor.shutdownGracefully(deadline: .seconds(30)) }
         #expect(ContinuousClock.now - start < .seconds(5))
-        let ended = Flag()
+        let ended = (Flag(), Flag())
         Task {
             _ = await acceptor.result
-            ended.set()
+            ended.0.set()
         }
-        #expect(await waitUntil(.seconds(5)) { ended.isSet }, "the stream did not end")
+        Task {
+            _ = await receiver.result
+            ended.1.set()
+        }
+        #expect(await waitUntil(.seconds(5)) { ended.0.isSet && ended.1.isSet }, "a stream did not end")
     }
 
     /// Item 23: a MSG_RING wake-up that fails (here: its target fd is not a ring) falls back to
