@@ -71,13 +71,13 @@ extension RingExecutor {
     public func read(_ fd: FileDescriptor, into buffer: FixedBuffers.Buffer, count: Int? = nil, offset: UInt64? = nil) async throws -> Int {
         let bytes = UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[..<min(count ?? buffer.bytes.count, buffer.bytes.count)])
         return try await perform(
-            .readFixed(fd, into: bytes, offset: offset ?? SubmissionEntry.currentPosition, bufferIndex: UInt16(buffer.index)))
+            .readFixed(fd, into: bytes, offset: try position(offset), bufferIndex: UInt16(buffer.index)))
     }
 
     /// `WRITE_FIXED` of the first `count` bytes of `buffer` at `offset`.
     public func write(_ fd: FileDescriptor, from buffer: FixedBuffers.Buffer, count: Int, offset: UInt64? = nil) async throws -> Int {
         let bytes = UnsafeRawBufferPointer(rebasing: buffer.bytes[..<min(count, buffer.bytes.count)])
         return try await perform(
-            .writeFixed(fd, from: bytes, offset: offset ?? SubmissionEntry.currentPosition, bufferIndex: UInt16(buffer.index)))
+            .writeFixed(fd, from: bytes, offset: try position(offset), bufferIndex: UInt16(buffer.index)))
     }
 }

@@ -313,7 +313,14 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     func perform(_ entry: SubmissionEntry) async throws -> Int {
         if !engine.supports(entry) {
             // "IORING_OP_ACCEPT" -> "accept": the engine-neutral name of the operation.
-            let name = String(entry.op.kernelName.dropFirst("IORING_OP_".count)).lowercased()
+            var name = String(entry.op.kernelName.dropFirst("IORING_OP_".count)).lowercased()
+            var positioned = entry
+            positioned.off = 0
+            if entry.off == SubmissionEntry.currentPosition && [.read, .write, .readv, .writev].contains(entry.op)
+                && engine.supports(positioned)
+            {
+                name += " at the file position"  // the aio engines need an explicit offset
+            }
             throw EngineError.unsupported(operation: name, engine: engineSelection.engine)
         }
         let result: Int32
