@@ -202,7 +202,9 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// request (with `-ECANCELED` when the cancel won, or the real result). Cancelled before
     /// submission: nothing is submitted and the result is `-ECANCELED`. After
     /// `shutdownGracefully()` it returns `-ESHUTDOWN` without submitting. An operation the
-    /// engine cannot perform returns `-EOPNOTSUPP` (the throwing APIs say which engine).
+    /// engine cannot perform returns `-EOPNOTSUPP` (the throwing APIs say which engine). Inside
+    /// this executor's `withTimeout` it is linked to the scope's timeout and returns
+    /// `-ETIMEDOUT` when that fired (`-EOPNOTSUPP` on the aio engines).
     ///
     /// The entry must post exactly one completion, for itself. Refused with `-EINVAL`, before
     /// anything is submitted: multishot shapes (poll, accept, recv, recvmsg, read multishot,
@@ -215,6 +217,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     public func submit(_ entry: SubmissionEntry) async -> Int32 {
         if !isAwaitable(entry, last: true) { return -EINVAL }
         if !engine.supports(entry) { return -EOPNOTSUPP }
+        if let deadline = timeoutDeadline() { return await submit(entry, deadline: deadline) }
         return await submit(Operation(entry))
     }
 
@@ -224,6 +227,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// submission queue holds (else `EINVAL`); io_uring only. Each entry must post exactly one
     /// completion (the rules of `submit(_:)`), and the last must not carry `.link`/`.hardLink`:
     /// else `EINVAL` with nothing submitted.
+    ///
+    /// Not bounded by `withTimeout` (bound the chain's own entries with `.linkTimeout`).
     ///
     /// Cancellation: when the task is cancelled, entries that had not started complete with
     /// `-ECANCELED` in their slot, and the results of those that ran (an opened descriptor,
@@ -324,7 +329,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             throw EngineError.unsupported(operation: name, engine: engineSelection.engine)
         }
         let result: Int32
-        if let deadline = TimeoutScope.deadline {
+        if let deadline = timeoutDeadline() {
             guard engineSelection.engine == .ioURing else {
                 throw EngineError.unsupported(operation: "withTimeout", engine: engineSelection.engine)
             }
