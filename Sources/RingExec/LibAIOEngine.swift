@@ -190,7 +190,9 @@ final class LibAIOEngine: IOEngine {
         let allowed: SQEFlags = [.async]
         guard entry.sqeFlags.isSubset(of: allowed) else { return false }
         switch entry.op {
-        case .nop, .read, .write, .readv, .writev, .fsync: return true
+        // Native AIO has no file-position mode: -1 reaches the kernel as an offset (EINVAL).
+        case .read, .write, .readv, .writev: return entry.off != SubmissionEntry.currentPosition
+        case .nop, .fsync: return true
         case .pollAdd: return entry.len == 0  // one-shot only
         case .timeout: return entry.off == 0  // time only, no completion counts
         default: return false

@@ -60,3 +60,58 @@ final class Operation: @unchecked Sendable {
     /// The longest chain whose positions fit in an address's alignment bits.
     static let maximumChain = 16
 }
+
+/// How many completions the kernel posts for one entry, as far as the executor must know to keep
+/// its record alive exactly that long (kernel 6.18's rules; see `shape(of:)`).
+enum CompletionShape: Equatable {
+    /// Exactly one completion: what `submit(_:)` and `submitChain` await.
+    case one
+    /// Completions with `F_MORE` until one without: what `multishot(_:)` streams.
+    case multishot
+    /// Zero-copy send: the result with `F_MORE`, then a notification (`F_NOTIF`) once the kernel
+    /// stops reading the buffer.
+    case zeroCopy
+    /// No completion on success (`IOSQE_CQE_SKIP_SUCCESS`), or a completion or a change for
+    /// someone else's request (`MSG_RING` posting a `user_data` of its choice, a poll update
+    /// that rewrites another request's `user_data` or makes it multishot). The executor cannot
+    /// tell when (or whether) such an entry is done with its record.
+    case unmanageable
+
+    /// Reads the opcode, the SQE flags and the opcode-specific multishot bits (which live in
+    /// `len` for polls, `ioprio` for accept and receives, the flags union for timeouts and
+    /// `URING_CMD`, and in the opcode itself for `READ_MULTISHOT` and `RECV_ZC`).
+    static func of(_ entry: SubmissionEntry) -> CompletionShape {
+        if entry.sqeFlags.contains(.skipSuccess) { return .unmanageable }
+        switch entry.op {
+        case .pollAdd:
+            return entry.len & PollFlags.multishot.rawValue != 0 ? .multishot : .one
+        case .pollRemove:
+            // An update may hand the target a new user_data or make it multishot.
+            let update = PollFlags(rawValue: entry.len)
+            if update.contains(.updateUserData) || update.contains(.updateEvents) && update.contains(.multishot) {
+                return .unmanageable
+            }
+            return .one
+        case .accept:
+            return entry.ioprio & 1 != 0 ? .multishot : .one  // IORING_ACCEPT_MULTISHOT
+        case .recv, .recvmsg:
+            return entry.ioprio & SendReceiveFlags.multishot.rawValue != 0 ? .multishot : .one
+        case .readMultishot, .recvZC:
+            return .multishot  // RECV_ZC is multishot only (the kernel refuses it without the flag)
+        case .timeout:
+            return entry.opFlags & TimeoutFlags.multishot.rawValue != 0 ? .multishot : .one
+        case .uringCmd:
+            return entry.opFlags & (1 << 1) != 0 ? .multishot : .one  // IORING_URING_CMD_MULTISHOT
+        case .sendZC, .sendmsgZC:
+            return .zeroCopy
+        case .msgRing:
+            // Posts a completion on the target ring (possibly an executor's, under any user_data)
+            // unless it only passes a file and skips the target's completion.
+            let sendsFile = entry.addr == 1  // IORING_MSG_SEND_FD
+            let skipsTarget = entry.opFlags & MessageRingFlags.skipTargetCompletion.rawValue != 0
+            return sendsFile && skipsTarget ? .one : .unmanageable
+        default:
+            return .one
+        }
+    }
+}

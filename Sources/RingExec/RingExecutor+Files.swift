@@ -48,10 +48,21 @@ extension RingExecutor {
 
     // MARK: Read and write
 
+    /// The kernel offset for `offset`: nil is the file position (io_uring's -1); explicit
+    /// offsets must fit in `Int64` (`UInt64.max` would silently mean the file position).
+    func position(_ offset: UInt64?) throws(Errno) -> UInt64 {
+        guard let offset else { return SubmissionEntry.currentPosition }
+        guard offset <= UInt64(Int64.max) else { throw .invalidArgument }
+        return offset
+    }
+
     /// Reads into `buffer` at `offset`, or at the file position when `offset` is nil. Returns the
-    /// bytes read (0 at end of file).
+    /// bytes read (0 at end of file). Offsets above `Int64.max` throw `EINVAL` (the kernel would
+    /// take `UInt64.max` for "the file position"). Only io_uring reads or writes at the file
+    /// position: libaio and POSIX aio throw `EngineError.unsupported` naming "read at the file
+    /// position" for `offset: nil` (the same for every read and write below).
     public func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, offset: UInt64? = nil) async throws -> Int {
-        try await perform(.read(fd, into: buffer, offset: offset ?? SubmissionEntry.currentPosition))
+        try await perform(.read(fd, into: buffer, offset: try position(offset)))
     }
 
     /// Reads up to `count` bytes into a new array (an owned buffer: nothing to keep alive).
@@ -66,7 +77,7 @@ extension RingExecutor {
     /// Writes `buffer` at `offset`, or at the file position when `offset` is nil. Returns the
     /// bytes written (possibly fewer than asked).
     public func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, offset: UInt64? = nil) async throws -> Int {
-        try await perform(.write(fd, from: buffer, offset: offset ?? SubmissionEntry.currentPosition))
+        try await perform(.write(fd, from: buffer, offset: try position(offset)))
     }
 
     /// Writes `bytes` (copied into storage the executor owns until the completion).
@@ -81,14 +92,14 @@ extension RingExecutor {
     public func read(_ fd: FileDescriptor, into buffers: [UnsafeMutableRawBufferPointer], offset: UInt64? = nil) async throws -> Int {
         let vectors = IOVectors(buffers.map { ($0.baseAddress, $0.count) })
         defer { vectors.free() }
-        return try await perform(.readv(fd, vectors.buffer, offset: offset ?? SubmissionEntry.currentPosition))
+        return try await perform(.readv(fd, vectors.buffer, offset: try position(offset)))
     }
 
     /// Gather write from `buffers` in order (`pwritev2(2)`). Returns the total bytes written.
     public func write(_ fd: FileDescriptor, from buffers: [UnsafeRawBufferPointer], offset: UInt64? = nil) async throws -> Int {
         let vectors = IOVectors(buffers.map { (UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count) })
         defer { vectors.free() }
-        return try await perform(.writev(fd, vectors.buffer, offset: offset ?? SubmissionEntry.currentPosition))
+        return try await perform(.writev(fd, vectors.buffer, offset: try position(offset)))
     }
 
     // MARK: Durability and size
@@ -160,7 +171,7 @@ extension RingExecutor {
     ) async throws -> Int {
         try await perform(
             .splice(
-                from: input, offset: inputOffset ?? .max, to: output, offset: outputOffset ?? .max,
+                from: input, offset: try position(inputOffset), to: output, offset: try position(outputOffset),
                 length: UInt32(clamping: length)))
     }
 

@@ -136,11 +136,16 @@ extension RingExecutor {
     /// Accepts connections with one multishot request for as long as the stream is iterated.
     /// Ending the iteration (or cancelling its task) cancels the request; the kernel's errors end
     /// the stream with an `Errno`. If the kernel ends the multishot on its own (e.g. under CQ
-    /// pressure), the executor re-arms it. Connections accepted but not yet consumed when the
-    /// stream ends are closed.
-    public func connections(_ fd: FileDescriptor) -> AsyncThrowingStream<FileDescriptor, any Error> {
+    /// pressure), the executor re-arms it.
+    ///
+    /// The stream owns every descriptor it has accepted and not yet handed out: those still
+    /// buffered when the iteration ends (a `break`, a thrown error, a cancelled task, the stream
+    /// dropped) or accepted after it are closed. At most `bufferLimit` (at least 1) wait in the
+    /// stream: when that many are waiting, the request is cancelled and pending connections stay
+    /// in the listen backlog until the consumer has taken half of them, then it is re-armed.
+    public func connections(_ fd: FileDescriptor, bufferLimit: Int = 64) -> AsyncThrowingStream<FileDescriptor, any Error> {
         multishotStream(
-            "multishot accept", .accept(fd, flags: Int32(SOCK_CLOEXEC.rawValue), multishot: true),
+            "multishot accept", .accept(fd, flags: Int32(SOCK_CLOEXEC.rawValue), multishot: true), bufferLimit: bufferLimit,
             decode: { result, _ in .element(FileDescriptor(rawValue: result)) }, discard: { try? $0.close() })
     }
 
@@ -149,24 +154,32 @@ extension RingExecutor {
     /// completion's raw result. Same lifetime rules as `connections(_:)`: ending the iteration
     /// cancels the request; a final error ends the stream with its `Errno`; a request the kernel
     /// ends by itself while the stream is still wanted is submitted again. Memory the entry
-    /// points to must stay valid until the stream has ended.
-    public func multishot(_ entry: SubmissionEntry) -> AsyncThrowingStream<Int32, any Error> {
-        multishotStream("multishot", entry, decode: { result, _ in .element(result) }, discard: { _ in })
+    /// points to must stay valid until the stream has ended. An entry that is not multishot
+    /// (a one-shot entry would be re-armed forever), a zero-copy send, an entry with
+    /// `IOSQE_CQE_SKIP_SUCCESS`, `.link` or `.hardLink`, or one selecting buffers from a group
+    /// another stream of this executor owns ends the stream at once with `EINVAL`, unsubmitted.
+    public func multishot(_ entry: SubmissionEntry, bufferLimit: Int = 64) -> AsyncThrowingStream<Int32, any Error> {
+        let flags = entry.sqeFlags
+        if CompletionShape.of(entry) != .multishot || flags.contains(.link) || flags.contains(.hardLink)
+            || flags.contains(.bufferSelect) && bufferGroups.isOwned(entry.bufIndex)
+        {
+            return AsyncThrowingStream { $0.finish(throwing: Errno.invalidArgument) }
+        }
+        return multishotStream(
+            "multishot", entry, bufferLimit: bufferLimit, decode: { result, _ in .element(result) }, discard: { _ in })
     }
 
     /// A stream fed by one multishot request; finishes at once with `unsupported` on the aio
     /// engines.
     private func multishotStream<Element: Sendable>(
-        _ operation: String, _ entry: SubmissionEntry, decode: @escaping (Int32, UInt32) -> Multishot<Element>.Decoded,
-        discard: @escaping (Element) -> Void
+        _ operation: String, _ entry: SubmissionEntry, bufferLimit: Int,
+        decode: @escaping (Int32, UInt32) -> Multishot<Element>.Decoded, discard: @escaping (Element) -> Void
     ) -> AsyncThrowingStream<Element, any Error> {
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: Element.self)
         guard engineSelection.engine == .ioURing else {
-            continuation.finish(throwing: EngineError.unsupported(operation: operation, engine: engineSelection.engine))
-            return stream
+            let error = EngineError.unsupported(operation: operation, engine: engineSelection.engine)
+            return AsyncThrowingStream { $0.finish(throwing: error) }
         }
-        Multishot(executor: self, continuation: continuation, entry: entry, decode: decode, discard: discard).start()
-        return stream
+        return Multishot(executor: self, entry: entry, bufferLimit: bufferLimit, decode: decode, discard: discard).start()
     }
 
     /// Sends from `buffer`; returns the bytes sent. `MSG_NOSIGNAL` is always added.
@@ -200,10 +213,14 @@ extension RingExecutor {
     }
 
     /// Receives with one multishot request into a provided-buffer ring of `bufferCount` buffers
-    /// of `bufferSize` bytes (registered for this stream, released when it ends). Each element
-    /// is one receive's bytes, copied out so the kernel's buffer goes straight back to the ring.
-    /// The stream ends when the peer closes; errors end it with an `Errno`. Linux 6.0+.
-    public func messages(_ fd: FileDescriptor, bufferSize: Int = 16384, bufferCount: Int = 64) async throws
+    /// of `bufferSize` bytes (registered for this stream under a group id no other live stream
+    /// of this executor owns, released when it ends). Each element is one receive's bytes,
+    /// copied out so the kernel's buffer goes straight back to the ring. The stream ends when the
+    /// peer closes; errors end it with an `Errno`. Linux 6.0+. At most `bufferLimit` (at least 1)
+    /// received messages wait in the stream: then the request is cancelled, the data waits in the
+    /// socket (TCP pushes back on the sender), and it is re-armed once the consumer has taken
+    /// half of them. `EBUSY` when 65,536 streams of this executor hold a group id each.
+    public func messages(_ fd: FileDescriptor, bufferSize: Int = 16384, bufferCount: Int = 64, bufferLimit: Int = 64) async throws
         -> AsyncThrowingStream<[UInt8], any Error>
     {
         guard engineSelection.engine == .ioURing else {
@@ -211,22 +228,16 @@ extension RingExecutor {
         }
         // The buffer ring is registered (and later released) on the loop thread.
         return try await run { () throws -> AsyncThrowingStream<[UInt8], any Error> in
-            let group = self.allocateBufferGroup()
-            let buffers = try self.withRing { ring throws(Errno) in
-                ProvidedBuffers(try BufferRing(ring: ring, group: group, count: bufferCount, bufferSize: bufferSize))
-            }
-            let (stream, continuation) = AsyncThrowingStream.makeStream(of: [UInt8].self)
+            let (group, buffers) = try self.registerProvidedBuffers(count: bufferCount, size: bufferSize)
             let multishot = Multishot<[UInt8]>(
-                executor: self, continuation: continuation,
-                entry: .recv(fd, bufferGroup: group, options: .multishot),
+                executor: self, entry: .recv(fd, bufferGroup: group, options: .multishot), bufferLimit: bufferLimit,
                 decode: { result, flags in
                     if result == 0 { return .end }
                     return .element(buffers.take(Completion(userData: 0, result: result, flags: flags)))
                 },
                 discard: { _ in },
-                onEnd: { buffers.release() })
-            multishot.start()
-            return stream
+                onEnd: { buffers.release() })  // gives the group id back too
+            return multishot.start()
         }
     }
 
@@ -236,77 +247,262 @@ extension RingExecutor {
     }
 }
 
+extension RingExecutor {
+    /// Registers a provided-buffer ring under a group id no live stream of this executor owns.
+    /// An id the caller registered itself through `withRing` (`EEXIST`) is skipped; the id
+    /// returns to the free set when the ring is released. Throws `EBUSY` when every id is taken
+    /// (65,536 open streams). Loop thread only (`withRing`).
+    func registerProvidedBuffers(count: Int, size: Int) throws -> (UInt16, ProvidedBuffers) {
+        var skipped: [UInt16] = []
+        defer { for id in skipped { bufferGroups.release(id) } }
+        while true {
+            guard let group = bufferGroups.allocate() else { throw Errno.resourceBusy }
+            do {
+                let ids = bufferGroups
+                let buffers = try withRing { ring throws(Errno) in
+                    ProvidedBuffers(try BufferRing(ring: ring, group: group, count: count, bufferSize: size), group: group, ids: ids)
+                }
+                return (group, buffers)
+            } catch Errno.fileExists where skipped.count < 64 {
+                skipped.append(group)  // the caller's own group: keep it out of reach until we settle
+            } catch {
+                bufferGroups.release(group)
+                throw error
+            }
+        }
+    }
+}
+
+/// The provided-buffer group ids an executor's receive streams own. An id is taken when a
+/// stream registers its buffer ring and given back when that ring is unregistered, so a new
+/// stream never lands on a live one's group, however many streams came and went. `submit(_:)`
+/// and `multishot(_:)` refuse entries that select buffers from an owned group (they would take
+/// the stream's buffers, which the stream recycles and frees on its own schedule).
+final class BufferGroupIDs: @unchecked Sendable {
+    private let lock = Lock()
+    // Under `lock`.
+    private var owned: Set<UInt16> = []
+    /// Where the next search starts: ids are handed out round-robin, so a just-released id is
+    /// the last to be reused.
+    private var next: Int
+    private var range: ClosedRange<UInt16>
+
+    init(range: ClosedRange<UInt16> = 0...UInt16.max) {
+        self.range = range
+        next = Int(range.lowerBound)
+    }
+
+    /// Tests narrow the range to reach exhaustion and reuse quickly.
+    func narrow(to range: ClosedRange<UInt16>) {
+        lock.withLock {
+            self.range = range
+            next = Int(range.lowerBound)
+        }
+    }
+
+    /// A free id (now owned), or nil when every id in the range is owned.
+    func allocate() -> UInt16? {
+        lock.withLock {
+            let size = range.count
+            let low = Int(range.lowerBound)
+            for step in 0..<size {
+                let id = UInt16(low + (next - low + step) % size)
+                if owned.insert(id).inserted {
+                    next = Int(id) + 1
+                    return id
+                }
+            }
+            return nil
+        }
+    }
+
+    func release(_ id: UInt16) {
+        _ = lock.withLock { owned.remove(id) }
+    }
+
+    func isOwned(_ id: UInt16) -> Bool {
+        lock.withLock { owned.contains(id) }
+    }
+
+    var ownedCount: Int { lock.withLock { owned.count } }
+}
+
 /// A provided-buffer ring owned by one receive stream. Touched only on the loop thread.
 final class ProvidedBuffers: @unchecked Sendable {
     private var ring: BufferRing?
+    private let group: UInt16
+    private let ids: BufferGroupIDs
 
-    init(_ ring: consuming BufferRing) { self.ring = consume ring }
+    init(_ ring: consuming BufferRing, group: UInt16, ids: BufferGroupIDs) {
+        self.ring = consume ring
+        self.group = group
+        self.ids = ids
+    }
 
     /// Copies out the bytes a completion delivered and gives the buffer back to the kernel.
     func take(_ completion: Completion) -> [UInt8] {
-        guard let id = completion.bufferID else { return [] }
+        guard let id = completion.bufferID, ring != nil else { return [] }
         let bytes = ring!.buffer(id)
         let copy = Array(bytes[..<Int(completion.result)])
         ring!.recycle(id)
         return copy
     }
 
-    /// Unregisters and frees the ring (after the last completion that could use it).
-    func release() { ring = nil }
+    /// Unregisters and frees the ring (after the last completion that could use it), then gives
+    /// its group id back. Idempotent.
+    func release() {
+        guard ring != nil else { return }
+        ring = nil  // BufferRing's deinit unregisters the group before freeing its memory
+        ids.release(group)
+    }
 }
 
-/// One multishot request feeding an `AsyncThrowingStream`, re-armed when the kernel ends it
+/// One multishot request feeding a bounded, pull-based stream, re-armed when the kernel ends it
 /// while the stream is still wanted.
+///
+/// The stream is an `AsyncThrowingStream(unfolding:)` whose closure holds the only reference to
+/// a `Consumer`; when the stream and its iterator are gone (the loop broke, threw, or was never
+/// run), the consumer's deinit terminates this object: the request is cancelled and every
+/// element not handed out is discarded (descriptors closed), also those the kernel delivers
+/// after that. Buffered elements never exceed `bufferLimit` plus what the kernel posts between
+/// a pause's cancel request and its final completion.
+///
+/// Threads: `handle` (and `decode`, `onEnd`) run on the executor's loop thread; `next` and
+/// `terminate` run on the consumer's; everything shared is under `lock`.
 final class Multishot<Element: Sendable>: @unchecked Sendable {
     enum Decoded {
         case element(Element)
         case end
     }
 
+    /// What follows a request's final completion.
+    private enum AfterFinal {
+        case end((any Error)?)
+        case rearm
+        case wait
+    }
+
     private let lock = Lock()
+    // Under `lock`.
+    private var buffered: [Element] = []
+    private var waiters: [UnsafeContinuation<Element?, any Error>] = []
+    /// The request in flight (nil between a final completion and the next arm).
     private var current: Operation?
+    /// Cancelled by us because `buffered` was full; re-armed when the consumer catches up.
+    private var paused = false
+    /// The consumer is gone: discard everything.
     private var terminated = false
+    /// The request ended for good (nil: no error); the stream ends once `buffered` is empty.
+    private var outcome: (any Error)??
+    /// `onEnd` has run (it must run once, after the last completion).
+    private var ended = false
+
     private let executor: RingExecutor
-    private let continuation: AsyncThrowingStream<Element, any Error>.Continuation
     private let entry: SubmissionEntry
+    private let bufferLimit: Int
     private let decode: (Int32, UInt32) -> Decoded
     private let discard: (Element) -> Void
     private let onEnd: () -> Void
 
     init(
-        executor: RingExecutor, continuation: AsyncThrowingStream<Element, any Error>.Continuation,
-        entry: SubmissionEntry, decode: @escaping (Int32, UInt32) -> Decoded,
+        executor: RingExecutor, entry: SubmissionEntry, bufferLimit: Int, decode: @escaping (Int32, UInt32) -> Decoded,
         discard: @escaping (Element) -> Void, onEnd: @escaping () -> Void = {}
     ) {
         self.executor = executor
-        self.continuation = continuation
         self.entry = entry
+        self.bufferLimit = max(bufferLimit, 1)
         self.decode = decode
         self.discard = discard
         self.onEnd = onEnd
     }
 
-    func start() {
-        continuation.onTermination = { [self] _ in
-            let operation = lock.withLock { () -> Operation? in
-                terminated = true
-                return current
-            }
-            if let operation { executor.requestCancel(operation) }
-        }
-        arm()
+    /// Whoever holds this is the stream's consumer; its deinit ends the stream.
+    private final class Consumer: Sendable {
+        let source: Multishot
+        init(_ source: Multishot) { self.source = source }
+        deinit { source.terminate() }
     }
+
+    /// Arms the request and returns the stream that consumes it.
+    func start() -> AsyncThrowingStream<Element, any Error> {
+        let consumer = Consumer(self)
+        arm()
+        return AsyncThrowingStream { try await consumer.source.next() }
+    }
+
+    // MARK: Consumer side
+
+    private func next() async throws -> Element? {
+        if Task.isCancelled {
+            terminate()
+            return nil
+        }
+        return try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { continuation in
+                var rearm = false
+                var result: Result<Element?, any Error>?
+                lock.withLock {
+                    if !buffered.isEmpty {
+                        result = .success(buffered.removeFirst())
+                        // Caught up with a paused request: arm it again (its final completion
+                        // has arrived, so there is no request in flight).
+                        if paused && current == nil && buffered.count <= bufferLimit / 2 && outcome == nil && !terminated {
+                            paused = false
+                            rearm = true
+                        }
+                    } else if let outcome {
+                        result = outcome.map { .failure($0) } ?? .success(nil)
+                        self.outcome = .some(nil)  // an error is reported once; then the stream is over
+                    } else if terminated {
+                        result = .success(nil)
+                    } else {
+                        waiters.append(continuation)
+                        if paused && current == nil {
+                            paused = false
+                            rearm = true
+                        }
+                    }
+                }
+                if rearm { arm() }
+                if let result { continuation.resume(with: result) }
+            }
+        } onCancel: {
+            terminate()
+        }
+    }
+
+    /// The consumer is gone or cancelled: cancel the request, wake waiters, discard what is left.
+    func terminate() {
+        let (operation, leftovers, woken, idle) = lock.withLock { () -> (Operation?, [Element], [UnsafeContinuation<Element?, any Error>], Bool) in
+            if terminated { return (nil, [], [], false) }
+            terminated = true
+            defer {
+                buffered.removeAll()
+                waiters.removeAll()
+            }
+            return (current, buffered, waiters, current == nil && !ended)
+        }
+        for element in leftovers { discard(element) }
+        for waiter in woken { waiter.resume(returning: nil) }
+        if let operation {
+            executor.requestCancel(operation)  // its final completion runs `onEnd`
+        } else if idle {
+            finishOnLoop()  // paused with nothing in flight: release on the loop thread
+        }
+    }
+
+    // MARK: Loop side
 
     private func arm() {
         let operation = Operation(entry)
         operation.endsAtShutdown = true
         operation.onEach = { [self] result, flags in handle(result, flags) }
         let proceed = lock.withLock { () -> Bool in
-            if terminated { return false }
+            if terminated || outcome != nil { return false }
             current = operation
             return true
         }
-        guard proceed else { return end(nil) }
+        guard proceed else { return }
         if !executor.enqueue(operation) {
             finishRequest()  // never submitted: drop it, or it and this object keep each other alive
             end(Errno(rawValue: ESHUTDOWN))
@@ -319,24 +515,64 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
         if result >= 0 {
             switch decode(result, flags) {
             case .element(let element):
-                if case .terminated = continuation.yield(element) { discard(element) }
+                deliver(element)
             case .end:
-                lock.withLock { terminated = true }
-                if let operation = lock.withLock({ current }), more { executor.requestCancel(operation) }
-                if !more { finishRequest() }
-                return end(nil)
+                let operation = lock.withLock { () -> Operation? in
+                    if outcome == nil { outcome = .some(nil) }
+                    return current
+                }
+                if more, let operation { executor.requestCancel(operation) }
+                if !more {
+                    finishRequest()
+                    end(nil)
+                }
+                return
             }
         }
         guard !more else { return }
-        finishRequest()
-        let wanted = lock.withLock { !terminated }
-        if wanted && (result >= 0 || result == -ENOBUFS) {
-            arm()  // the kernel ended the multishot on its own: keep going
-        } else if result < 0 && result != -ECANCELED {
-            end(Errno(rawValue: -result))
-        } else {
-            end(nil)
+        // The request's final completion. Decide under the lock, together with clearing
+        // `current`, so a consumer re-arming a paused stream cannot interleave.
+        let next = lock.withLock { () -> AfterFinal in
+            current?.onEach = nil  // breaks the record -> closure -> self cycle
+            current = nil
+            if terminated || outcome != nil { return .end(nil) }
+            if paused && (result >= 0 || result == -ECANCELED || result == -ENOBUFS) {
+                // Our own pause: wait for the consumer to take half (`next` re-arms), unless it
+                // already has.
+                if buffered.count > bufferLimit / 2 { return .wait }
+                paused = false
+                return .rearm
+            }
+            if result >= 0 || result == -ENOBUFS { return .rearm }  // the kernel ended it on its own
+            return .end(result == -ECANCELED ? nil : Errno(rawValue: -result))
         }
+        switch next {
+        case .end(let error): end(error)
+        case .rearm: arm()
+        case .wait: break
+        }
+    }
+
+    /// Hands `element` to a waiting consumer, buffers it, or discards it when nobody will take it;
+    /// pauses the request when the buffer is full.
+    private func deliver(_ element: Element) {
+        var pause: Operation?
+        let outcome = lock.withLock { () -> UnsafeContinuation<Element?, any Error>?? in
+            if terminated { return .none }
+            if !waiters.isEmpty { return .some(waiters.removeFirst()) }
+            buffered.append(element)
+            if buffered.count >= bufferLimit && !paused, let current {
+                paused = true
+                pause = current
+            }
+            return .some(nil)
+        }
+        switch outcome {
+        case .none: discard(element)
+        case .some(let waiter?): waiter.resume(returning: element)
+        case .some(nil): break
+        }
+        if let pause { executor.requestCancel(pause) }
     }
 
     private func finishRequest() {
@@ -346,8 +582,44 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
         }
     }
 
+    /// The request is over for good: record the outcome, wake waiters if nothing is buffered,
+    /// and run `onEnd` once (no request is in flight any more).
     private func end(_ error: (any Error)?) {
-        if lock.withLock({ current == nil }) { onEnd() }
-        continuation.finish(throwing: error)
+        let (woken, release) = lock.withLock { () -> ([UnsafeContinuation<Element?, any Error>], Bool) in
+            if outcome == nil { outcome = .some(error) }
+            var woken: [UnsafeContinuation<Element?, any Error>] = []
+            if buffered.isEmpty {
+                woken = waiters
+                waiters.removeAll()
+            }
+            let release = current == nil && !ended
+            if release { ended = true }
+            return (woken, release)
+        }
+        if release { onEnd() }
+        guard !woken.isEmpty else { return }
+        // Report an error to the first waiter; the others see the end.
+        let first = lock.withLock { () -> (any Error)? in
+            let error = outcome ?? nil
+            outcome = .some(nil)
+            return error
+        }
+        for (index, waiter) in woken.enumerated() {
+            if index == 0, let first { waiter.resume(throwing: first) } else { waiter.resume(returning: nil) }
+        }
+    }
+
+    /// Runs `onEnd` on the loop thread when the consumer leaves a paused stream (nothing in
+    /// flight): a NOP's completion carries it there. After shutdown it runs here.
+    private func finishOnLoop() {
+        let operation = Operation(.nop())
+        operation.onEach = { [self] _, _ in
+            operation.onEach = nil
+            end(nil)
+        }
+        if !executor.enqueue(operation) {
+            operation.onEach = nil
+            end(nil)
+        }
     }
 }

@@ -1,17 +1,32 @@
 import Glibc
 import Ring
+import Synchronization
 import SystemPackage
 
 extension RingExecutor {
     /// Sleeps on a kernel timeout (io_uring) or an engine timer (libaio, POSIX aio). Cancelling
     /// the task removes the armed timeout and throws `CancellationError`. Zero or negative
-    /// durations return after one round trip through the engine.
+    /// durations return after one round trip through the engine. Inside this executor's
+    /// `withTimeout` scope a sleep that would outlast the deadline sleeps until the deadline and
+    /// throws `Errno.timedOut`.
     public func sleep(for duration: Duration) async throws {
+        var length = duration
+        var cutShort = false
+        if let deadline = timeoutDeadline() {
+            let left = deadline - .now
+            if left < length {
+                length = left
+                cutShort = true
+            }
+        }
         let timespec = UnsafeMutablePointer<KernelTimespec>.allocate(capacity: 1)
-        timespec.initialize(to: KernelTimespec(duration))
+        timespec.initialize(to: KernelTimespec(length))
         defer { timespec.deallocate() }  // after the completion: nothing can read it any more
         let result = await submit(Operation(.timeout(timespec)))
-        if result == -ETIME || result == 0 { return }
+        if result == -ETIME || result == 0 {
+            if cutShort { throw Errno.timedOut }
+            return
+        }
         if result == -ECANCELED { throw CancellationError() }
         throw Errno(rawValue: -result)
     }
@@ -24,12 +39,35 @@ extension RingExecutor {
     /// Runs `body` with a deadline for the ring operations it performs through this executor:
     /// each is submitted linked to an `IORING_OP_LINK_TIMEOUT` for the time left, so the kernel
     /// cancels the operation itself when the deadline passes; the operation then throws
-    /// `Errno.timedOut`. Nested scopes keep the earlier deadline. Work that is not a ring
-    /// operation is not interrupted. io_uring only: other engines throw `unsupported`.
+    /// `Errno.timedOut` (also when the cancelled request was running in a kernel worker and
+    /// ended with `EINTR`). Nested scopes keep the earlier deadline. io_uring only: other
+    /// engines throw `unsupported`.
+    ///
+    /// What it bounds: the async API's operations (`read`, `write`, `open`, `accept`, `receive`,
+    /// ...), `submit(_:)` (the result is then `-ETIMEDOUT`), and `sleep` (which ends at the
+    /// deadline with `timedOut`). Not bounded: `submitChain`, the streams (`connections`,
+    /// `messages`, `multishot`; end them with task cancellation), work that is not a ring
+    /// operation, and operations on other executors. The scope is this call: child tasks
+    /// (`async let`, task groups) share it, and an unstructured `Task {}` started inside shares it
+    /// only until `withTimeout` returns; after that its operations are not bounded by it.
     public func withTimeout<T>(_ duration: Duration, _ body: () async throws -> T) async throws -> T {
-        let deadline = ContinuousClock.now + duration
-        let effective = TimeoutScope.deadline.map { min($0, deadline) } ?? deadline
-        return try await TimeoutScope.$deadline.withValue(effective) { try await body() }
+        let scope = TimeoutScope(deadline: ContinuousClock.now + duration, executor: self, parent: TimeoutScope.current)
+        defer { scope.close() }  // a Task {} that copied the task-local must not see it any more
+        return try await TimeoutScope.$current.withValue(scope) { try await body() }
+    }
+
+    /// The earliest deadline of the open `withTimeout` scopes of this executor around the
+    /// current task, if any.
+    func timeoutDeadline() -> ContinuousClock.Instant? {
+        var deadline: ContinuousClock.Instant?
+        var scope = TimeoutScope.current
+        while let current = scope {
+            if current.executor === self && current.isOpen {
+                deadline = deadline.map { min($0, current.deadline) } ?? current.deadline
+            }
+            scope = current.parent
+        }
+        return deadline
     }
 
     /// Submits `entry` linked to a timeout that fires at `deadline`. Returns the operation's
@@ -44,12 +82,33 @@ extension RingExecutor {
         operation.results = [-ECANCELED, -ECANCELED]
         operation.pending = 2
         let result = await submit(operation)
-        if result == -ECANCELED && operation.results[1] == -ETIME { return -ETIMEDOUT }
+        // The timeout fired (-ETIME) and cancelled the operation: -ECANCELED, or -EINTR when it
+        // was blocked in an io-wq worker, which the cancel interrupts with a signal.
+        if (result == -ECANCELED || result == -EINTR) && operation.results[1] == -ETIME { return -ETIMEDOUT }
         return result
     }
 }
 
-/// The innermost `withTimeout` deadline of the current task.
-enum TimeoutScope {
-    @TaskLocal static var deadline: ContinuousClock.Instant?
+/// One `withTimeout` call: its deadline, its executor, and whether it is still running. The
+/// task-local holds the innermost scope; `parent` links the enclosing ones (of any executor).
+/// Unstructured tasks copy task-locals, so a scope is closed when its call returns and closed
+/// scopes are ignored.
+final class TimeoutScope: Sendable {
+    @TaskLocal static var current: TimeoutScope?
+
+    let deadline: ContinuousClock.Instant
+    let executor: RingExecutor
+    let parent: TimeoutScope?
+    /// Cleared (release) when the scope's call returns; read (acquire) by operations that may
+    /// run in an unstructured task which outlived it.
+    private let open = Atomic<Bool>(true)
+
+    init(deadline: ContinuousClock.Instant, executor: RingExecutor, parent: TimeoutScope?) {
+        self.deadline = deadline
+        self.executor = executor
+        self.parent = parent
+    }
+
+    var isOpen: Bool { open.load(ordering: .acquiring) }
+    func close() { open.store(false, ordering: .releasing) }
 }

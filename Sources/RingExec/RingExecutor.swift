@@ -84,8 +84,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     let wakeID = WakeRegistry.shared.nextID()
     private let systemCallCounter = Atomic<Int>(0)
     private let inFlightCounter = Atomic<Int>(0)
-    /// Buffer group ids handed out for receive streams.
-    private var nextBufferGroup: UInt16 = 0
+    /// Buffer group ids owned by this executor's receive streams.
+    let bufferGroups = BufferGroupIDs()
     /// The thread handle `shutdownGracefully` joins; written by `init` only.
     private var joinHandle = pthread_t()
     private var shutdownDeadline: ContinuousClock.Instant = .now
@@ -288,20 +288,46 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// request (with `-ECANCELED` when the cancel won, or the real result). Cancelled before
     /// submission: nothing is submitted and the result is `-ECANCELED`. After
     /// `shutdownGracefully()` it returns `-ESHUTDOWN` without submitting. An operation the
-    /// engine cannot perform returns `-EOPNOTSUPP` (the throwing APIs say which engine).
+    /// engine cannot perform returns `-EOPNOTSUPP` (the throwing APIs say which engine). Inside
+    /// this executor's `withTimeout` it is linked to the scope's timeout and returns
+    /// `-ETIMEDOUT` when that fired (`-EOPNOTSUPP` on the aio engines).
+    ///
+    /// The entry must post exactly one completion, for itself. Refused with `-EINVAL`, before
+    /// anything is submitted: multishot shapes (poll, accept, recv, recvmsg, read multishot,
+    /// multishot timeouts, `RECV_ZC`, multishot `URING_CMD`; use `multishot(_:)`), zero-copy
+    /// sends (`SEND_ZC`, `SENDMSG_ZC`: two completions), `IOSQE_CQE_SKIP_SUCCESS` (none),
+    /// `.link`/`.hardLink` (it would link into another operation's entry), `MSG_RING` that posts
+    /// a completion, poll updates that rewrite another request's `user_data` or make it
+    /// multishot, and `IOSQE_BUFFER_SELECT` from a buffer group one of this executor's
+    /// `messages()` streams owns.
     public func submit(_ entry: SubmissionEntry) async -> Int32 {
+        if !isAwaitable(entry, last: true) { return -EINVAL }
         if !engine.supports(entry) { return -EOPNOTSUPP }
+        if let deadline = timeoutDeadline() { return await submit(entry, deadline: deadline) }
         return await submit(Operation(entry))
     }
 
     /// Submits a linked chain (e.g. write then fsync): `entries[i]` for `i < count - 1` should
     /// carry `.link` (or `.hardLink`); returns every entry's result, in order. All entries enter
     /// the submission queue together. At most 16 entries, and no more than the executor's
-    /// submission queue holds (else `EINVAL`); io_uring only.
+    /// submission queue holds (else `EINVAL`); io_uring only. Each entry must post exactly one
+    /// completion (the rules of `submit(_:)`), and the last must not carry `.link`/`.hardLink`:
+    /// else `EINVAL` with nothing submitted.
+    ///
+    /// Not bounded by `withTimeout` (bound the chain's own entries with `.linkTimeout`).
+    ///
+    /// Cancellation: when the task is cancelled, entries that had not started complete with
+    /// `-ECANCELED` in their slot, and the results of those that ran (an opened descriptor,
+    /// bytes written) are still returned, so the caller can use or undo them. It throws
+    /// `CancellationError` only when nothing ran: cancelled before submission, or every entry
+    /// ended with `-ECANCELED`.
     public func submitChain(_ entries: [SubmissionEntry]) async throws -> [Int32] {
         guard !entries.isEmpty, entries.count <= Operation.maximumChain else { throw Errno.invalidArgument }
         guard engineSelection.engine == .ioURing else {
             throw EngineError.unsupported(operation: "linked chain", engine: engineSelection.engine)
+        }
+        for (index, entry) in entries.enumerated() where !isAwaitable(entry, last: index == entries.count - 1) {
+            throw Errno.invalidArgument
         }
         let operation = Operation(entries[0])
         operation.chain = Array(entries.dropFirst())
@@ -310,9 +336,20 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         let result = await submit(operation)
         // Refused before reaching the engine (shut down, or longer than the queue): the results
         // were never filled in.
-        if result != operation.results[0] && (result == -ESHUTDOWN || result == -EINVAL) { throw Errno(rawValue: -result) }
-        if Task.isCancelled && operation.results.contains(-ECANCELED) { throw CancellationError() }
+        if !operation.submitted {
+            if result == -ESHUTDOWN || result == -EINVAL { throw Errno(rawValue: -result) }
+            throw CancellationError()  // cancelled before submission: nothing ran
+        }
+        if Task.isCancelled && operation.results.allSatisfy({ $0 == -ECANCELED }) { throw CancellationError() }
         return operation.results
+    }
+
+    /// Whether the executor can await `entry` as one request with one completion (see `submit`).
+    private func isAwaitable(_ entry: SubmissionEntry, last: Bool) -> Bool {
+        guard CompletionShape.of(entry) == .one else { return false }
+        if last && (entry.sqeFlags.contains(.link) || entry.sqeFlags.contains(.hardLink)) { return false }
+        if entry.sqeFlags.contains(.bufferSelect) && bufferGroups.isOwned(entry.bufIndex) { return false }
+        return true
     }
 
     func submit(_ operation: Operation) async -> Int32 {
@@ -367,11 +404,18 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     func perform(_ entry: SubmissionEntry) async throws -> Int {
         if !engine.supports(entry) {
             // "IORING_OP_ACCEPT" -> "accept": the engine-neutral name of the operation.
-            let name = String(entry.op.kernelName.dropFirst("IORING_OP_".count)).lowercased()
+            var name = String(entry.op.kernelName.dropFirst("IORING_OP_".count)).lowercased()
+            var positioned = entry
+            positioned.off = 0
+            if entry.off == SubmissionEntry.currentPosition && [.read, .write, .readv, .writev].contains(entry.op)
+                && engine.supports(positioned)
+            {
+                name += " at the file position"  // the aio engines need an explicit offset
+            }
             throw EngineError.unsupported(operation: name, engine: engineSelection.engine)
         }
         let result: Int32
-        if let deadline = TimeoutScope.deadline {
+        if let deadline = timeoutDeadline() {
             guard engineSelection.engine == .ioURing else {
                 throw EngineError.unsupported(operation: "withTimeout", engine: engineSelection.engine)
             }
@@ -406,12 +450,6 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
 
     /// Operations handed to the loop and not yet completed, as of the loop's last tick.
     public var operationsInFlight: Int { inFlightCounter.load(ordering: .relaxed) }
-
-    /// A provided-buffer group id not used by another stream of this executor (loop thread).
-    func allocateBufferGroup() -> UInt16 {
-        defer { nextBufferGroup &+= 1 }
-        return nextBufferGroup
-    }
 
     // MARK: Shutdown
 

@@ -263,21 +263,35 @@ func boundPort(_ fd: FileDescriptor) -> UInt16 {
         let pool = try await executor.registerFixedBuffers(count: 4, size: 8192)
         let file = try TemporaryFile(direct: true)
         defer { file.remove() }
-        var taken = (0..<4).compactMap { _ in pool.take() }
-        #expect(taken.count == 4)
-        #expect(pool.take() == nil, "all four are checked out")
-        for (i, buffer) in taken.enumerated() {
-            buffer.bytes.copyBytes(from: pattern(count: 8192, from: i * 8192))
-            #expect(try await executor.write(file.fd, from: buffer, count: 8192, offset: UInt64(i * 8192)) == 8192)
+        // Buffers are non-copyable: four named owners instead of an array.
+        guard let b0 = pool.take(), let b1 = pool.take(), let b2 = pool.take(), let b3 = pool.take() else {
+            Issue.record("four buffers expected")
+            return
         }
-        for buffer in taken { buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0) }
-        for (i, buffer) in taken.reversed().enumerated() {
-            let block = 3 - i
-            #expect(try await executor.read(file.fd, into: buffer, offset: UInt64(block * 8192)) == 8192)
-            #expect(Array(buffer.bytes) == pattern(count: 8192, from: block * 8192))
+        #expect(pool.available == 0, "all four are checked out")
+        func write(_ buffer: borrowing FixedBuffers.Buffer) async throws {
+            buffer.bytes.copyBytes(from: pattern(count: 8192, from: buffer.index * 8192))
+            #expect(try await executor.write(file.fd, from: buffer, count: 8192, offset: UInt64(buffer.index * 8192)) == 8192)
+            buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0)
         }
-        pool.give(taken.removeLast())
-        #expect(pool.take() != nil)
+        func read(_ buffer: borrowing FixedBuffers.Buffer) async throws {
+            #expect(try await executor.read(file.fd, into: buffer, offset: UInt64(buffer.index * 8192)) == 8192)
+            #expect(Array(buffer.bytes) == pattern(count: 8192, from: buffer.index * 8192))
+        }
+        try await write(b0)
+        try await write(b1)
+        try await write(b2)
+        try await write(b3)
+        try await read(b3)
+        try await read(b2)
+        try await read(b1)
+        try await read(b0)
+        try pool.give(b3)
+        #expect(pool.available == 1)
+        _ = consume b0  // dropping a buffer gives it back too
+        _ = consume b1
+        _ = consume b2
+        #expect(pool.available == 4)
         // A second table on the same ring is refused.
         await #expect(throws: Errno.resourceBusy) { _ = try await executor.registerFixedBuffers(count: 1, size: 4096) }
     }

@@ -65,16 +65,6 @@ import Testing
         func close() {}
     }
 
-    /// Polls `condition` until it holds (10 s at most); the state it waits for is the engine's.
-    func waitUntil(_ condition: () -> Bool) async -> Bool {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !condition() {
-            if ContinuousClock.now > deadline { return false }
-            try? await Task.sleep(for: .milliseconds(1))
-        }
-        return true
-    }
-
     @Test func cancelledOperationWaitsForTheEngineToLetGo() async throws {
         let engine = HoldingEngine()
         let executor = try RingExecutor { () throws(EngineError) in
