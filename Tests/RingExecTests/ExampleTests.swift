@@ -7,7 +7,7 @@ import Testing
 /// Drives the programs in Examples/ as a user would.
 @Suite struct ExampleTests {
     /// A sibling executable of the test bundle in the build folder.
-    static func binary(_ name: String) -> String? {
+    static func binary(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) -> String? {
         var directory = (CommandLine.arguments[0] as NSString).deletingLastPathComponent
         if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
             directory = (exe as NSString).deletingLastPathComponent
@@ -17,7 +17,7 @@ import Testing
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
             directory = (directory as NSString).deletingLastPathComponent
         }
-        print("SKIP ExampleTests: \(name) is not built next to the tests (run `swift build` first)")
+        skip(.helpers, "\(name) is not built next to the tests (run `swift build` first)", sourceLocation: sourceLocation)
         return nil
     }
 
@@ -30,7 +30,7 @@ import Testing
         defer { unlink(target) }
         let (status, text) = try runProcess(tool, [source.path, target], environment: ["SWIFT_RING_ENGINE": engine.rawValue])
         if text.contains("engine is unavailable") {
-            print("SKIP ring-cp on \(engine): \(text)")
+            skip(engine.need, "ring-cp on \(engine): \(text)")
             return
         }
         #expect(status == 0, "\(text)")

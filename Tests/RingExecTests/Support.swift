@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import RingExec
 import SystemPackage
+import Testing
 
 /// A temporary file under /tmp (ext4 here, so O_DIRECT works), removed by `remove()`.
 struct TemporaryFile: Sendable {
@@ -49,22 +50,31 @@ func pattern(count: Int, from start: Int = 0) -> [UInt8] {
 /// Whether these tests run under ThreadSanitizer (.ci/run sets TSAN_OPTIONS).
 let underThreadSanitizer = ProcessInfo.processInfo.environment["TSAN_OPTIONS"] != nil
 
-/// True (with the reason printed) when `engine` cannot run under the current sanitizer: glibc's
-/// POSIX aio starts threads from its own helper threads through internal calls ThreadSanitizer
-/// does not intercept, and TSan then crashes in its allocator on those threads.
-func skippedUnderSanitizer(_ engine: EngineKind) -> Bool {
+extension EngineKind {
+    /// What RING_REQUIRE calls this engine.
+    var need: Need { Need(rawValue: rawValue)! }
+}
+
+/// True (the test is then reported as skipped) when `engine` cannot run under the current
+/// sanitizer: glibc's POSIX aio starts threads from its own helper threads through internal calls
+/// ThreadSanitizer does not intercept, and TSan then crashes in its allocator on those threads.
+func skippedUnderSanitizer(_ engine: EngineKind, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
     guard engine == .posixAIO && underThreadSanitizer else { return false }
-    print("SKIP posix-aio under ThreadSanitizer: glibc's aio helper threads are invisible to it and crash it")
+    skip(.withoutTSan, "posix-aio under ThreadSanitizer: glibc's aio helper threads are invisible to it and crash it", sourceLocation: sourceLocation)
     return true
 }
 
-/// An executor on `engine`, or nil (with the reason printed) where that engine is unavailable.
-func makeExecutor(_ engine: EngineKind, entries: Int = 64, submitBatch: Int = RingExecutor.defaultSubmitBatch) throws -> RingExecutor? {
-    if skippedUnderSanitizer(engine) { return nil }
+/// An executor on `engine`, or nil where that engine is unavailable: the test (case) is then
+/// reported as skipped with the reason, or fails when RING_REQUIRE requires the engine.
+func makeExecutor(
+    _ engine: EngineKind, entries: Int = 64, submitBatch: Int = RingExecutor.defaultSubmitBatch,
+    sourceLocation: SourceLocation = #_sourceLocation
+) throws -> RingExecutor? {
+    if skippedUnderSanitizer(engine, sourceLocation: sourceLocation) { return nil }
     do {
         return try RingExecutor(entries: entries, engine: .only(engine), submitBatch: submitBatch)
     } catch EngineError.unavailable(let kind, let reason) {
-        print("SKIP \(kind) engine tests: \(reason)")
+        skip(kind.need, "the \(kind) engine is unavailable: \(reason)", sourceLocation: sourceLocation)
         return nil
     }
 }

@@ -61,7 +61,7 @@ import Testing
         do {
             direct = try FileDescriptor.open(file.path, .readOnly, options: .direct)
         } catch {
-            print("SKIP directIOAlignment: /tmp does not support O_DIRECT here (\(error))")
+            skip(.directIO, "/var/tmp does not support O_DIRECT here (\(error))")
             return
         }
         defer { try? direct.close() }

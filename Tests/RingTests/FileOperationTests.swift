@@ -92,7 +92,7 @@ import Testing
         let value = PinnedBytes(Array("v1".utf8))
         let set = try ring.run(.fsetxattr(file.fd, name: name.pointer, value: value.readOnly))
         if set.result == -EOPNOTSUPP {
-            print("SKIP extendedAttributes: /tmp does not support user xattrs here")
+            skip(.xattr, "/tmp does not support user xattrs here")
             return
         }
         #expect(set.result == 0)

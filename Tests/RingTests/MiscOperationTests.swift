@@ -244,7 +244,7 @@ import Testing
     @Test func recvBundleFillsSeveralBuffers() throws {
         var ring = try Ring(entries: 8)
         guard ring.features.contains(.recvSendBundle) else {
-            print("SKIP recvBundleFillsSeveralBuffers: kernel lacks IORING_FEAT_RECVSEND_BUNDLE")
+            skip(.recvBundle, "the kernel lacks IORING_FEAT_RECVSEND_BUNDLE")
             return
         }
         let buffers = try BufferRing(ring: ring, group: 11, count: 4, bufferSize: 8)

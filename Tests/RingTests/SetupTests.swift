@@ -159,11 +159,11 @@ import Testing
 
     @Test func disabledSysctlGivesTypedErrorNamingIt() throws {
         guard ProcessInfo.processInfo.environment["RING_TEST_SYSCTL"] == "1" else {
-            print("SKIP SysctlFaultTests: set RING_TEST_SYSCTL=1 and run alone as root (it changes a host-wide sysctl)")
+            skip(.sysctl, "set RING_TEST_SYSCTL=1 and run alone as root (it changes a host-wide sysctl)")
             return
         }
         guard let original = KernelSettings.ioUringDisabled, access(Self.path, W_OK) == 0 else {
-            print("SKIP SysctlFaultTests: \(Self.path) is absent or not writable here")
+            skip(.sysctl, "\(Self.path) is absent or not writable here")
             return
         }
         func write(_ value: Int) throws {
@@ -189,18 +189,18 @@ import Testing
     /// seccomp in the helper so that libaio would otherwise be chosen.
     @Test func aioLimitExhaustedMovesAutomaticToPosixAIO() throws {
         guard ProcessInfo.processInfo.environment["RING_TEST_SYSCTL"] == "1" else {
-            print("SKIP aio-max-nr test: set RING_TEST_SYSCTL=1 and run alone as root (it changes a host-wide sysctl)")
+            skip(.sysctl, "set RING_TEST_SYSCTL=1 and run alone as root (it changes a host-wide sysctl)")
             return
         }
         let maxPath = "/proc/sys/fs/aio-max-nr"
         guard let original = KernelSettings.readInteger(maxPath), let used = KernelSettings.readInteger("/proc/sys/fs/aio-nr"),
             access(maxPath, W_OK) == 0
         else {
-            print("SKIP aio-max-nr test: \(maxPath) is absent or not writable here")
+            skip(.sysctl, "\(maxPath) is absent or not writable here")
             return
         }
-        guard FileManager.default.fileExists(atPath: "/usr/lib/x86_64-linux-gnu/libaio.so.1") else {
-            print("SKIP aio-max-nr test: libaio.so.1 is not installed")
+        guard libaioInstalled else {
+            skip(.libaio, "libaio.so.1 is not installed (apt-get install libaio1)")
             return
         }
         defer { try? "\(original)\n".write(toFile: maxPath, atomically: false, encoding: .utf8) }
