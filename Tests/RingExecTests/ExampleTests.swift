@@ -95,3 +95,22 @@ import Testing
         #expect(results.allSatisfy { $0 })
     }
 }
+
+/// ring-probe's --require, as scripts use it to check a host.
+@Suite struct ProbeToolTests {
+    @Test func requireNamesEnginesAndSaysWhatIsMissing() throws {
+        guard let probe = ExampleTests.binary("ring-probe") else { return }
+        let ok = try runProcess(probe, ["--require", "io_uring,posix-aio,NOP"], standardError: true)
+        #expect(ok.status == 0, "\(ok.output)")
+        let libaio = try runProcess(probe, ["--require", "libaio"], standardError: true)
+        let libaioStarts = (try? RingExecutor(entries: 4, engine: .libaio))
+            .map { executor in executor.shutdownGracefully(); return true } ?? false
+        if libaioStarts {
+            #expect(libaio.status == 0, "\(libaio.output)")
+        } else {
+            #expect(libaio.status == 1 && libaio.output.contains("missing: libaio ("), "\(libaio.output)")
+        }
+        let unknown = try runProcess(probe, ["--require", "libaio,posix"], standardError: true)
+        #expect(unknown.status == 2 && unknown.output.contains("unknown capability: posix"), "\(unknown.output)")
+    }
+}

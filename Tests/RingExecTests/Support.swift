@@ -109,14 +109,18 @@ func sameBytes(_ bytes: [UInt8], _ expected: [UInt8], at offset: Int) -> Bool {
     }
 }
 
-/// Runs a program to completion; returns its exit status and standard output.
-func runProcess(_ path: String, _ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, output: String) {
+/// Runs a program to completion; returns its exit status and standard output (and standard error
+/// with `standardError`).
+func runProcess(
+    _ path: String, _ arguments: [String], environment: [String: String]? = nil, standardError: Bool = false
+) throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
     if let environment { process.environment = environment }
     let output = Pipe()
     process.standardOutput = output
+    if standardError { process.standardError = output }
     try process.run()
     let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
