@@ -5,7 +5,7 @@ import SystemPackage
 import Testing
 
 /// Drives the programs in Examples/ as a user would.
-@Suite struct ExampleTests {
+@Suite(.timeLimit(.minutes(3))) struct ExampleTests {
     /// A sibling executable of the test bundle in the build folder.
     static func binary(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) -> String? {
         var directory = (CommandLine.arguments[0] as NSString).deletingLastPathComponent
@@ -22,13 +22,13 @@ import Testing
     }
 
     @Test(arguments: [EngineKind.ioURing, .libaio, .posixAIO], [0, 1, 5 << 20 + 12345])
-    func ringCopyCopiesByteForByte(engine: EngineKind, size: Int) throws {
+    func ringCopyCopiesByteForByte(engine: EngineKind, size: Int) async throws {
         guard let tool = Self.binary("ring-cp"), !skippedUnderSanitizer(engine) else { return }
         let source = try TemporaryFile(contents: pattern(count: size))
         defer { source.remove() }
         let target = source.path + ".copy"
         defer { unlink(target) }
-        let (status, text) = try runProcess(tool, [source.path, target], environment: ["SWIFT_RING_ENGINE": engine.rawValue])
+        let (status, text) = try await runProcess(tool, [source.path, target], environment: ["SWIFT_RING_ENGINE": engine.rawValue])
         if text.contains("engine is unavailable") {
             skip(engine.need, "ring-cp on \(engine): \(text)")
             return
@@ -97,12 +97,12 @@ import Testing
 }
 
 /// ring-probe's --require, as scripts use it to check a host.
-@Suite struct ProbeToolTests {
-    @Test func requireNamesEnginesAndSaysWhatIsMissing() throws {
+@Suite(.timeLimit(.minutes(3))) struct ProbeToolTests {
+    @Test func requireNamesEnginesAndSaysWhatIsMissing() async throws {
         guard let probe = ExampleTests.binary("ring-probe") else { return }
-        let ok = try runProcess(probe, ["--require", "io_uring,posix-aio,NOP"], standardError: true)
+        let ok = try await runProcess(probe, ["--require", "io_uring,posix-aio,NOP"], standardError: true)
         #expect(ok.status == 0, "\(ok.output)")
-        let libaio = try runProcess(probe, ["--require", "libaio"], standardError: true)
+        let libaio = try await runProcess(probe, ["--require", "libaio"], standardError: true)
         let libaioStarts = (try? RingExecutor(entries: 4, engine: .libaio))
             .map { executor in executor.shutdownGracefully(); return true } ?? false
         if libaioStarts {
@@ -110,7 +110,7 @@ import Testing
         } else {
             #expect(libaio.status == 1 && libaio.output.contains("missing: libaio ("), "\(libaio.output)")
         }
-        let unknown = try runProcess(probe, ["--require", "libaio,posix"], standardError: true)
+        let unknown = try await runProcess(probe, ["--require", "libaio,posix"], standardError: true)
         #expect(unknown.status == 2 && unknown.output.contains("unknown capability: posix"), "\(unknown.output)")
     }
 }

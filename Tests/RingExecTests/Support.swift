@@ -113,7 +113,7 @@ func sameBytes(_ bytes: [UInt8], _ expected: [UInt8], at offset: Int) -> Bool {
 /// with `standardError`).
 func runProcess(
     _ path: String, _ arguments: [String], environment: [String: String]? = nil, standardError: Bool = false
-) throws -> (status: Int32, output: String) {
+) async throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
@@ -122,7 +122,54 @@ func runProcess(
     process.standardOutput = output
     if standardError { process.standardError = output }
     try process.run()
-    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return (process.terminationStatus, text)
+    return await waitOffThePool(process, output: output)
+}
+
+/// Reads `output` to its end and waits for `process` on a thread of its own. Blocking there
+/// instead of in the test keeps the cooperative pool (two threads on a two-core machine) free:
+/// tests blocked on child processes for seconds starved every other test meanwhile, among them
+/// the ones that wait for an operation to reach the kernel.
+func waitOffThePool(_ process: Process, output: Pipe) async -> (status: Int32, output: String) {
+    struct Child: @unchecked Sendable {  // used by one thread at a time: the waiter, then us
+        let process: Process
+        let output: Pipe
+    }
+    let child = Child(process: process, output: output)
+    return await withCheckedContinuation { continuation in
+        let waiter = Thread {
+            let data = child.output.fileHandleForReading.readDataToEndOfFile()
+            child.process.waitUntilExit()
+            continuation.resume(returning: (child.process.terminationStatus, String(decoding: data, as: UTF8.self)))
+        }
+        waiter.start()
+    }
+}
+
+/// Waits until `executor` has at least `count` operations in flight: handed to its engine (or
+/// queued on the loop for a full submission queue) and not yet completed. Tests use this instead
+/// of sleeping "until the operation reaches the kernel", so that on a loaded machine they do not
+/// quietly test the cancelled-before-submission path instead; they `#expect` the result, which
+/// says which path the cancellation took. False after `timeout`.
+///
+/// The count is read on the loop thread (`run`): each hop is a job that wakes the loop, and the
+/// value read is the one the loop stored at the end of its previous tick, after that tick handed
+/// its submissions to the engine. Read from another thread while the loop sleeps in the kernel,
+/// `operationsInFlight` would not change.
+func waitForOperationsInFlight(
+    _ executor: RingExecutor, atLeast count: Int, timeout: Duration = .seconds(30)
+) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    var polls = 0
+    while ContinuousClock.now < deadline {
+        if await executor.run({ executor.operationsInFlight }) >= count { return true }
+        polls += 1
+        // Polling, not synchronising: after the first few hops, back off a little so the loop
+        // and the tasks it is waiting for get the CPU (two cores, shared).
+        if polls < 50 {
+            await Task.yield()
+        } else {
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+    }
+    return false
 }

@@ -6,7 +6,7 @@ import Testing
 
 /// Bad input through the raw ring: each case fails with the kernel's errno in its completion and
 /// the ring stays usable (checked after every case with a NOP).
-@Suite struct BadInputTests {
+@Suite(.timeLimit(.minutes(1))) struct BadInputTests {
     struct Case: Sendable, CustomTestStringConvertible {
         var name: String
         var expected: [Int32]  // acceptable results (negative errnos)

@@ -5,7 +5,7 @@ import Testing
 @testable import Ring
 
 /// Every file-system opcode against the real kernel, in a temporary directory.
-@Suite struct FileOperationTests {
+@Suite(.timeLimit(.minutes(1))) struct FileOperationTests {
     @Test func openStatCloseRenameLinkUnlink() throws {
         var ring = try Ring(entries: 16)
         let dir = try TemporaryDirectory()

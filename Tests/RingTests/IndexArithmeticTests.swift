@@ -47,7 +47,7 @@ struct SimulatedRing: ~Copyable {
     }
 }
 
-@Suite struct IndexArithmeticTests {
+@Suite(.timeLimit(.minutes(1))) struct IndexArithmeticTests {
     @Test(arguments: [UInt32(0), UInt32.max - 4, UInt32.max, UInt32(1) << 31])
     func submissionQueueFillsAndWraps(start: UInt32) {
         let sim = SimulatedRing(start: start)

@@ -6,7 +6,7 @@ import Testing
 @testable import Ring
 
 /// Bad setup input gets a typed error naming the cause; special setups behave as documented.
-@Suite struct SetupTests {
+@Suite(.timeLimit(.minutes(1))) struct SetupTests {
     func setupError(_ entries: Int, _ options: RingOptions = RingOptions()) -> RingSetupError? {
         do {
             _ = try Ring(entries: entries, options: options)
@@ -154,7 +154,7 @@ import Testing
 
 /// Flips the host-wide `kernel.io_uring_disabled` sysctl, so it runs only when asked
 /// (`RING_TEST_SYSCTL=1`, as root, with no other test running): `.ci/run` does that.
-@Suite struct SysctlFaultTests {
+@Suite(.timeLimit(.minutes(1))) struct SysctlFaultTests {
     static let path = "/proc/sys/kernel/io_uring_disabled"
 
     @Test func disabledSysctlGivesTypedErrorNamingIt() throws {
@@ -187,7 +187,7 @@ import Testing
     /// `fs.aio-max-nr` exhausted: libaio's io_setup fails with EAGAIN, which the libaio engine
     /// reports naming the limit, and `.automatic` moves on to POSIX aio. io_uring is blocked with
     /// seccomp in the helper so that libaio would otherwise be chosen.
-    @Test func aioLimitExhaustedMovesAutomaticToPosixAIO() throws {
+    @Test func aioLimitExhaustedMovesAutomaticToPosixAIO() async throws {
         guard ProcessInfo.processInfo.environment["RING_TEST_SYSCTL"] == "1" else {
             skip(.sysctl, "set RING_TEST_SYSCTL=1 and run alone as root (it changes a host-wide sysctl)")
             return
@@ -205,7 +205,7 @@ import Testing
         }
         defer { try? "\(original)\n".write(toFile: maxPath, atomically: false, encoding: .utf8) }
         try "\(used)\n".write(toFile: maxPath, atomically: false, encoding: .utf8)
-        guard let out = try FaultInjectionTests.runHelper(["--engine", "io_uring_setup=EPERM"]) else { return }
+        guard let out = try await FaultInjectionTests.runHelper(["--engine", "io_uring_setup=EPERM"]) else { return }
         #expect(out.hasPrefix("engine=posix-aio io=ok"), "\(out)")
         #expect(out.contains("passed-over libaio: io_setup failed"), "\(out)")
         #expect(out.contains("fs.aio-max-nr"), "\(out)")

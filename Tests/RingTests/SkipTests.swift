@@ -3,7 +3,7 @@ import Testing
 
 /// The skip machinery itself (Skips.swift): what RING_REQUIRE means, and that a required need is
 /// never skipped quietly.
-@Suite struct SkipTests {
+@Suite(.timeLimit(.minutes(1))) struct SkipTests {
     @Test func ringRequireParsesAllAndExclusions() {
         #expect(Need.parse("").needs.isEmpty)
         #expect(Need.parse("libaio, posix-aio").needs == [.libaio, .posixAIO])
