@@ -18,6 +18,8 @@ enum Need: String, CaseIterable, Sendable {
     case deferTaskRun = "single-issuer+defer-taskrun"
     case cqe32 = "cqe32"
     case noSQArray = "no-sqarray"
+    /// IORING_SETUP_CQE_MIXED and IORING_NOP_CQE32 (Linux 6.18).
+    case cqeMixed = "cqe-mixed"
     /// The executables the tests drive (ring-fault-helper, ring-soak, ring-cp, ring-echo),
     /// built next to the test bundle.
     case helpers = "helpers"
