@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 import SystemPackage
 import Testing
 
@@ -83,10 +84,13 @@ import Testing
     /// Registered ring fds belong to the registering thread: another thread must fall back to the
     /// plain fd and keep working.
     @Test func ringMovedToAnotherThreadStillWorks() throws {
+        // The thread owns the box's variables until it stores `done` (release); the test reads
+        // them only after loading it (acquire).
         final class Box: @unchecked Sendable {
             var ring: Ring?
             var registeredThere = true
             var result: Int32 = -1
+            let done = Atomic<Bool>(false)
         }
         let box = Box()
         let ring = try Ring(entries: 8)
@@ -94,6 +98,7 @@ import Testing
         #expect(registeredHere)
         box.ring = consume ring
         let thread = Thread {
+            defer { box.done.store(true, ordering: .releasing) }
             guard var moved = box.ring.take() else { return }
             box.registeredThere = moved.usesRegisteredRingFD
             guard moved.push(.nop().userData(5)) else { return }
@@ -102,7 +107,10 @@ import Testing
             _ = consume moved  // deinit off the registering thread must not crash or leak the fd
         }
         thread.start()
-        while !thread.isFinished { usleep(1000) }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !box.done.load(ordering: .acquiring) && ContinuousClock.now < deadline { usleep(1000) }
+        let finished = box.done.load(ordering: .acquiring)
+        try #require(finished, "the thread finished within 20 s")
         #expect(!box.registeredThere)
         #expect(box.result == 0)
     }
