@@ -12,9 +12,15 @@ public import SystemPackage
 /// after a completion without `CQEFlags.bufferMore`.
 ///
 /// Shared words: the ring's `tail` (a `UInt16` at byte 14) is written only by us, with a release
-/// store after the entries it publishes; the kernel keeps its head privately.
-/// Unregister (or let `deinit` do it) before the `Ring` goes away; after the ring's fd is closed
-/// the unregister fails harmlessly and only the memory is freed.
+/// store after the entries it publishes; the kernel keeps its head privately. With incremental
+/// consumption the kernel also advances the address and length of the entry it is filling.
+///
+/// Lifetime: the buffer ring holds its own descriptor of the `Ring` (a duplicate), so it always
+/// unregisters from the ring it was registered with, even when it outlives the `Ring` value
+/// and the ring's fd number has been reused; the kernel keeps the ring until this value is
+/// dropped too. If the kernel refuses the unregistration (a `.singleIssuer` ring dropped off its
+/// thread, a restricted ring), the buffers are deliberately leaked rather than freed under a
+/// kernel that may still write into them.
 public struct BufferRing: ~Copyable {
     /// The buffer group id (`buf_group` in entries that select from this ring).
     public let group: UInt16
@@ -31,6 +37,9 @@ public struct BufferRing: ~Copyable {
     private let mask: UInt16
     /// The tail we will publish next; only we touch it.
     private var localTail: UInt16
+    /// Incremental rings: bytes of each buffer already delivered by earlier completions (the
+    /// next completion's data starts there). Heap memory so `bytes(of:)` can stay non-mutating.
+    private let consumed: UnsafeMutablePointer<UInt32>?
 
     /// Registers a ring of `count` buffers (rounded up to a power of two, at most 32768) of
     /// `bufferSize` bytes as group `group`, all initially available to the kernel.
@@ -45,6 +54,13 @@ public struct BufferRing: ~Copyable {
         guard let memory = mmap(nil, ringBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
             memory != UnsafeMutableRawPointer(bitPattern: -1)
         else { throw Syscall.currentErrno() }
+        // Our own reference to the ring, so deinit reaches this ring whatever happens to `ring`.
+        let ringFD = fcntl(ring.fd.rawValue, F_DUPFD_CLOEXEC, 0)
+        guard ringFD >= 0 else {
+            let error = Syscall.currentErrno()
+            munmap(memory, ringBytes)
+            throw error
+        }
         let storage = UnsafeMutableRawPointer.allocate(byteCount: entries * bufferSize, alignment: 4096)
 
         // struct io_uring_buf_reg: ring_addr u64, ring_entries u32, bgid u16, flags u16, resv.
@@ -53,9 +69,10 @@ public struct BufferRing: ~Copyable {
         )
         do {
             _ = try withUnsafeMutablePointer(to: &reg) { pointer throws(Errno) in
-                try Syscall.register(ring.fd.rawValue, opcode: RegisterOpcode.registerBufferRing.rawValue, argument: pointer, count: 1)
+                try Syscall.register(ringFD, opcode: RegisterOpcode.registerBufferRing.rawValue, argument: pointer, count: 1)
             }
         } catch {
+            Glibc.close(ringFD)
             munmap(memory, ringBytes)
             storage.deallocate()
             throw error
@@ -63,7 +80,13 @@ public struct BufferRing: ~Copyable {
         self.group = group
         self.count = entries
         self.bufferSize = bufferSize
-        ringFD = ring.fd.rawValue
+        self.ringFD = ringFD
+        if incremental {
+            consumed = .allocate(capacity: entries)
+            consumed!.initialize(repeating: 0, count: entries)
+        } else {
+            consumed = nil
+        }
         ringMemory = memory
         ringMemorySize = ringBytes
         buffers = storage
@@ -76,9 +99,13 @@ public struct BufferRing: ~Copyable {
 
     deinit {
         var reg: (UInt64, UInt32, UInt16, UInt16, UInt64, UInt64, UInt64) = (0, 0, group, 0, 0, 0, 0)
-        _ = try? withUnsafeMutablePointer(to: &reg) { pointer throws(Errno) in
+        let unregistered = (try? withUnsafeMutablePointer(to: &reg) { pointer throws(Errno) in
             try Syscall.register(ringFD, opcode: RegisterOpcode.unregisterBufferRing.rawValue, argument: pointer, count: 1)
-        }
+        }) != nil
+        Glibc.close(ringFD)
+        consumed?.deallocate()
+        // Still registered means the kernel may still pick these buffers: keep the memory.
+        guard unregistered else { return }
         munmap(ringMemory, ringMemorySize)
         buffers.deallocate()
     }
@@ -91,9 +118,20 @@ public struct BufferRing: ~Copyable {
     }
 
     /// The bytes a completion delivered from this ring (nil if it carried no buffer).
+    ///
+    /// With incremental consumption several completions share one buffer, each continuing where
+    /// the previous one ended: call this once for every completion from the ring, in the order
+    /// they were reaped, so it can follow the buffer's fill position (a completion without
+    /// `CQEFlags.bufferMore` ends the buffer; `recycle(_:)` starts it over).
     public func bytes(of completion: Completion) -> UnsafeRawBufferPointer? {
         guard let id = completion.bufferID, completion.result > 0, Int(id) < count else { return nil }
-        return UnsafeRawBufferPointer(start: buffers + Int(id) * bufferSize, count: min(Int(completion.result), bufferSize))
+        var start = 0
+        if let consumed {
+            start = Int(consumed[Int(id)])
+            consumed[Int(id)] = completion.flags.contains(.bufferMore) ? UInt32(start) + UInt32(completion.result) : 0
+        }
+        let length = min(Int(completion.result), bufferSize - min(start, bufferSize))
+        return UnsafeRawBufferPointer(start: buffers + Int(id) * bufferSize + start, count: length)
     }
 
     /// Gives buffer `id` back to the kernel.
@@ -115,6 +153,7 @@ public struct BufferRing: ~Copyable {
     /// Writes one entry at the local tail. Entry 0's last two bytes are the shared tail word, so
     /// only addr, len and bid (bytes 0..<14) are written.
     private mutating func stage(_ id: UInt16) {
+        consumed?[Int(id)] = 0
         let entry = ringMemory + Int(localTail & mask) * 16
         entry.storeBytes(of: UInt64(UInt(bitPattern: buffers + Int(id) * bufferSize)), as: UInt64.self)
         entry.storeBytes(of: UInt32(bufferSize), toByteOffset: 8, as: UInt32.self)

@@ -396,13 +396,16 @@ extension SubmissionEntry {
     }
 
     /// `IORING_OP_MSG_RING` (`IORING_MSG_DATA`): posts a completion with `userData` and `result`
-    /// on the ring `target`.
+    /// on the ring `target`. Non-zero `completionFlags` become that completion's flags
+    /// (`IORING_MSG_RING_FLAGS_PASS` is added for them; Linux 6.3).
     @inlinable
     public static func messageRing(
         _ target: FileDescriptor, result: UInt32, userData: UInt64, flags: MessageRingFlags = [], completionFlags: UInt32 = 0
     ) -> SubmissionEntry {
         var e = make(.msgRing, fd: target.rawValue, addr: 0, len: result, off: userData)
-        e.opFlags = flags.rawValue
+        // The kernel reads `file_index` as the target's CQE flags only with FLAGS_PASS (6.3);
+        // without it, non-zero flags make the request fail with EINVAL.
+        e.opFlags = (completionFlags == 0 ? flags : flags.union(.passFlags)).rawValue
         e.fileIndex = completionFlags
         return e
     }

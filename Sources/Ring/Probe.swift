@@ -71,7 +71,9 @@ public enum Probe {
 
     private static func makeRing(failure: inout RingSetupError?) -> Ring? {
         do {
-            return try Ring(entries: 8)
+            var options = RingOptions()
+            options.registerRingFD = true  // to report whether the kernel offers it
+            return try Ring(entries: 8, options: options)
         } catch {
             failure = error
             return nil

@@ -1,4 +1,4 @@
-public import Glibc
+import Glibc
 import Synchronization
 public import SystemPackage
 
@@ -16,10 +16,18 @@ public struct RingOptions: Sendable {
     public var sqThreadCPU: UInt32? = nil
     /// Share the io-wq backend of this ring (`IORING_SETUP_ATTACH_WQ`).
     public var attachWorkQueueOf: FileDescriptor? = nil
-    /// Register the ring fd with itself (`IORING_REGISTER_RING_FDS`) and enter it with
-    /// `IORING_ENTER_REGISTERED_RING`, which skips the fd lookup on every `io_uring_enter`.
-    /// Registration is per thread: calls from another thread use the plain fd automatically.
-    public var registerRingFD: Bool = true
+    /// Register the ring fd with the creating thread (`IORING_REGISTER_RING_FDS`, Linux 5.18) and
+    /// enter it with `IORING_ENTER_REGISTERED_RING`, which skips the fd lookup on every
+    /// `io_uring_enter`. Off by default, as in liburing.
+    ///
+    /// The registration belongs to the creating thread and holds a reference to the ring: the
+    /// kernel frees the ring only when that thread drops the registration (or exits). Calls from
+    /// other threads use the plain fd automatically. Drop such a ring on the thread that created
+    /// it; dropped elsewhere, its requests are still cancelled at once (when the ring's policy
+    /// lets another thread do that: not under `.singleIssuer` or restrictions), and the creating
+    /// thread removes the registration the next time it creates or drops a `Ring` (kernels with
+    /// `IORING_REGISTER_USE_REGISTERED_RING`, 6.3+), or when it exits.
+    public var registerRingFD: Bool = false
 
     public init(flags: SetupFlags = []) { self.flags = flags }
 }
@@ -67,10 +75,15 @@ public struct Ring: ~Copyable, @unchecked Sendable {
 
     /// The registered ring index, or -1 when the fd is not registered.
     @usableFromInline let registeredIndex: Int32
-    /// The thread that registered the index: registered ring fds are per thread.
-    @usableFromInline let registeringThread: pthread_t
+    /// The thread that registered the index (a never-reused token, see `Syscall.threadToken`):
+    /// registered ring fds are per thread.
+    @usableFromInline let registeringThread: UInt64
 
     private var mappings: Mappings
+    /// Set when a resize left the mappings stale (see `resize`): every enter then throws this.
+    @usableFromInline var unusable: Errno? = nil
+    /// Tests: make the next resize fail after the kernel swapped the rings.
+    var failNextResizeMapping = false
 
     /// Largest SQ the kernel accepts without `.clamp` (`IORING_MAX_ENTRIES`).
     public static let maximumEntries: UInt32 = 32768
@@ -144,7 +157,8 @@ public struct Ring: ~Copyable, @unchecked Sendable {
         mappings = mapped
         sq = SubmissionQueue(ring: mapped.sqRing, sqes: mapped.sqes, layout: layout)
         cq = CompletionQueue(ring: mapped.cqRing, layout: layout, mixed: setupFlags.contains(.cqeMixed))
-        registeringThread = pthread_self()
+        registeringThread = Syscall.threadToken
+        OrphanedRingRegistrations.releaseThisThreads()
         if options.registerRingFD && !setupFlags.contains(.registeredFDOnly) {
             registeredIndex = Ring.registerSelf(ringFD)
         } else {
@@ -152,18 +166,33 @@ public struct Ring: ~Copyable, @unchecked Sendable {
         }
     }
 
+    /// Tears the ring down wherever it is dropped: nothing it had in flight runs on afterwards.
+    ///
+    /// Closing the fd alone is not enough when something else still holds the ring (a thread's
+    /// registration of it, a `BufferRing`, a descriptor duplicated by the program): the kernel
+    /// keeps such a ring alive, and an armed read on it would go on consuming data. So the ring
+    /// first cancels everything in flight and waits until those requests are gone
+    /// (`IORING_REGISTER_SYNC_CANCEL`, Linux 6.0; best effort: a `.singleIssuer` ring dropped
+    /// off its thread, or a restricted ring, refuses it, and so do older kernels, where closing
+    /// the last reference still cancels everything, only not before `deinit` returns).
     deinit {
-        if registeredIndex >= 0 && pthread_equal(pthread_self(), registeringThread) != 0 {
-            // Drop the per-thread registration so it does not keep the ring alive until this
-            // thread exits. From another thread it cannot be reached; it is released when the
-            // registering thread exits.
-            var update = ResourceUpdate()
-            update.offset = UInt32(registeredIndex)
-            _ = try? Syscall.register(
-                fd.rawValue, opcode: RegisterOpcode.unregisterRingFDs.rawValue, argument: &update, count: 1)
+        try? cancelSynchronously(flags: .any, timeout: .seconds(5))
+        if registeredIndex >= 0 {
+            if Syscall.threadToken == registeringThread {
+                // Drop this thread's registration, which would keep the ring alive until the
+                // thread exits.
+                var update = ResourceUpdate()
+                update.offset = UInt32(registeredIndex)
+                _ = try? Syscall.register(
+                    fd.rawValue, opcode: RegisterOpcode.unregisterRingFDs.rawValue, argument: &update, count: 1)
+            } else {
+                // Only the registering thread can remove its registration: leave it a note.
+                OrphanedRingRegistrations.add(thread: registeringThread, index: registeredIndex)
+            }
         }
         mappings.unmap()
         Glibc.close(fd.rawValue)
+        OrphanedRingRegistrations.releaseThisThreads()
     }
 
     /// `IORING_REGISTER_RESIZE_RINGS`: gives the ring a new SQ of `entries` and CQ of
@@ -173,7 +202,13 @@ public struct Ring: ~Copyable, @unchecked Sendable {
     ///
     /// Only rings created with `.noSQArray`: kernel 6.18 does not report where the new SQ index
     /// array lives after a resize (it returns offset 0), so a ring with an array throws
-    /// `EOPNOTSUPP` here rather than guess. On failure the ring is unchanged.
+    /// `EOPNOTSUPP` here rather than guess. When the kernel refuses, the ring is unchanged.
+    ///
+    /// The kernel swaps the rings before this maps the new ones. Should that mapping fail (out of
+    /// memory or address space), the old mappings no longer reach the kernel: the error is
+    /// thrown and the ring is left unusable, every later submit or wait throwing `EBADFD`
+    /// (drop it). Nothing is freed under the kernel: the old mappings stay until the ring is
+    /// dropped.
     public mutating func resize(entries: UInt32, completionEntries: UInt32? = nil) throws(Errno) {
         guard setupFlags.contains(.noSQArray) else { throw .notSupported }
         _ = sq.flush()
@@ -193,15 +228,16 @@ public struct Ring: ~Copyable, @unchecked Sendable {
         let layout: RingLayout
         let mapped: Mappings
         do {
+            if failNextResizeMapping {
+                failNextResizeMapping = false
+                throw RingSetupError(errno: .noMemory, explanation: "injected by a test")
+            }
             layout = try RingLayout(p)
             mapped = try Mappings(ringFD: fd.rawValue, layout: layout, parameters: p)
-        } catch let error as RingLayout.Invalid {
-            _ = error
-            throw .invalidArgument
-        } catch let error as RingSetupError {
-            throw error.errno
         } catch {
-            throw .invalidArgument
+            let errno = (error as? RingSetupError)?.errno ?? .invalidArgument
+            unusable = Errno(rawValue: EBADFD)
+            throw errno
         }
         mappings.unmap()
         mappings = mapped
@@ -222,12 +258,13 @@ public struct Ring: ~Copyable, @unchecked Sendable {
         guard let n = try? Syscall.register(
             ringFD, opcode: RegisterOpcode.registerRingFDs.rawValue, argument: &update, count: 1), n == 1
         else { return -1 }
+        OrphanedRingRegistrations.watchThisThread()
         return Int32(bitPattern: update.offset)
     }
 
     /// Whether `io_uring_enter` uses the registered ring index (false on other threads).
     public var usesRegisteredRingFD: Bool {
-        registeredIndex >= 0 && pthread_equal(pthread_self(), registeringThread) != 0
+        registeredIndex >= 0 && Syscall.threadToken == registeringThread
     }
 
     // MARK: Submission
@@ -311,6 +348,7 @@ public struct Ring: ~Copyable, @unchecked Sendable {
 
     @usableFromInline
     mutating func enter(waitFor minComplete: UInt32, timeout: Duration?) throws(Errno) -> Int {
+        if let unusable { throw unusable }
         let pending = sq.flush()
         var flags: UInt32 = 0
         var toSubmit = pending
@@ -336,9 +374,13 @@ public struct Ring: ~Copyable, @unchecked Sendable {
         let useRegistered = usesRegisteredRingFD
         let target = useRegistered ? registeredIndex : fd.rawValue
         if useRegistered { flags |= EnterFlags.registeredRing.rawValue }
+        // A relative timeout is measured from this call: after a signal (EINTR) the wait resumes
+        // with what is left, so a stream of signals cannot stretch it.
+        var deadline: ContinuousClock.Instant? = nil
         if let timeout {
             guard features.contains(.extArg) else { throw .notSupported }
             timespec = KernelTimespec(timeout)
+            deadline = .now + timeout
             flags |= EnterFlags.extArg.rawValue | EnterFlags.getEvents.rawValue
         }
         while true {
@@ -363,7 +405,14 @@ public struct Ring: ~Copyable, @unchecked Sendable {
             }
             let error = Errno(rawValue: -result)
             if error == .interrupted {
-                continue  // a signal arrived; nothing was consumed, so the same call is correct
+                // A signal arrived; nothing was consumed, so the same call is correct, with the
+                // time that is left.
+                if let deadline {
+                    let left = deadline - .now
+                    if left <= .zero { return 0 }
+                    timespec = KernelTimespec(left)
+                }
+                continue
             }
             if timeout != nil && error.rawValue == ETIME {
                 return 0  // the wait ended by timeout and nothing was submitted
@@ -424,6 +473,7 @@ public struct Ring: ~Copyable, @unchecked Sendable {
     /// Enters the kernel only to run pending completion work and move overflowed completions into
     /// the CQ (`io_uring_enter` with `GETEVENTS` and nothing to wait for).
     public mutating func flushCompletions() throws(Errno) {
+        if let unusable { throw unusable }
         let useRegistered = usesRegisteredRingFD
         var flags = EnterFlags.getEvents.rawValue
         if useRegistered { flags |= EnterFlags.registeredRing.rawValue }

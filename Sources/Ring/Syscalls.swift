@@ -31,6 +31,11 @@ enum Syscall {
     }
 
     static func currentErrno() -> Errno { Errno(rawValue: cs_errno()) }
+
+    /// A token naming the calling thread that no other thread of this process ever gets (a
+    /// `pthread_t` is handed on to the next thread after a join, so it cannot tell threads apart).
+    @usableFromInline
+    static var threadToken: UInt64 { cs_thread_token() }
 }
 
 extension FileDescriptor.OpenOptions {

@@ -25,6 +25,10 @@ final class Operation: @unchecked Sendable {
     /// A `Task.sleep` timer armed through the scheduling hooks: shutdown fires these at once
     /// instead of waiting for them (the sleeping task resumes early).
     var isSchedulerTimer = false
+    /// For a scheduler timer: the sleeping task (retained), watched for cancellation.
+    var sleepingTask: UnsafeMutableRawPointer?
+    /// A multishot stream's request: shutdown cancels it when it starts, instead of waiting.
+    var endsAtShutdown = false
     /// Set on the loop when a cancel request arrives.
     var cancelRequested = false
     /// Handed to the engine: completions will come.

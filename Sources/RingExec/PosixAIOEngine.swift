@@ -1,15 +1,20 @@
 import CSyscalls
 import Glibc
 import Ring
+import Synchronization
 import SystemPackage
 
 /// glibc's POSIX aio: reads and writes go out in batches with `lio_listio`, fsync with
 /// `aio_fsync`; glibc's helper threads perform them (requests on one file descriptor run one at
 /// a time, which is why this engine stays near the disk's single-request rate at any depth).
 ///
-/// Waiting: the loop blocks in `aio_suspend` on the middle request of each descriptor's queue
-/// plus one `aio_read` of a blocking eventfd that other threads write to wake it, so there is no
-/// polling and no timer loop. NOP completes at once and timeouts are kept by the engine.
+/// Waiting: with requests in glibc's hands the loop blocks in `aio_suspend` on the middle request
+/// of each descriptor's queue; other threads end that wait with a signal to the loop thread
+/// (`cs_aio_wake_signal`). With nothing in flight it blocks in `ppoll` on an eventfd that other
+/// threads write. No wake-up ever occupies one of glibc's helper threads: an `aio_read` kept
+/// armed on a blocking eventfd did, and with one helper (`tunePOSIXAIO(threads: 1)`) or 20
+/// executors (glibc's default pool) no I/O could run at all. NOP completes at once and
+/// timeouts are kept by the engine.
 final class PosixAIOEngine: IOEngine {
     private let capacity: Int
     private let blocks: UnsafeMutablePointer<aiocb>
@@ -25,31 +30,48 @@ final class PosixAIOEngine: IOEngine {
     private var batch: [UnsafeMutablePointer<aiocb>?] = []
     /// NOP, timers, refused submissions, cancels.
     private var local = LocalCompletions()
-    /// The wake-up: a blocking eventfd with an `aio_read` kept armed on it.
+    /// Written by `wake()`; the loop sleeps on it in `ppoll` when nothing is in flight.
     private let wakeFD: Int32
-    private let wakeBlock: UnsafeMutablePointer<aiocb>
-    private let wakeBuffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
-    private var wakeArmed = false
+    /// The loop thread's kernel id and the signal that ends its `aio_suspend` (-1: the signal
+    /// is taken by the program, so the loop waits in short slices instead).
+    private let loopThreadID: Int32
+    private let wakeSignal: Int32
+    /// Dekker pair between `wake()` and the loop (both sequentially consistent): a waker sets
+    /// `wakeRequested` then reads `inSuspend`; the loop sets `inSuspend` then reads
+    /// `wakeRequested`. Either the loop sees the request and does not block, or the waker sees
+    /// the loop blocking and signals it. (A signal that lands after that check but before glibc
+    /// blocks is lost; `suspendSlice` bounds what that costs.)
+    private let wakeRequested = Atomic<Bool>(false)
+    private let inSuspend = Atomic<Bool>(false)
+    /// The longest single `aio_suspend` while requests are in flight.
+    private var suspendSlice: Duration { wakeSignal >= 0 ? .milliseconds(10) : .milliseconds(1) }
     /// Scratch list for `aio_suspend`.
     private var waitList: [UnsafePointer<aiocb>?] = []
 
     var kind: EngineKind { .posixAIO }
-    /// glibc calls that may enter the kernel (lio_listio, aio_fsync, aio_suspend, aio_read of the
-    /// wake fd); glibc's helper threads make the actual I/O system calls.
+    /// glibc calls that may enter the kernel (lio_listio, aio_fsync, aio_suspend) and the loop's
+    /// own waits on the wake fd; glibc's helper threads make the actual I/O system calls.
     private(set) var systemCalls = 0
 
+    /// Created on the loop thread: it records that thread's id and unblocks the wake signal there
+    /// (a thread inherits its creator's mask, and some runtimes' workers block everything).
     init(entries: Int) throws(EngineError) {
         capacity = max(entries, 1)
-        let fd = cs_eventfd_mode(0, 0)  // blocking: a glibc helper thread sleeps in read(2)
+        let fd = cs_eventfd(0)  // non-blocking: only the loop reads it, after ppoll
         guard fd >= 0 else {
-            wakeBuffer.deallocate()
             throw .unavailable(engine: .posixAIO, reason: "eventfd failed: \(Errno(rawValue: -fd))")
         }
         wakeFD = fd
+        loopThreadID = cs_gettid()
+        wakeSignal = cs_aio_wake_signal()
+        if wakeSignal >= 0 {
+            var unblock = sigset_t()
+            sigemptyset(&unblock)
+            sigaddset(&unblock, wakeSignal)
+            pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
+        }
         blocks = .allocate(capacity: capacity)
         blocks.initialize(repeating: aiocb(), count: capacity)
-        wakeBlock = .allocate(capacity: 1)
-        wakeBlock.initialize(to: aiocb())
         tokens = Array(repeating: 0, count: capacity)
         inUse = Array(repeating: false, count: capacity)
         freeSlots = Array((0..<capacity).reversed())
@@ -60,8 +82,6 @@ final class PosixAIOEngine: IOEngine {
     deinit {
         Glibc.close(wakeFD)
         blocks.deallocate()
-        wakeBlock.deallocate()
-        wakeBuffer.deallocate()
     }
 
     /// glibc's tuning knobs (`aio_init(3)`): at most `threads` helper threads, a request table
@@ -158,19 +178,8 @@ final class PosixAIOEngine: IOEngine {
         batch.removeAll(keepingCapacity: true)
     }
 
-    private func armWake() {
-        guard !wakeArmed else { return }
-        wakeBlock.initialize(to: aiocb())
-        wakeBlock.pointee.aio_fildes = wakeFD
-        wakeBlock.pointee.aio_buf = UnsafeMutableRawPointer(wakeBuffer)
-        wakeBlock.pointee.aio_nbytes = 8
-        wakeBlock.pointee.aio_sigevent.sigev_notify = Int32(SIGEV_NONE)
-        wakeArmed = aio_read(wakeBlock) == 0
-    }
-
     func submit(wait: Bool, timeout: Duration?) {
         flush()
-        armWake()
         guard wait, local.isEmpty else { return }
         // glibc runs one descriptor's requests one at a time, oldest first, and a helper thread
         // that completes a request someone waits on must wake that thread (a futex wake: an
@@ -188,27 +197,40 @@ final class PosixAIOEngine: IOEngine {
             if passed == (count - 1) / 2 { waitList.append(UnsafePointer(blocks + slot)) }
             perDescriptor[fd]!.passed = passed + 1
         }
-        if wakeArmed { waitList.append(UnsafePointer(wakeBlock)) }
-        var limit = shorter(timeout, local.untilNextTimer())
-        if !wakeArmed { limit = shorter(limit, .milliseconds(1)) }  // no wake-up armed: do not sleep long
+        let limit = shorter(timeout, local.untilNextTimer())
         if waitList.isEmpty {
-            if let limit { var spec = timespec(limit); nanosleep(&spec, nil) }
+            waitForWake(limit)
             return
         }
-        systemCalls += 1
-        if let limit {
-            var spec = timespec(limit)
-            _ = aio_suspend(waitList, Int32(waitList.count), &spec)
-        } else {
-            _ = aio_suspend(waitList, Int32(waitList.count), nil)
+        inSuspend.store(true, ordering: .sequentiallyConsistent)
+        if !wakeRequested.exchange(false, ordering: .sequentiallyConsistent) {
+            systemCalls += 1
+            var spec = timespec(shorter(limit, suspendSlice)!)
+            _ = aio_suspend(waitList, Int32(waitList.count), &spec)  // EINTR: woken
         }
+        inSuspend.store(false, ordering: .relaxed)
+    }
+
+    /// Nothing in glibc's hands: sleep on the eventfd itself until `wake()` or `limit`.
+    private func waitForWake(_ limit: Duration?) {
+        var poll = pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)
+        systemCalls += 1
+        var milliseconds: Int32 = -1
+        if let limit {
+            // Rounded up: waking early for a timer would only spin.
+            let (seconds, attoseconds) = max(limit, .zero).components
+            let rounded = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+            milliseconds = Int32(clamping: rounded)
+        }
+        _ = Glibc.poll(&poll, 1, milliseconds)
+        if poll.revents != 0 {
+            var count: UInt64 = 0
+            _ = Glibc.read(wakeFD, &count, 8)  // non-blocking: resets the counter
+        }
+        wakeRequested.store(false, ordering: .relaxed)
     }
 
     func reap(_ body: (UInt64, Int32, UInt32) -> Void) {
-        if wakeArmed && aio_error(wakeBlock) != EINPROGRESS {
-            _ = aio_return(wakeBlock)
-            wakeArmed = false
-        }
         // Compact in place, keeping the order (the wait above relies on oldest-first).
         var kept = 0
         for index in inFlight.indices {
@@ -231,22 +253,17 @@ final class PosixAIOEngine: IOEngine {
     }
 
     func wake() {
+        wakeRequested.store(true, ordering: .sequentiallyConsistent)
         var one: UInt64 = 1
-        _ = Glibc.write(wakeFD, &one, 8)
+        _ = Glibc.write(wakeFD, &one, 8)  // EAGAIN (counter full) still leaves it readable
+        if wakeSignal >= 0 && inSuspend.load(ordering: .sequentiallyConsistent) {
+            // By kernel thread id: the loop thread is alive while it can be in aio_suspend.
+            _ = cs_tgkill(loopThreadID, wakeSignal)
+        }
     }
 
-    func close() {
-        // Complete the armed wake read so glibc lets go of `wakeBuffer` before it is freed.
-        guard wakeArmed else { return }
-        wake()
-        while aio_error(wakeBlock) == EINPROGRESS {
-            var list: [UnsafePointer<aiocb>?] = [UnsafePointer(wakeBlock)]
-            var spec = timespec(Duration.milliseconds(100))
-            _ = aio_suspend(&list, 1, &spec)
-        }
-        _ = aio_return(wakeBlock)
-        wakeArmed = false
-    }
+    /// Nothing of ours is left in glibc's hands once nothing is in flight.
+    func close() {}
 }
 
 extension RingExecutor {

@@ -299,6 +299,7 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
 
     private func arm() {
         let operation = Operation(entry)
+        operation.endsAtShutdown = true
         operation.onEach = { [self] result, flags in handle(result, flags) }
         let proceed = lock.withLock { () -> Bool in
             if terminated { return false }

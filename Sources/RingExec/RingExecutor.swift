@@ -29,9 +29,19 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// Set by other threads after they add to a remote queue; the loop takes the lock only when
     /// it finds this set.
     private let remotePending = Atomic<Bool>(false)
+    /// Published (release, under `lock`) after `shutdownDeadline`, so a loop that sees it set
+    /// also sees the deadline of the call that set it.
     private let stopping = Atomic<Bool>(false)
     /// Set under `lock` when the loop has exited; nothing is accepted afterwards.
     private var exited = false
+    /// Actor jobs that arrived after the loop exited, and whether a thread is draining them
+    /// (both under `lock`; see `enqueueLateActorJob`).
+    @exclusivity(unchecked) private var lateActorJobs: [UnownedJob] = []
+    private var lateDrainerRunning = false
+    /// Opens once the loop thread has been joined; every shutdown caller waits for it.
+    private let exitLatch = Latch()
+    /// Set (under `lock`) by the one shutdown caller that joins the loop thread.
+    private var joinClaimed = false
 
     /// What actors pinned to the ring see as their executor (see `asUnownedSerialExecutor`).
     private let actorFace = RingActorExecutor()
@@ -42,14 +52,22 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// Which engine this executor drives and why others were passed over.
     public private(set) var engineSelection = EngineSelection(engine: .ioURing, passedOver: [], fromEnvironment: false)
     /// The io_uring ring fd, when the engine is io_uring (target of `MSG_RING` wake-ups).
-    private var ringFD: FileDescriptor?
+    /// Tests replace it (before any cross-ring traffic) to make `MSG_RING` wake-ups fail.
+    var ringFD: FileDescriptor?
 
     // Loop thread only.
     @exclusivity(unchecked) private var localJobs = JobQueue()
     @exclusivity(unchecked) private var localSubmissions: [Operation] = []
     @exclusivity(unchecked) private var localCancels: [Operation] = []
     /// Executors to wake with `MSG_RING` at the next submit.
-    @exclusivity(unchecked) private var pendingMessages: [FileDescriptor] = []
+    @exclusivity(unchecked) private var pendingMessages: [RingExecutor] = []
+    /// Live multishot stream requests (`endsAtShutdown`), ended when shutdown starts.
+    @exclusivity(unchecked) private var liveStreams: [ObjectIdentifier: Operation] = [:]
+    /// Armed `Task.sleep` timers whose task is watched for cancellation (see
+    /// RingExecutor+Scheduling.swift), in submission order; completed ones are dropped at the
+    /// next sweep. And when the loop sweeps them next.
+    @exclusivity(unchecked) private var watchedSleeps: [Operation] = []
+    @exclusivity(unchecked) private var nextSweep = ContinuousClock.now
     @exclusivity(unchecked) private var inFlight = 0
     /// The engine's `submitBatch`, read once.
     private var submitBatch = Int.max
@@ -60,16 +78,21 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// Counters for tests and diagnostics.
     let scheduledTimers = Atomic<Int>(0)
     let messagesSent = Atomic<Int>(0)
+    /// `MSG_RING` wake-ups the kernel refused, each replaced by an eventfd write.
+    let messagesFailed = Atomic<Int>(0)
+    /// Names this executor in `MSG_RING` wake-ups it receives (never reused; see `WakeRegistry`).
+    let wakeID = WakeRegistry.shared.nextID()
     private let systemCallCounter = Atomic<Int>(0)
     private let inFlightCounter = Atomic<Int>(0)
     /// Buffer group ids handed out for receive streams.
     private var nextBufferGroup: UInt16 = 0
-    /// Written by the loop thread before it signals start-up (release); read by other threads
-    /// only after `init` has seen that signal (acquire).
-    private var loopThread = pthread_t()
     /// The thread handle `shutdownGracefully` joins; written by `init` only.
     private var joinHandle = pthread_t()
     private var shutdownDeadline: ContinuousClock.Instant = .now
+    /// Test seam: runs in `shutdownGracefully` right after `stopping` is published.
+    var afterStoppingPublished: (@Sendable () -> Void)?
+    /// Loop ticks that saw `stopping` (tests wait on it).
+    let ticksWhileStopping = Atomic<Int>(0)
 
     /// Creates the executor and starts its thread. `entries` sizes the engine's submission
     /// queue (io_uring SQ entries; at least that many operations in flight for the others).
@@ -115,7 +138,21 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             pthread_join(thread, nil)
             throw error
         }
+        Self.live.add(1, ordering: .relaxed)
+        WakeRegistry.shared.register(self)
     }
+
+    deinit {
+        WakeRegistry.shared.unregister(wakeID)
+    }
+
+    /// Executors started and not yet shut down (their loop thread not yet joined), process-wide.
+    /// An executor that is dropped without `shutdownGracefully()` / `shutdown()` keeps its
+    /// thread, engine and descriptors for the life of the process (its loop thread holds it,
+    /// and the runtime may still hold unowned references to it through task preferences and
+    /// pinned actors), and stays counted here: check it in tests, or use `withRingExecutor`.
+    public static var liveCount: Int { live.load(ordering: .relaxed) }
+    private static let live = Atomic<Int>(0)
 
     /// Hands the start-up parameters to the loop thread and its verdict back.
     private final class StartContext: @unchecked Sendable {
@@ -151,14 +188,59 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         }
         if accepted {
             wakeIfSleeping()
+        } else if forActor {
+            enqueueLateActorJob(unowned)
         } else {
             // After shutdown a job here could never run and its task would wait forever: a task
             // that still prefers this executor continues on the global executor instead (its ring
-            // operations then fail with ESHUTDOWN). Actors pinned to a shut-down executor must
-            // not be used any more.
+            // operations then fail with ESHUTDOWN).
             globalConcurrentExecutor.enqueue(unowned)
         }
     }
+
+    /// After shutdown, an actor pinned to this executor must still run one job at a time: its
+    /// jobs queue here and one short-lived thread at a time runs them in order, isolated to
+    /// the actor face (the global executor would run two of them at once). The thread ends
+    /// when the queue is empty; the next late job starts another.
+    private func enqueueLateActorJob(_ job: UnownedJob) {
+        let start = lock.withLock { () -> Bool in
+            lateActorJobs.append(job)
+            if lateDrainerRunning { return false }
+            lateDrainerRunning = true
+            return true
+        }
+        guard start else { return }
+        if !startThread({ [self] in drainLateActorJobs() }) {
+            drainLateActorJobs()  // no thread to be had: drain here; still one drainer at a time
+        }
+    }
+
+    private func drainLateActorJobs() {
+        let previous = pthread_getspecific(Self.drainingKey)
+        pthread_setspecific(Self.drainingKey, Unmanaged.passUnretained(self).toOpaque())
+        defer { pthread_setspecific(Self.drainingKey, previous) }
+        while true {
+            let batch = lock.withLock { () -> [UnownedJob] in
+                let jobs = lateActorJobs
+                lateActorJobs.removeAll()
+                if jobs.isEmpty { lateDrainerRunning = false }
+                return jobs
+            }
+            if batch.isEmpty { return }
+            for job in batch { job.runSynchronously(on: actorFace.asUnownedSerialExecutor()) }
+        }
+    }
+
+    /// Whether the caller is the thread running this executor's late actor jobs.
+    fileprivate var isDrainingLateActorJobs: Bool {
+        pthread_getspecific(Self.drainingKey) == Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    private static let drainingKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
 
     /// The serial executor to pin actors to the ring (`unownedExecutor` of an actor). It is a
     /// separate object that forwards to this executor's queue, so the loop can tell actor jobs
@@ -181,9 +263,13 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         isOnLoopThread
     }
 
-    /// Whether the caller is running on this executor's loop thread.
+    /// Whether the caller is running on this executor's loop thread (while its loop runs).
+    /// Identity is the executor object the loop thread stored in its thread-specific slot, not
+    /// the thread's `pthread_t`: glibc hands a finished thread's id to the next thread it
+    /// creates, so a shut-down executor would otherwise believe it runs on a newer executor's
+    /// thread. Both executors are alive while this compares them, so their addresses differ.
     public var isOnLoopThread: Bool {
-        pthread_equal(pthread_self(), loopThread) != 0
+        pthread_getspecific(Self.currentKey) == Unmanaged.passUnretained(self).toOpaque()
     }
 
     /// Runs `body` with this executor as the task's preferred executor: its own code and the
@@ -300,9 +386,13 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
 
     /// Runs `body` on the loop thread with the executor's io_uring, for what the async API does
     /// not wrap (registering files or buffers, buffer rings). Must be called on the loop thread
-    /// (e.g. from a task that prefers this executor); throws `unsupported` on other engines.
+    /// (e.g. from a task that prefers this executor): elsewhere it throws `ESHUTDOWN` once
+    /// shutdown has begun (such a task then runs on the global executor) and `EPERM` before.
+    /// Throws `unsupported` on other engines.
     public func withRing<T, E: Error>(_ body: (inout Ring) throws(E) -> T) throws -> T {
-        precondition(isOnLoopThread, "withRing must be called on the executor's loop thread")
+        guard isOnLoopThread else {
+            throw Errno(rawValue: stopping.load(ordering: .acquiring) ? ESHUTDOWN : EPERM)
+        }
         guard let uring = engine as? URingEngine else {
             throw EngineError.unsupported(operation: "direct ring access", engine: engineSelection.engine)
         }
@@ -327,14 +417,60 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
 
     /// Stops the loop once every job has run and every operation has completed. Operations still
     /// in flight after `deadline` are cancelled (their tasks resume with `CancellationError`,
-    /// `ECANCELED` or their real result). Blocks the calling thread until the loop thread has
-    /// exited; call it from outside the executor. Later submissions fail with `ESHUTDOWN`.
+    /// `ECANCELED` or their real result); open `connections()`, `messages()` and `multishot()`
+    /// streams end at once. Blocks the calling thread until the loop thread has been joined,
+    /// also when another caller started the shutdown (the earliest deadline of all callers
+    /// wins); call it from outside the executor. From async code prefer `shutdown(deadline:)`.
+    /// Later submissions fail with `ESHUTDOWN`.
     public func shutdownGracefully(deadline: Duration = .seconds(30)) {
         precondition(!isOnLoopThread, "shutdownGracefully() would wait for its own thread")
-        guard !stopping.exchange(true, ordering: .sequentiallyConsistent) else { return }
-        lock.withLock { shutdownDeadline = ContinuousClock.now + deadline }
+        if beginShutdown(deadline) {
+            pthread_join(joinHandle, nil)
+            finishShutdown()
+        } else {
+            exitLatch.wait()
+        }
+    }
+
+    /// `shutdownGracefully(deadline:)` without blocking a thread: the loop thread is joined on
+    /// a helper thread, and this returns once it has been. May be called from the executor's
+    /// own tasks (they continue on the global executor afterwards).
+    public func shutdown(deadline: Duration = .seconds(30)) async {
+        if beginShutdown(deadline) {
+            let handle = joinHandle
+            let joiner: @Sendable () -> Void = { [self] in
+                pthread_join(handle, nil)
+                finishShutdown()
+            }
+            if !startThread(joiner) { joiner() }  // no thread to be had: join here
+        }
+        await exitLatch.wait()
+    }
+
+    /// Publishes the deadline and then `stopping`, both under the lock, so the loop never sees
+    /// `stopping` with a stale deadline. True for the one caller that must join the thread.
+    private func beginShutdown(_ deadline: Duration) -> Bool {
+        let end = ContinuousClock.now + deadline
+        let claimed = lock.withLock { () -> Bool in
+            if joinClaimed {
+                shutdownDeadline = min(shutdownDeadline, end)  // the loop rereads it each tick
+                return false
+            }
+            joinClaimed = true
+            shutdownDeadline = end
+            stopping.store(true, ordering: .releasing)
+            return true
+        }
+        guard claimed else { return false }
+        afterStoppingPublished?()
         engine.wake()
-        pthread_join(joinHandle, nil)
+        return true
+    }
+
+    /// After the join: the executor no longer counts as live, and every waiter may return.
+    private func finishShutdown() {
+        Self.live.subtract(1, ordering: .relaxed)
+        exitLatch.open()
     }
 
     // MARK: The loop
@@ -348,8 +484,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         guard sleeping.load(ordering: .sequentiallyConsistent) else { return }
         // From another io_uring executor's loop thread, a MSG_RING costs that thread nothing
         // until its next submit; from anywhere else, write the eventfd.
-        if let target = ringFD, let current = RingExecutor.current, current !== self, current.ringFD != nil {
-            current.pendingMessages.append(target)
+        if ringFD != nil, let current = RingExecutor.current, current !== self, current.ringFD != nil {
+            current.pendingMessages.append(self)
         } else {
             engine.wake()
         }
@@ -368,8 +504,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     }()
 
     private func threadMain(_ context: StartContext) {
-        // The loop thread's own identity, for isOnLoopThread before init has stored it.
-        loopThread = pthread_self()
+        // The loop thread's identity (see `isOnLoopThread`), cleared when the loop has ended.
         pthread_setspecific(Self.currentKey, Unmanaged.passUnretained(self).toOpaque())
         // A write to a pipe or socket whose reader is gone raises SIGPIPE at the submitting
         // thread, which would kill the process; block it here so the write fails with EPIPE.
@@ -399,6 +534,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
 
     private func runLoop() {
         let engine = self.engine
+        let uring = engine as? URingEngine
+        var streamsEnded = false
         var reaped: [(UInt64, Int32, UInt32)] = []
         reaped.reserveCapacity(256)
         var lastCancelAll = ContinuousClock.now - .seconds(1)
@@ -431,9 +568,17 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             if !localCancels.isEmpty { processCancels() }
 
             // 4. Hand queued operations to the engine; what does not fit waits for the next tick.
-            if !pendingMessages.isEmpty, let uring = engine as? URingEngine {
+            if !pendingMessages.isEmpty, let uring {
                 var sent = 0
-                while sent < pendingMessages.count && uring.message(pendingMessages[sent]) { sent += 1 }
+                while sent < pendingMessages.count {
+                    let target = pendingMessages[sent]
+                    if let fd = target.ringFD {
+                        guard uring.message(fd, token: URingEngine.messageToken(target.wakeID)) else { break }
+                    } else {
+                        target.engine.wake()
+                    }
+                    sent += 1
+                }
                 pendingMessages.removeFirst(sent)
                 messagesSent.add(sent, ordering: .relaxed)
             }
@@ -442,6 +587,13 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             // 5. Shutdown: exit when idle; past the deadline, cancel what is left.
             let isStopping = stopping.load(ordering: .acquiring)
             if isStopping {
+                ticksWhileStopping.add(1, ordering: .relaxed)
+                if !streamsEnded {
+                    // Streams would hold shutdown for the whole deadline: end them now (new or
+                    // re-armed ones are refused in `moveSubmissions`).
+                    streamsEnded = true
+                    localCancels.append(contentsOf: liveStreams.values)
+                }
                 if localJobs.isEmpty && localSubmissions.isEmpty && inFlight == 0 {
                     // Exit only if nothing slipped in from other threads meanwhile; from here on,
                     // their submissions fail with ESHUTDOWN and their jobs go elsewhere.
@@ -467,6 +619,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             }
 
             // 6. Submit; block only when nothing is runnable.
+            if !watchedSleeps.isEmpty { sweepCancelledSleeps() }
             if localJobs.isEmpty && localSubmissions.isEmpty && localCancels.isEmpty && pendingMessages.isEmpty {
                 sleeping.store(true, ordering: .sequentiallyConsistent)
                 let pending = remotePending.load(ordering: .sequentiallyConsistent)
@@ -474,7 +627,13 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                     sleeping.store(false, ordering: .relaxed)
                     engine.submit(wait: false, timeout: nil)
                 } else {
-                    engine.submit(wait: true, timeout: isStopping ? .milliseconds(10) : nil)
+                    inFlightCounter.store(inFlight + localSubmissions.count, ordering: .relaxed)  // current while blocked
+                    // While stopping, wake every 10 ms to re-check; while sleeps are watched, wake
+                    // for the next sweep.
+                    let timeout: Duration? =
+                        isStopping ? .milliseconds(10)
+                        : watchedSleeps.isEmpty ? nil : max(.milliseconds(1), nextSweep - .now)
+                    engine.submit(wait: true, timeout: timeout)
                     sleeping.store(false, ordering: .relaxed)
                 }
             } else {
@@ -485,11 +644,16 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             reaped.removeAll(keepingCapacity: true)
             engine.reap { reaped.append(($0, $1, $2)) }
             for (token, result, flags) in reaped { complete(token: token, result: result, flags: flags) }
+            if let uring, !uring.failedMessages.isEmpty { wakeAfterFailedMessages(uring) }
             systemCallCounter.store(engine.systemCalls, ordering: .relaxed)
             inFlightCounter.store(inFlight + localSubmissions.count, ordering: .relaxed)
         }
         loopExited = true
         localCancels.removeAll()
+        // Completed records still listed here hold closures that hold this executor.
+        watchedSleeps.removeAll()
+        liveStreams.removeAll()
+        pendingMessages.removeAll()
         engine.close()
     }
 
@@ -515,7 +679,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     private func processCancels() {
         let cancels = localCancels
         localCancels.removeAll(keepingCapacity: true)
-        for operation in cancels where !operation.cancelRequested && !operation.completed {
+        for (position, operation) in cancels.enumerated() where !operation.cancelRequested && !operation.completed {
             operation.cancelRequested = true
             guard operation.submitted else { continue }  // not yet handed over: never will be
             // Ask the engine for every entry still expected. The record stays retained until
@@ -523,9 +687,11 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             for index in 0..<operation.entryCount
             where operation.chain.isEmpty || operation.results[index] == -ECANCELED {
                 if !engine.cancel(token: operation.token + UInt64(index)) {
+                    // No room: this one and the rest wait for the next tick (trying each of
+                    // thousands against a full queue every tick would be quadratic).
                     operation.cancelRequested = false
-                    localCancels.append(operation)  // no room: retry next tick
-                    break
+                    localCancels.append(contentsOf: cancels[position...])
+                    return
                 }
             }
         }
@@ -536,6 +702,11 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         for operation in localSubmissions {
             if operation.cancelRequested {
                 finishUnsubmitted(operation, result: -ECANCELED)
+                moved += 1
+                continue
+            }
+            if operation.endsAtShutdown && stopping.load(ordering: .relaxed) {
+                finishUnsubmitted(operation, result: -ESHUTDOWN)  // a stream started or re-armed during shutdown
                 moved += 1
                 continue
             }
@@ -554,7 +725,11 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             _ = Unmanaged.passRetained(operation)  // released when its last completion is reaped
             operation.submitted = true
             inFlight += 1
-            if operation.isSchedulerTimer { schedulerTimersInFlight += 1 }
+            if operation.isSchedulerTimer {
+                schedulerTimersInFlight += 1
+                if operation.sleepingTask != nil { watchedSleeps.append(operation) }
+            }
+            if operation.endsAtShutdown { liveStreams[ObjectIdentifier(operation)] = operation }
             moved += 1
         }
         if moved > 0 { localSubmissions.removeFirst(moved) }
@@ -573,6 +748,10 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         guard operation.pending == 0 else { return }
         inFlight -= 1
         if operation.isSchedulerTimer { schedulerTimersInFlight -= 1 }
+        if operation.endsAtShutdown { liveStreams.removeValue(forKey: ObjectIdentifier(operation)) }
+        // Current before the task resumes, so a task that reads it after its own operation
+        // does not see that operation still counted (a plain store on x86 and arm64).
+        inFlightCounter.store(inFlight + localSubmissions.count, ordering: .relaxed)
         finish(operation, result: operation.chain.isEmpty ? result : operation.results[0])
         unmanaged.release()
     }
@@ -592,6 +771,141 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         operation.continuation = nil
         continuation?.resume(returning: result)
     }
+
+    /// Asks the engine to cancel the watched sleep timers whose task has been cancelled (the
+    /// runtime resumed those sleeps already; their timers would otherwise stay armed). Runs
+    /// at most once per interval that grows with the number watched, so a large idle set costs
+    /// little.
+    private func sweepCancelledSleeps() {
+        let now = ContinuousClock.now
+        // Not while earlier cancels still wait for room in the submission queue.
+        guard now >= nextSweep && localCancels.isEmpty else { return }
+        // In submission order, which for equal durations is the order of the kernel's sorted
+        // timeout list, so each cancel finds its timer near the front of that list.
+        watchedSleeps.removeAll { $0.completed }  // their task was released with the timer
+        for operation in watchedSleeps where !operation.cancelRequested {
+            if let task = operation.sleepingTask, taskIsCancelled(task) { localCancels.append(operation) }
+        }
+        nextSweep = now + .milliseconds(50) + .microseconds(watchedSleeps.count)
+    }
+
+    /// `MSG_RING` wake-ups the kernel refused (target ring full, out of memory, gone): write
+    /// the target's eventfd instead, so the wake-up is not lost.
+    private func wakeAfterFailedMessages(_ uring: URingEngine) {
+        for id in uring.failedMessages {
+            messagesFailed.add(1, ordering: .relaxed)
+            WakeRegistry.shared.executor(id)?.engine.wake()
+        }
+        uring.failedMessages.removeAll(keepingCapacity: true)
+    }
+}
+
+/// Runs `body` with a new executor (parameters as in `RingExecutor.init`) and shuts it down
+/// when `body` returns or throws, without blocking a thread (`shutdown(deadline:)` with
+/// `shutdownDeadline`). The scoped form of `RingExecutor`: the executor cannot outlive the
+/// scope by accident (a dropped executor keeps its thread and descriptors; see `liveCount`).
+public func withRingExecutor<T>(
+    entries: Int = 256, engine: EngineChoice = .automatic, submitBatch: Int = RingExecutor.defaultSubmitBatch,
+    shutdownDeadline: Duration = .seconds(30), isolation: isolated (any Actor)? = #isolation,
+    _ body: (RingExecutor) async throws -> T
+) async throws -> T {
+    let executor = try RingExecutor(entries: entries, engine: engine, submitBatch: submitBatch)
+    let result: T
+    do {
+        result = try await body(executor)
+    } catch {
+        await executor.shutdown(deadline: shutdownDeadline)
+        throw error
+    }
+    await executor.shutdown(deadline: shutdownDeadline)
+    return result
+}
+
+/// Starts a detached thread running `body`; false if none could be started.
+func startThread(_ body: @escaping @Sendable () -> Void) -> Bool {
+    final class Box: @unchecked Sendable {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    let box = Unmanaged.passRetained(Box(body))
+    var thread = pthread_t()
+    let created = pthread_create(&thread, nil, { raw in
+        Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+        return nil
+    }, box.toOpaque())
+    guard created == 0 else {
+        box.release()
+        return false
+    }
+    pthread_detach(thread)
+    return true
+}
+
+/// A gate that opens once: blocking and async waiters both return after `open()`.
+final class Latch: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    // Under `mutex`.
+    private var isOpen = false
+    private var waiters: [UnsafeContinuation<Void, Never>] = []
+
+    init() {
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+        condition.initialize(to: pthread_cond_t())
+        pthread_cond_init(condition, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
+    }
+
+    func open() {
+        pthread_mutex_lock(mutex)
+        isOpen = true
+        let resumed = waiters
+        waiters.removeAll()
+        pthread_cond_broadcast(condition)
+        pthread_mutex_unlock(mutex)
+        for waiter in resumed { waiter.resume() }
+    }
+
+    func wait() {
+        pthread_mutex_lock(mutex)
+        while !isOpen { pthread_cond_wait(condition, mutex) }
+        pthread_mutex_unlock(mutex)
+    }
+
+    func wait() async {
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            pthread_mutex_lock(mutex)
+            if isOpen {
+                pthread_mutex_unlock(mutex)
+                continuation.resume()
+            } else {
+                waiters.append(continuation)
+                pthread_mutex_unlock(mutex)
+            }
+        }
+    }
+}
+
+/// Executors by `wakeID`, for the rare `MSG_RING` wake-up that fails: the failed completion
+/// carries only the id, and the target may be gone by then (weak references).
+final class WakeRegistry: @unchecked Sendable {
+    static let shared = WakeRegistry()
+    private struct Entry { weak var executor: RingExecutor? }
+    private let lock = Lock()
+    private var next: UInt64 = 1
+    private var entries: [UInt64: Entry] = [:]
+
+    func nextID() -> UInt64 { lock.withLock { defer { next += 1 }; return next } }
+    func register(_ executor: RingExecutor) { lock.withLock { entries[executor.wakeID] = Entry(executor: executor) } }
+    func unregister(_ id: UInt64) { _ = lock.withLock { entries.removeValue(forKey: id) } }
+    func executor(_ id: UInt64) -> RingExecutor? { lock.withLock { entries[id]?.executor } }
 }
 
 /// The serial-executor face of a `RingExecutor` (see `RingExecutor.asUnownedSerialExecutor`):
@@ -612,10 +926,13 @@ final class RingActorExecutor: SerialExecutor, @unchecked Sendable {
     }
 
     func checkIsolated() {
-        ring.checkIsolated()
+        precondition(isIsolating, "not on the RingExecutor's thread")
     }
 
     func isIsolatingCurrentContext() -> Bool? {
-        ring.isOnLoopThread
+        isIsolating
     }
+
+    /// On the loop thread, or (after shutdown) on the thread running the late actor jobs.
+    private var isIsolating: Bool { ring.isOnLoopThread || ring.isDrainingLateActorJobs }
 }

@@ -42,6 +42,14 @@ public final class RingExecutorGroup: Sendable {
         for executor in executors { executor.shutdownGracefully(deadline: max(.zero, end - .now)) }
     }
 
+    /// Shuts every executor down at once without blocking a thread (see
+    /// `RingExecutor.shutdown(deadline:)`); returns when all loop threads have been joined.
+    public func shutdown(deadline: Duration = .seconds(30)) async {
+        await withTaskGroup(of: Void.self) { group in
+            for executor in executors { group.addTask { await executor.shutdown(deadline: deadline) } }
+        }
+    }
+
     /// Online CPUs (`sysconf(_SC_NPROCESSORS_ONLN)`), at least 1.
     public static var onlineProcessors: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 }

@@ -22,6 +22,7 @@ final class URingEngine: IOEngine {
         self.submitBatch = max(submitBatch, 1)
         var options = RingOptions(flags: [.singleIssuer, .deferTaskRun, .taskRunFlag])
         options.completionEntries = UInt32(clamping: max(entries, 1) * 4)
+        options.registerRingFD = true  // created, driven and dropped on the loop thread only
         do {
             ring = try Ring(entries: entries, options: options)
         } catch {
@@ -80,13 +81,26 @@ final class URingEngine: IOEngine {
     }
 
     /// Posts a completion to another ring (its loop wakes if it waits); no system call here, it
-    /// goes with this loop's next submit. False when the SQ is full.
-    func message(_ target: FileDescriptor) -> Bool {
+    /// goes with this loop's next submit. False when the SQ is full. `token` (from
+    /// `messageToken`) comes back only if the kernel refuses the message (`skipSuccess`); in
+    /// io_uring/msg_ring.c: `-EBADFD` (the fd is not a ring, or a disabled one), `-ENOMEM` (no
+    /// request for a `DEFER_TASKRUN` target, which ours are), `-EOVERFLOW` (another target's CQ
+    /// could not take the entry). `reap` then collects it in `failedMessages`.
+    func message(_ target: FileDescriptor, token: UInt64) -> Bool {
         armWake()
         guard submissionSpace > 0 else { return false }
         let entry = SubmissionEntry.messageRing(target, result: 0, userData: ReservedToken.ignored)
-        return ring.push(entry.userData(ReservedToken.ignored).flags(.skipSuccess))
+        return ring.push(entry.userData(token).flags(.skipSuccess))
     }
+
+    /// Tokens with this bit name a wake-up message's target (its `wakeID`), not an operation
+    /// record: user-space addresses never have it set.
+    static let messageTag: UInt64 = 1 << 63
+
+    static func messageToken(_ wakeID: UInt64) -> UInt64 { messageTag | wakeID }
+
+    /// `wakeID`s of targets whose wake-up message failed, since the loop last looked.
+    var failedMessages: [UInt64] = []
 
     func submit(wait: Bool, timeout: Duration?) {
         armWake()
@@ -102,7 +116,11 @@ final class URingEngine: IOEngine {
         ring.forEachCompletion { completion in
             let token = completion.userData
             if token >= ReservedToken.limit {
-                body(token, completion.result, completion.rawFlags)
+                if token & Self.messageTag == 0 {
+                    body(token, completion.result, completion.rawFlags)
+                } else if completion.result < 0 {
+                    failedMessages.append(token & ~Self.messageTag)
+                }
             } else if token == ReservedToken.wake {
                 wakeArmed = false
             }

@@ -47,6 +47,7 @@ struct Spec: Sendable {
 func runRaw(_ spec: Spec, depth: Int, file: TestFile?) throws -> Measured {
     var options = RingOptions(flags: spec.sqpoll ? .sqPoll : [.singleIssuer, .deferTaskRun])
     if spec.sqpoll { options.sqThreadIdle = .milliseconds(100) }
+    options.registerRingFD = true  // the ring lives and dies on this thread
     var ring = try Ring(entries: max(depth, 8), options: options)
     var histogram = makeHistogram()
     if spec.workload == .nop { return try rawNop(&ring, spec, depth: depth, histogram: &histogram) }

@@ -182,6 +182,9 @@ var limitMode = false
 var memlockMode = false
 var teardownEngine: EngineKind?
 var arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.first == "--posix-aio-wake", arguments.count == 3, let threads = Int(arguments[1]), let count = Int(arguments[2]) {
+    posixAIOWakeCheck(threads: threads, executors: count)
+}
 if arguments.first == "--memlock" {
     memlockMode = true
     arguments = []

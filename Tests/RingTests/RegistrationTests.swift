@@ -243,22 +243,4 @@ import Testing
         #expect(kernelRefused == .invalidArgument)
         #expect(try plain.run(.nop()).result == 0, "a refused resize leaves the ring working")
     }
-
-    @Test func incrementalBufferConsumption() throws {
-        var ring = try Ring(entries: 8)
-        var buffers = try BufferRing(ring: ring, group: 5, count: 1, bufferSize: 64, incremental: true)
-        let pair = try SocketPair()
-        try writeAll(pair.a, Array("abc".utf8))
-        let first = try ring.run(.recv(pair.b, bufferGroup: 5))
-        #expect(first.result == 3)
-        #expect(first.flags.contains(.bufferMore), "the 64-byte buffer is only partly used")
-        try writeAll(pair.a, Array("defg".utf8))
-        let second = try ring.run(.recv(pair.b, bufferGroup: 5))
-        #expect(second.result == 4)
-        #expect(second.bufferID == first.bufferID, "the same buffer continues")
-        // The second piece sits right after the first in the same buffer.
-        let whole = buffers.buffer(first.bufferID ?? 0)
-        #expect(Array(whole.prefix(7)) == Array("abcdefg".utf8))
-        buffers.recycle(first.bufferID ?? 0)
-    }
 }

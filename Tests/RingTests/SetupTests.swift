@@ -93,7 +93,9 @@ import Testing
             let done = Atomic<Bool>(false)
         }
         let box = Box()
-        let ring = try Ring(entries: 8)
+        var options = RingOptions()
+        options.registerRingFD = true
+        let ring = try Ring(entries: 8, options: options)
         let registeredHere = ring.usesRegisteredRingFD
         #expect(registeredHere)
         box.ring = consume ring

@@ -95,6 +95,20 @@ static inline int cs_eventfd(unsigned int initial) {
 /// into this header, whose types Swift shares with its Glibc module.
 void cs_aio_init(int threads, int requests, int idleSeconds);
 
+/// The signal the POSIX aio engine sends its loop thread to end an `aio_suspend` early:
+/// installs a do-nothing handler (with SA_RESTART) for SIGRTMAX-3 the first time, if that
+/// signal still has its default disposition. Returns the signal, or -1 when it is taken.
+int cs_aio_wake_signal(void);
+
+/// tgkill(2) to a thread of this process by kernel thread id (which, unlike a `pthread_t`, is
+/// not handed to the next thread as soon as one is joined). Returns 0 or -errno.
+int cs_tgkill(int tid, int signal);
+
+/// A number naming the calling thread, never reused within the process (unlike `pthread_t`,
+/// which glibc hands to the next thread once a thread has been joined). Defined in
+/// CSyscalls.c: one thread-local and one counter for the whole process.
+uint64_t cs_thread_token(void);
+
 /// Reads the current errno (for wrappers around libc calls that report through it).
 static inline int cs_errno(void) { return errno; }
 
