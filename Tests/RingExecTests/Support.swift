@@ -156,9 +156,8 @@ func waitOffThePool(_ process: Process, output: Pipe) async -> (status: Int32, o
 /// says which path the cancellation took. False after `timeout`.
 ///
 /// The count is read on the loop thread (`run`): each hop is a job that wakes the loop, and the
-/// value read is the one the loop stored at the end of its previous tick, after that tick handed
-/// its submissions to the engine. Read from another thread while the loop sleeps in the kernel,
-/// `operationsInFlight` would not change.
+/// value read is the one the loop stored after its previous tick handed its submissions to the
+/// engine, so it does not depend on when the loop last chose to publish it.
 func waitForOperationsInFlight(
     _ executor: RingExecutor, atLeast count: Int, timeout: Duration = underSanitizer ? .seconds(120) : .seconds(30)
 ) async -> Bool {
