@@ -13,20 +13,22 @@ struct RingProbe: ParsableCommand {
             Every answer comes from the kernel: IORING_REGISTER_PROBE for opcodes, a throwaway ring \
             per setup flag, the feature bits returned by io_uring_setup. With --require, exits 1 and \
             names what is missing; names may be given with or without their IORING_OP_ / \
-            IORING_SETUP_ / IORING_FEAT_ prefix, e.g. --require READ,SQPOLL,NODROP.
+            IORING_SETUP_ / IORING_FEAT_ prefix, e.g. --require READ,SQPOLL,NODROP. RingExec's \
+            engines are named io_uring, libaio and posix-aio: each must start an executor here, \
+            e.g. --require io_uring,libaio,posix-aio.
             """)
 
     @Flag(help: "Print JSON (schema in README.md, 'ring-probe --json').")
     var json = false
 
-    @Option(help: "Comma-separated capabilities that must be present (opcodes, setup flags, features, or io_uring).")
+    @Option(help: "Comma-separated capabilities that must be present (opcodes, setup flags, features, or the engines io_uring, libaio, posix-aio).")
     var require: String?
 
     func run() throws {
         let report = Probe.run()
         let aio = AIOStatus.read()
         if let require {
-            let outcome = Requirement.check(require, in: report)
+            let outcome = Requirement.check(require, in: report, engines: aio.engines)
             if !outcome.unknown.isEmpty {
                 printError("ring-probe: unknown capability: \(outcome.unknown.joined(separator: ", "))")
                 throw ExitCode(2)
@@ -72,13 +74,26 @@ struct AIOStatus {
 }
 
 enum Requirement {
-    static func check(_ list: String, in report: ProbeReport) -> (missing: [String], unknown: [String]) {
+    static func check(
+        _ list: String, in report: ProbeReport, engines: [(kind: EngineKind, unavailable: String?)]
+    ) -> (missing: [String], unknown: [String]) {
         var missing: [String] = [], unknown: [String] = []
         for raw in list.split(separator: ",") {
             let name = raw.trimmingSpaces.uppercased()
             if name.isEmpty { continue }
             if name == "IO_URING" || name == "IOURING" {
-                if report.unavailableReason != nil { missing.append(name) }
+                if let reason = report.unavailableReason {
+                    missing.append("io_uring (\(reason))")
+                } else if let engine = engines.first(where: { $0.kind == .ioURing }), let reason = engine.unavailable {
+                    missing.append("io_uring (\(reason))")
+                }
+                continue
+            }
+            // RingExec's other engines, by the names EngineKind and SWIFT_RING_ENGINE use.
+            if let engine = engines.first(where: {
+                $0.kind != .ioURing && ($0.kind.rawValue.uppercased() == name || $0.kind.rawValue.uppercased() == name.replacingUnderscores)
+            }) {
+                if let reason = engine.unavailable { missing.append("\(engine.kind.rawValue) (\(reason))") }
                 continue
             }
             if let op = Opcode.allKnown.first(where: { $0.kernelName == name || $0.kernelName == "IORING_OP_" + name }) {
@@ -101,6 +116,11 @@ enum Requirement {
         }
         return (missing, unknown)
     }
+}
+
+extension String {
+    /// POSIX_AIO spelled as the engine is named (posix-aio).
+    var replacingUnderscores: String { String(map { $0 == "_" ? "-" : $0 }) }
 }
 
 extension Substring {

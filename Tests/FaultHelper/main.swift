@@ -42,24 +42,37 @@ func openDescriptors() -> Int {
 }
 
 /// Teardown with thousands of operations in flight, alone in this process so descriptor counts
-/// are exact: prints `fds-before=N fds-after=M took-ms=T unfinished=U succeeded=S`.
+/// are exact: prints `fds-before=N fds-after=M took-ms=T succeeded=S in-flight=I` (I: operations
+/// the executor had in flight when shutdown began).
 func teardown(_ engine: EngineKind) async {
     do {
-        // Warm up: the runtime and libraries open some descriptors lazily, once.
+        // Warm up: the runtime and libraries open some descriptors lazily, once (Task.sleep's
+        // timer among them: the wait below may or may not need it).
         try await runTeardown(engine, sleepers: 10, readers: 10)
+        try await Task.sleep(for: .milliseconds(1))
         let before = openDescriptors()
-        let (took, succeeded) = try await runTeardown(engine, sleepers: 2000, readers: 1000)
+        let (took, succeeded, inFlight) = try await runTeardown(engine, sleepers: 2000, readers: 1000)
         let ms = took.components.seconds * 1000 + took.components.attoseconds / 1_000_000_000_000_000
-        print("fds-before=\(before) fds-after=\(openDescriptors()) took-ms=\(ms) succeeded=\(succeeded)")
+        // The POSIX aio engine closes its wake-up eventfd when the executor is freed, which
+        // happens when the last finished task lets go of it, a moment after shutdown returns:
+        // wait (bounded) for the count to settle. A descriptor really left open never does.
+        var after = openDescriptors()
+        let settle = ContinuousClock.now + .seconds(5)
+        while after != before && ContinuousClock.now < settle {
+            try await Task.sleep(for: .milliseconds(1))
+            after = openDescriptors()
+        }
+        print("fds-before=\(before) fds-after=\(after) took-ms=\(ms) succeeded=\(succeeded) in-flight=\(inFlight)")
     } catch {
         print("error \(error)")
     }
 }
 
 /// Starts an executor, parks work that cannot finish on it, shuts it down with a 200 ms
-/// deadline; returns how long shutdown took and how many operations claimed success.
+/// deadline; returns how long shutdown took, how many operations claimed success and how many
+/// were in flight when it began.
 @discardableResult
-func runTeardown(_ engine: EngineKind, sleepers: Int, readers: Int) async throws -> (Duration, Int) {
+func runTeardown(_ engine: EngineKind, sleepers: Int, readers: Int) async throws -> (Duration, Int, Int) {
     let executor = try RingExecutor(entries: 256, engine: .only(engine))
     var pipes: [(Int32, Int32)] = []
     for _ in 0..<8 {
@@ -72,7 +85,14 @@ func runTeardown(_ engine: EngineKind, sleepers: Int, readers: Int) async throws
     if engine == .ioURing {
         tasks += (0..<readers).map { i in Task { _ = try await executor.read(readEnds[i % 8], upTo: 8) } }
     }
-    try await Task.sleep(for: .milliseconds(100))
+    // Wait (bounded) until every operation is in flight, polled on the loop thread (see
+    // waitForOperationsInFlight in the tests), so shutdown really has thousands to cancel.
+    let expected = tasks.count
+    let waitUntil = ContinuousClock.now + .seconds(20)
+    while await executor.run({ executor.operationsInFlight }) < expected && ContinuousClock.now < waitUntil {
+        try await Task.sleep(for: .milliseconds(1))
+    }
+    let inFlight = await executor.run { executor.operationsInFlight }
     let start = ContinuousClock.now
     executor.shutdownGracefully(deadline: .milliseconds(200))
     let took = ContinuousClock.now - start
@@ -84,7 +104,7 @@ func runTeardown(_ engine: EngineKind, sleepers: Int, readers: Int) async throws
         close(r)
         close(w)
     }
-    return (took, succeeded)
+    return (took, succeeded, inFlight)
 }
 
 /// RLIMIT_NOFILE nearly exhausted: opens and sockets through the executor fail with EMFILE as

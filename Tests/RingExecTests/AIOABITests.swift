@@ -4,7 +4,7 @@ import Testing
 
 /// The libaio engine's control block and event, and FileStatus's statx offsets, against the
 /// system's <linux/aio_abi.h> and <linux/stat.h>.
-@Suite struct AIOABITests {
+@Suite(.timeLimit(.minutes(3))) struct AIOABITests {
     static let header: [String: UInt64] = {
         var count = 0
         let entries = kh_aio_stat_layout(&count)!

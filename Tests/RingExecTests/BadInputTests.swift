@@ -6,7 +6,7 @@ import Testing
 
 /// Bad input through the async API: each case must end in the stated typed error (or result),
 /// and the executor must keep working afterwards.
-@Suite struct ExecutorBadInputTests {
+@Suite(.timeLimit(.minutes(3))) struct ExecutorBadInputTests {
     struct Case: Sendable, CustomTestStringConvertible {
         let name: String
         /// The errno expected, or nil when the call must succeed (the check is in `body`).
@@ -61,8 +61,16 @@ import Testing
             _ = try await e.open(FilePath("/tmp/" + String(repeating: "b", count: 300)), .readOnly)
         },
         Case(name: "open a missing file", expected: .noSuchFileOrDirectory) { e, _ in _ = try await e.open("/nonexistent/ring", .readOnly) },
-        Case(name: "create in a read-only place", expected: .noSuchFileOrDirectory) { e, _ in
-            _ = try await e.open("/proc/nonexistent/x", .writeOnly, options: .create)
+        Case(name: "create where the file system refuses it", expected: nil) { e, _ in
+            // sysfs has no create operation: EACCES (root too); where /sys is mounted read-only,
+            // as in many containers, EROFS. A missing parent (ENOENT) would not test this.
+            do {
+                let fd = try await e.open("/sys/swift-ring-create-test", .writeOnly, options: .create)
+                try? fd.close()
+                Issue.record("creating a file in /sys succeeded")
+            } catch let error as Errno {
+                #expect(error == .permissionDenied || error == .readOnlyFileSystem, "got \(error)")
+            }
         },
         Case(name: "mkdir an existing directory", expected: .fileExists) { e, _ in try await e.makeDirectory("/tmp") },
         Case(name: "unlink a missing file", expected: .noSuchFileOrDirectory) { e, _ in try await e.remove(FilePath("/tmp/ring-missing-\(getpid())")) },
@@ -120,16 +128,33 @@ import Testing
             _ = try await e.submitChain(Array(repeating: .nop().flags(.link), count: 16))
         },
         Case(name: "double close", expected: .badFileDescriptor) { e, _ in
-            // A high number: tests running in parallel cannot be handed it between the closes.
+            // A high number, so tests running in parallel are not handed it between the closes,
+            // yet below the descriptor limit, so that dup2 itself cannot fail with the EBADF
+            // this case expects from the executor.
+            var limit = rlimit()
+            getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+            let number = Int32(min(9002, Int(limit.rlim_cur) - 1))
             let opened = try FileDescriptor.open("/dev/null", .readOnly)
-            let fd = try opened.duplicate(as: FileDescriptor(rawValue: 9002))
-            try opened.close()
-            try await e.close(fd)
+            defer { try? opened.close() }
+            let fd: FileDescriptor
+            do {
+                fd = try opened.duplicate(as: FileDescriptor(rawValue: number))
+            } catch {
+                Issue.record("dup2 to \(number) failed (\(error)): the case did not reach the executor")
+                return
+            }
+            // The first close must succeed, so the EBADF below comes from the second.
+            do {
+                try await e.close(fd)
+            } catch {
+                Issue.record("the first close failed: \(error)")
+                return
+            }
             try await e.close(fd)
         },
         Case(name: "cancelling twice resumes once", expected: nil) { e, f in
             let task = Task { try await e.read(f.pipe.read, upTo: 8) }
-            try await Task.sleep(for: .milliseconds(5))
+            #expect(await waitForOperationsInFlight(e, atLeast: 1), "the read is in flight before it is cancelled")
             task.cancel()
             task.cancel()
             await #expect(throws: CancellationError.self) { _ = try await task.value }

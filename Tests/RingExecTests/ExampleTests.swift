@@ -5,9 +5,9 @@ import SystemPackage
 import Testing
 
 /// Drives the programs in Examples/ as a user would.
-@Suite struct ExampleTests {
+@Suite(.timeLimit(.minutes(3))) struct ExampleTests {
     /// A sibling executable of the test bundle in the build folder.
-    static func binary(_ name: String) -> String? {
+    static func binary(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) -> String? {
         var directory = (CommandLine.arguments[0] as NSString).deletingLastPathComponent
         if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
             directory = (exe as NSString).deletingLastPathComponent
@@ -17,20 +17,20 @@ import Testing
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
             directory = (directory as NSString).deletingLastPathComponent
         }
-        print("SKIP ExampleTests: \(name) is not built next to the tests (run `swift build` first)")
+        skip(.helpers, "\(name) is not built next to the tests (run `swift build` first)", sourceLocation: sourceLocation)
         return nil
     }
 
     @Test(arguments: [EngineKind.ioURing, .libaio, .posixAIO], [0, 1, 5 << 20 + 12345])
-    func ringCopyCopiesByteForByte(engine: EngineKind, size: Int) throws {
+    func ringCopyCopiesByteForByte(engine: EngineKind, size: Int) async throws {
         guard let tool = Self.binary("ring-cp"), !skippedUnderSanitizer(engine) else { return }
         let source = try TemporaryFile(contents: pattern(count: size))
         defer { source.remove() }
         let target = source.path + ".copy"
         defer { unlink(target) }
-        let (status, text) = try runProcess(tool, [source.path, target], environment: ["SWIFT_RING_ENGINE": engine.rawValue])
+        let (status, text) = try await runProcess(tool, [source.path, target], environment: ["SWIFT_RING_ENGINE": engine.rawValue])
         if text.contains("engine is unavailable") {
-            print("SKIP ring-cp on \(engine): \(text)")
+            skip(engine.need, "ring-cp on \(engine): \(text)")
             return
         }
         #expect(status == 0, "\(text)")
@@ -93,5 +93,24 @@ import Testing
         }
         #expect(results.count == clients)
         #expect(results.allSatisfy { $0 })
+    }
+}
+
+/// ring-probe's --require, as scripts use it to check a host.
+@Suite(.timeLimit(.minutes(3))) struct ProbeToolTests {
+    @Test func requireNamesEnginesAndSaysWhatIsMissing() async throws {
+        guard let probe = ExampleTests.binary("ring-probe") else { return }
+        let ok = try await runProcess(probe, ["--require", "io_uring,posix-aio,NOP"], standardError: true)
+        #expect(ok.status == 0, "\(ok.output)")
+        let libaio = try await runProcess(probe, ["--require", "libaio"], standardError: true)
+        let libaioStarts = (try? RingExecutor(entries: 4, engine: .libaio))
+            .map { executor in executor.shutdownGracefully(); return true } ?? false
+        if libaioStarts {
+            #expect(libaio.status == 0, "\(libaio.output)")
+        } else {
+            #expect(libaio.status == 1 && libaio.output.contains("missing: libaio ("), "\(libaio.output)")
+        }
+        let unknown = try await runProcess(probe, ["--require", "libaio,posix"], standardError: true)
+        #expect(unknown.status == 2 && unknown.output.contains("unknown capability: posix"), "\(unknown.output)")
     }
 }

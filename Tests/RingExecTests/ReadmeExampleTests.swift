@@ -28,7 +28,7 @@ func countBytes(of path: FilePath, on executor: RingExecutor) async throws -> In
 // print(try await countBytes(of: "/etc/services", on: executor))
 // README-EXEC-EXAMPLE-END
 
-@Suite struct ExecutorReadmeExampleTests {
+@Suite(.timeLimit(.minutes(3))) struct ExecutorReadmeExampleTests {
     @Test func exampleCountsTheBytesOfAFile() async throws {
         let executor = try RingExecutor()
         defer { executor.shutdownGracefully() }

@@ -24,7 +24,7 @@ actor RingPinned {
     }
 }
 
-@Suite struct RingExecutorTests {
+@Suite(.timeLimit(.minutes(3))) struct RingExecutorTests {
     @Test func runsOnTheRingThread() async throws {
         let executor = try RingExecutor(entries: 16)
         defer { executor.shutdownGracefully() }
@@ -102,7 +102,7 @@ actor RingPinned {
         try await executor.sleep(for: .milliseconds(20))
         #expect(ContinuousClock.now - start >= .milliseconds(15))
         let sleeper = Task { try await executor.sleep(for: .seconds(30)) }
-        try await Task.sleep(for: .milliseconds(20))
+        #expect(await waitForOperationsInFlight(executor, atLeast: 1), "the timeout is armed before it is cancelled")
         let cancelStart = ContinuousClock.now
         sleeper.cancel()
         await #expect(throws: CancellationError.self) { try await sleeper.value }
@@ -129,7 +129,7 @@ actor RingPinned {
             defer { buffer.deallocate() }  // freed only after the operation has fully completed
             return try await executor.read(r, into: buffer, offset: 0)
         }
-        try await Task.sleep(for: .milliseconds(20))
+        #expect(await waitForOperationsInFlight(executor, atLeast: 1), "the read is in the kernel before it is cancelled")
         reader.cancel()
         await #expect(throws: CancellationError.self) { try await reader.value }
         // The pipe still works: the cancelled read consumed nothing.
@@ -143,7 +143,7 @@ actor RingPinned {
     @Test func shutdownCancelsWhatOutlivesTheDeadline() async throws {
         let executor = try RingExecutor(entries: 16)
         let sleepers = (0..<100).map { _ in Task { try await executor.sleep(for: .seconds(60)) } }
-        try await Task.sleep(for: .milliseconds(50))
+        #expect(await waitForOperationsInFlight(executor, atLeast: 100), "every timeout is armed before shutdown")
         let start = ContinuousClock.now
         executor.shutdownGracefully(deadline: .milliseconds(100))
         #expect(ContinuousClock.now - start < .seconds(2), "shutdown finishes within 1 s of its deadline")
@@ -164,7 +164,7 @@ actor RingPinned {
         let executor = try RingExecutor(entries: 4)
         defer { executor.shutdownGracefully(deadline: .zero) }
         let sleepers = (0..<20).map { _ in Task(executorPreference: executor) { try await executor.sleep(for: .seconds(60)) } }
-        try await Task.sleep(for: .milliseconds(50))
+        #expect(await waitForOperationsInFlight(executor, atLeast: 20), "the loop's own work fills its SQ first")
         let start = ContinuousClock.now
         try await executor.nop()  // from a thread that is not the loop's
         // Milliseconds when alone; the bound leaves room for a loaded sanitizer run (2.2 s was

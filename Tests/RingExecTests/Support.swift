@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import RingExec
 import SystemPackage
+import Testing
 
 /// A temporary file under /tmp (ext4 here, so O_DIRECT works), removed by `remove()`.
 struct TemporaryFile: Sendable {
@@ -49,22 +50,35 @@ func pattern(count: Int, from start: Int = 0) -> [UInt8] {
 /// Whether these tests run under ThreadSanitizer (.ci/run sets TSAN_OPTIONS).
 let underThreadSanitizer = ProcessInfo.processInfo.environment["TSAN_OPTIONS"] != nil
 
-/// True (with the reason printed) when `engine` cannot run under the current sanitizer: glibc's
-/// POSIX aio starts threads from its own helper threads through internal calls ThreadSanitizer
-/// does not intercept, and TSan then crashes in its allocator on those threads.
-func skippedUnderSanitizer(_ engine: EngineKind) -> Bool {
+/// Whether these tests run under a sanitizer (5-20 times slower): .ci/run sets TSAN_OPTIONS or
+/// LSAN_OPTIONS.
+let underSanitizer = underThreadSanitizer || ProcessInfo.processInfo.environment["LSAN_OPTIONS"] != nil
+
+extension EngineKind {
+    /// What RING_REQUIRE calls this engine.
+    var need: Need { Need(rawValue: rawValue)! }
+}
+
+/// True (the test is then reported as skipped) when `engine` cannot run under the current
+/// sanitizer: glibc's POSIX aio starts threads from its own helper threads through internal calls
+/// ThreadSanitizer does not intercept, and TSan then crashes in its allocator on those threads.
+func skippedUnderSanitizer(_ engine: EngineKind, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
     guard engine == .posixAIO && underThreadSanitizer else { return false }
-    print("SKIP posix-aio under ThreadSanitizer: glibc's aio helper threads are invisible to it and crash it")
+    skip(.withoutTSan, "posix-aio under ThreadSanitizer: glibc's aio helper threads are invisible to it and crash it", sourceLocation: sourceLocation)
     return true
 }
 
-/// An executor on `engine`, or nil (with the reason printed) where that engine is unavailable.
-func makeExecutor(_ engine: EngineKind, entries: Int = 64, submitBatch: Int = RingExecutor.defaultSubmitBatch) throws -> RingExecutor? {
-    if skippedUnderSanitizer(engine) { return nil }
+/// An executor on `engine`, or nil where that engine is unavailable: the test (case) is then
+/// reported as skipped with the reason, or fails when RING_REQUIRE requires the engine.
+func makeExecutor(
+    _ engine: EngineKind, entries: Int = 64, submitBatch: Int = RingExecutor.defaultSubmitBatch,
+    sourceLocation: SourceLocation = #_sourceLocation
+) throws -> RingExecutor? {
+    if skippedUnderSanitizer(engine, sourceLocation: sourceLocation) { return nil }
     do {
         return try RingExecutor(entries: entries, engine: .only(engine), submitBatch: submitBatch)
     } catch EngineError.unavailable(let kind, let reason) {
-        print("SKIP \(kind) engine tests: \(reason)")
+        skip(kind.need, "the \(kind) engine is unavailable: \(reason)", sourceLocation: sourceLocation)
         return nil
     }
 }
@@ -99,16 +113,68 @@ func sameBytes(_ bytes: [UInt8], _ expected: [UInt8], at offset: Int) -> Bool {
     }
 }
 
-/// Runs a program to completion; returns its exit status and standard output.
-func runProcess(_ path: String, _ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, output: String) {
+/// Runs a program to completion; returns its exit status and standard output (and standard error
+/// with `standardError`).
+func runProcess(
+    _ path: String, _ arguments: [String], environment: [String: String]? = nil, standardError: Bool = false
+) async throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
     if let environment { process.environment = environment }
     let output = Pipe()
     process.standardOutput = output
+    if standardError { process.standardError = output }
     try process.run()
-    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return (process.terminationStatus, text)
+    return await waitOffThePool(process, output: output)
+}
+
+/// Reads `output` to its end and waits for `process` on a thread of its own. Blocking there
+/// instead of in the test keeps the cooperative pool (two threads on a two-core machine) free:
+/// tests blocked on child processes for seconds starved every other test meanwhile, among them
+/// the ones that wait for an operation to reach the kernel.
+func waitOffThePool(_ process: Process, output: Pipe) async -> (status: Int32, output: String) {
+    struct Child: @unchecked Sendable {  // used by one thread at a time: the waiter, then us
+        let process: Process
+        let output: Pipe
+    }
+    let child = Child(process: process, output: output)
+    return await withCheckedContinuation { continuation in
+        let waiter = Thread {
+            let data = child.output.fileHandleForReading.readDataToEndOfFile()
+            child.process.waitUntilExit()
+            continuation.resume(returning: (child.process.terminationStatus, String(decoding: data, as: UTF8.self)))
+        }
+        waiter.start()
+    }
+}
+
+/// Waits until `executor` has at least `count` operations in flight: handed to its engine (or
+/// queued on the loop for a full submission queue) and not yet completed. Tests use this instead
+/// of sleeping "until the operation reaches the kernel", so that on a loaded machine they do not
+/// quietly test the cancelled-before-submission path instead; they `#expect` the result, which
+/// says which path the cancellation took. False after `timeout`.
+///
+/// The count is read on the loop thread (`run`): each hop is a job that wakes the loop, and the
+/// value read is the one the loop stored after its previous tick handed its submissions to the
+/// engine, so it does not depend on when the loop last chose to publish it.
+func waitForOperationsInFlight(
+    _ executor: RingExecutor, atLeast count: Int, timeout: Duration = underSanitizer ? .seconds(120) : .seconds(30)
+) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    var polls = 0
+    while true {
+        // Look before judging the deadline: when this task itself was kept waiting past the
+        // deadline (a busy pool), the state it waited for has usually arrived meanwhile.
+        if await executor.run({ executor.operationsInFlight }) >= count { return true }
+        if ContinuousClock.now >= deadline { return false }
+        polls += 1
+        // Polling, not synchronising: after the first few hops, back off a little so the loop
+        // and the tasks it is waiting for get the CPU (two cores, shared).
+        if polls < 50 {
+            await Task.yield()
+        } else {
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+    }
 }

@@ -5,7 +5,7 @@ import Testing
 
 /// Tier 1: the Swift ABI against the system's <linux/io_uring.h> (which is older than the kernel:
 /// it defines a subset, and every value it does define must match ours).
-@Suite struct ABITests {
+@Suite(.timeLimit(.minutes(1))) struct ABITests {
     static func headerTable(_ fetch: (UnsafeMutablePointer<Int>) -> UnsafePointer<kh_entry>?) -> [String: UInt64] {
         var count = 0
         guard let base = fetch(&count) else { return [:] }

@@ -6,7 +6,7 @@ import Testing
 
 /// Every one of the 63 opcodes has an encoder, and each encoder sets its opcode and only the
 /// fields its kernel handler reads (spot-checked against io_uring_enter(2)'s field table).
-@Suite struct EncoderCoverageTests {
+@Suite(.timeLimit(.minutes(1))) struct EncoderCoverageTests {
     static let fd = FileDescriptor(rawValue: 5)
     nonisolated(unsafe) static let raw = UnsafeMutableRawPointer(bitPattern: 0x1000)!
     nonisolated(unsafe) static let buffer = UnsafeMutableRawBufferPointer(start: raw, count: 64)

@@ -6,7 +6,7 @@ import Testing
 
 /// Tier 1: encoders compared byte for byte with entries written field by field from the kernel's
 /// documented layout (io_uring_enter(2) and the uapi header).
-@Suite struct EncoderTests {
+@Suite(.timeLimit(.minutes(1))) struct EncoderTests {
     /// The 64 raw bytes of an entry.
     static func bytes(_ e: SubmissionEntry) -> [UInt8] {
         withUnsafeBytes(of: e) { Array($0) }

@@ -4,8 +4,15 @@ import Testing
 
 import Ring
 
+/// Whether the dynamic loader finds libaio.so.1 (as the libaio engine looks for it).
+let libaioInstalled: Bool = {
+    guard let handle = dlopen("libaio.so.1", RTLD_NOW | RTLD_LOCAL) else { return false }
+    dlclose(handle)
+    return true
+}()
+
 /// io_uring refused the way containers refuse it: a seccomp filter in a child process.
-@Suite struct FaultInjectionTests {
+@Suite(.timeLimit(.minutes(1))) struct FaultInjectionTests {
     /// The helper sits next to the test bundle in the build folder.
     static var helperPath: String? {
         var buffer = [CChar](repeating: 0, count: 4096)
@@ -22,9 +29,14 @@ import Ring
         return nil
     }
 
-    static func runHelper(_ arguments: [String], environment: [String: String] = [:]) throws -> String? {
+    /// Runs the helper; nil (the test is then skipped) when it is not built. Its output is read
+    /// and its exit awaited on a thread of its own, not on the cooperative pool (two threads
+    /// here), which tests blocked on child processes would otherwise starve.
+    static func runHelper(
+        _ arguments: [String], environment: [String: String] = [:], sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws -> String? {
         guard let path = helperPath else {
-            print("SKIP FaultInjectionTests: ring-fault-helper not built next to the tests (run `swift build` first)")
+            skip(.helpers, "ring-fault-helper is not built next to the tests (run `swift build` first)", sourceLocation: sourceLocation)
             return nil
         }
         let process = Process()
@@ -37,25 +49,36 @@ import Ring
         let pipe = Pipe()
         process.standardOutput = pipe
         try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        struct Child: @unchecked Sendable {  // used by one thread at a time: the waiter, then us
+            let process: Process
+            let pipe: Pipe
+        }
+        let child = Child(process: process, pipe: pipe)
+        let data = await withCheckedContinuation { (continuation: CheckedContinuation<Data, Never>) in
+            let waiter = Thread {
+                let data = child.pipe.fileHandleForReading.readDataToEndOfFile()
+                child.process.waitUntilExit()
+                continuation.resume(returning: data)
+            }
+            waiter.start()
+        }
         return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    @Test func seccompENOSYSIsNamed() throws {
-        guard let out = try Self.runHelper(["io_uring_setup=ENOSYS"]) else { return }
+    @Test func seccompENOSYSIsNamed() async throws {
+        guard let out = try await Self.runHelper(["io_uring_setup=ENOSYS"]) else { return }
         #expect(out.hasPrefix("unavailable errno=\(ENOSYS) "), "\(out)")
         #expect(out.contains("seccomp"), "\(out)")
     }
 
-    @Test func seccompEPERMIsNamed() throws {
-        guard let out = try Self.runHelper(["io_uring_setup=EPERM"]) else { return }
+    @Test func seccompEPERMIsNamed() async throws {
+        guard let out = try await Self.runHelper(["io_uring_setup=EPERM"]) else { return }
         #expect(out.hasPrefix("unavailable errno=\(EPERM) "), "\(out)")
         #expect(out.contains("seccomp") || out.contains("io_uring_disabled"), "\(out)")
     }
 
-    @Test func withoutFilterIoUringWorks() throws {
-        guard let out = try Self.runHelper([]) else { return }
+    @Test func withoutFilterIoUringWorks() async throws {
+        guard let out = try await Self.runHelper([]) else { return }
         #expect(out == "available")
     }
 
@@ -63,11 +86,12 @@ import Ring
     // write and a read through it, and reports the engine and why others were passed over.
 
     @Test(arguments: ["ENOSYS", "EPERM"])
-    func automaticFallsBackToLibaio(errno name: String) throws {
-        guard let out = try Self.runHelper(["--engine", "io_uring_setup=\(name)"]) else { return }
-        guard FileManager.default.fileExists(atPath: "/usr/lib/x86_64-linux-gnu/libaio.so.1") else {
-            print("SKIP libaio fallback: libaio.so.1 is not installed (apt-get install libaio1)")
+    func automaticFallsBackToLibaio(errno name: String) async throws {
+        guard let out = try await Self.runHelper(["--engine", "io_uring_setup=\(name)"]) else { return }
+        guard libaioInstalled else {
+            // What can be checked without libaio still is; the fallback to libaio itself did not run.
             #expect(out.hasPrefix("engine=posix-aio io=ok"), "\(out)")
+            skip(.libaio, "libaio.so.1 is not installed (apt-get install libaio1)")
             return
         }
         #expect(out.hasPrefix("engine=libaio io=ok"), "\(out)")
@@ -76,22 +100,22 @@ import Ring
     }
 
     @Test(arguments: ["ENOSYS", "EPERM"])
-    func automaticFallsBackToPosixAIO(errno name: String) throws {
-        guard let out = try Self.runHelper(["--engine", "io_uring_setup=\(name)", "io_setup=\(name)"]) else { return }
+    func automaticFallsBackToPosixAIO(errno name: String) async throws {
+        guard let out = try await Self.runHelper(["--engine", "io_uring_setup=\(name)", "io_setup=\(name)"]) else { return }
         #expect(out.hasPrefix("engine=posix-aio io=ok"), "\(out)")
         #expect(out.contains("passed-over io_uring:"), "\(out)")
         #expect(out.contains("passed-over libaio:"), "\(out)")
     }
 
-    @Test func automaticPrefersIoUring() throws {
-        guard let out = try Self.runHelper(["--engine"]) else { return }
+    @Test func automaticPrefersIoUring() async throws {
+        guard let out = try await Self.runHelper(["--engine"]) else { return }
         #expect(out == "engine=io_uring io=ok")
     }
 
-    @Test func environmentOverridesAutomatic() throws {
-        guard let out = try Self.runHelper(["--engine"], environment: ["SWIFT_RING_ENGINE": "posix-aio"]) else { return }
+    @Test func environmentOverridesAutomatic() async throws {
+        guard let out = try await Self.runHelper(["--engine"], environment: ["SWIFT_RING_ENGINE": "posix-aio"]) else { return }
         #expect(out == "engine=posix-aio io=ok")
-        guard let bad = try Self.runHelper(["--engine"], environment: ["SWIFT_RING_ENGINE": "bogus"]) else { return }
+        guard let bad = try await Self.runHelper(["--engine"], environment: ["SWIFT_RING_ENGINE": "bogus"]) else { return }
         #expect(bad.hasPrefix("error SWIFT_RING_ENGINE=bogus names no engine"), "\(bad)")
     }
 }

@@ -5,7 +5,7 @@ import Testing
 @testable import Ring
 
 /// Every file-system opcode against the real kernel, in a temporary directory.
-@Suite struct FileOperationTests {
+@Suite(.timeLimit(.minutes(1))) struct FileOperationTests {
     @Test func openStatCloseRenameLinkUnlink() throws {
         var ring = try Ring(entries: 16)
         let dir = try TemporaryDirectory()
@@ -92,7 +92,7 @@ import Testing
         let value = PinnedBytes(Array("v1".utf8))
         let set = try ring.run(.fsetxattr(file.fd, name: name.pointer, value: value.readOnly))
         if set.result == -EOPNOTSUPP {
-            print("SKIP extendedAttributes: /tmp does not support user xattrs here")
+            skip(.xattr, "/tmp does not support user xattrs here")
             return
         }
         #expect(set.result == 0)

@@ -47,7 +47,7 @@ struct SimulatedRing: ~Copyable {
     }
 }
 
-@Suite struct IndexArithmeticTests {
+@Suite(.timeLimit(.minutes(1))) struct IndexArithmeticTests {
     @Test(arguments: [UInt32(0), UInt32.max - 4, UInt32.max, UInt32(1) << 31])
     func submissionQueueFillsAndWraps(start: UInt32) {
         let sim = SimulatedRing(start: start)
@@ -87,6 +87,63 @@ struct SimulatedRing: ~Copyable {
         #expect(seen == [0, 1, 2, 3, 4, 5])
         #expect(cq.ready == 0)
         #expect(cq.drain(limit: .max) { _ in Issue.record("nothing is ready") } == 0)
+    }
+
+    /// `IORING_SETUP_CQE_MIXED` in the simulated ring, posted as the kernel posts: a 32-byte
+    /// entry takes two 16-byte slots and never wraps; when it would start in the last slot, that
+    /// slot gets an `IORING_CQE_F_SKIP` padding entry first. Across the ring's end and the
+    /// 32-bit index wrap, with partial drains: every entry once, in order, with its extra words,
+    /// no padding delivered, and the head advanced past every slot read.
+    @Test(arguments: [UInt32(0), UInt32.max - 6, UInt32.max - 1, UInt32.max])
+    func mixedCompletionQueueDecodesBigSmallAndPadding(start: UInt32) {
+        let sim = SimulatedRing(cqEntries: 8, start: start)
+        var cq = CompletionQueue(ring: sim.memory, layout: sim.layout, mixed: true)
+        let mask = sim.layout.cqEntries - 1
+        var paddings = 0
+        func slot(_ index: UInt32) -> UnsafeMutableRawPointer { sim.memory + 2048 + Int(index & mask) * 16 }
+        func post(_ id: UInt64, big: Bool) {
+            var tail = sim.word(68)
+            if big && tail & mask == mask {  // would wrap: pad the last slot
+                slot(tail).storeBytes(of: UInt64(0), as: UInt64.self)
+                slot(tail).storeBytes(of: Int32(0), toByteOffset: 8, as: Int32.self)
+                slot(tail).storeBytes(of: CQEFlags.skip.rawValue, toByteOffset: 12, as: UInt32.self)
+                tail &+= 1
+                paddings += 1
+            }
+            slot(tail).storeBytes(of: id, as: UInt64.self)
+            slot(tail).storeBytes(of: Int32(truncatingIfNeeded: id), toByteOffset: 8, as: Int32.self)
+            slot(tail).storeBytes(of: big ? CQEFlags.big.rawValue : 0, toByteOffset: 12, as: UInt32.self)
+            if big {
+                slot(tail &+ 1).storeBytes(of: id &* 3, as: UInt64.self)
+                slot(tail &+ 1).storeBytes(of: id &* 5, toByteOffset: 8, as: UInt64.self)
+                tail &+= 2
+            } else {
+                tail &+= 1
+            }
+            sim.setWord(68, tail)
+        }
+        var received: [Completion] = []
+        var id: UInt64 = 1
+        for round in 0..<6 {
+            // Small, big, big (5 slots, plus padding when a big one meets the end): at most 6 of
+            // the 8 slots, and everything posted is drained before the next round.
+            post(id, big: false)
+            post(id + 1, big: true)
+            post(id + 2, big: true)
+            id += 3
+            let limit = round % 2 == 0 ? 1 : .max  // a partial drain first on even rounds
+            _ = cq.drain(limit: limit) { received.append($0) }
+            _ = cq.drain(limit: .max) { received.append($0) }
+            #expect(sim.word(64) == sim.word(68), "round \(round): the head passes every slot, padding included")
+        }
+        #expect(paddings > 0, "the rounds never met the ring's end with a big entry")
+        #expect(received.map(\.userData) == Array(1..<id))
+        for c in received {
+            let big = c.userData % 3 != 1
+            #expect(c.result == Int32(truncatingIfNeeded: c.userData))
+            #expect(c.flags.contains(.big) == big)
+            #expect(c.extra1 == (big ? c.userData &* 3 : 0) && c.extra2 == (big ? c.userData &* 5 : 0), "\(c)")
+        }
     }
 
     /// A long random walk against a model queue: nothing lost, reordered or read twice.

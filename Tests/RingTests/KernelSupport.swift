@@ -23,14 +23,18 @@ struct RingShape: Sendable, CustomTestStringConvertible {
         RingShape(name: "no-sqarray", options: RingOptions(flags: .noSQArray)),
     ]
 
-    /// Creates the ring, or prints why this kernel cannot and returns nil (the test then skips).
-    func make(entries: Int = 32, completionEntries: UInt32? = nil, file: String = #fileID, line: Int = #line) -> Ring? {
+    /// What RING_REQUIRE calls this shape: the default shape needs io_uring itself.
+    var need: Need { Need(rawValue: name) ?? .ioURing }
+
+    /// Creates the ring, or returns nil when this kernel refuses the shape: the test case is then
+    /// reported as skipped with the kernel's reason (a failure when RING_REQUIRE requires it).
+    func make(entries: Int = 32, completionEntries: UInt32? = nil, sourceLocation: SourceLocation = #_sourceLocation) -> Ring? {
         var options = self.options
         options.completionEntries = completionEntries
         do {
             return try Ring(entries: entries, options: options)
         } catch {
-            print("SKIP \(name) (\(file):\(line)): the kernel refused this ring shape: \(error)")
+            skip(need, "the kernel refused the \(name) ring shape: \(error)", sourceLocation: sourceLocation)
             return nil
         }
     }

@@ -26,7 +26,7 @@ func readFirstBlock(of path: FilePath) throws -> [UInt8] {
 }
 // README-EXAMPLE-END
 
-@Suite struct ReadmeExampleTests {
+@Suite(.timeLimit(.minutes(1))) struct ReadmeExampleTests {
     @Test func exampleReadsAFile() throws {
         let file = try TemporaryFile()
         let data = pattern(count: 5000, seed: 3)

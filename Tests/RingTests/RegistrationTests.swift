@@ -6,7 +6,7 @@ import Testing
 @testable import Ring
 
 /// Every typed register call against the real kernel, each with its effect checked.
-@Suite struct RegistrationTests {
+@Suite(.timeLimit(.minutes(1))) struct RegistrationTests {
     @Test func fixedBuffersPlainSparseAndUpdate() throws {
         var ring = try Ring(entries: 16)
         let file = try TemporaryFile()
@@ -95,7 +95,7 @@ import Testing
         #expect(try ring.run(.read(FileDescriptor(rawValue: 0), into: buffer.buffer, offset: 0).flags(.fixedFile)).result == 5)
     }
 
-    @Test func eventFDPersonalityWorkersNAPIClockProbe() throws {
+    @Test func eventFDPersonalityWorkersClockProbe() throws {
         var ring = try Ring(entries: 8)
         let efd = eventfd(0, Int32(EFD_NONBLOCK))
         #expect(efd >= 0)
@@ -132,6 +132,16 @@ import Testing
         #expect(nowUnbounded == 4)
         try ring.setIOWorkerAffinity(cpus: [0])
         try ring.clearIOWorkerAffinity()
+        try ring.setWaitClock(CLOCK_BOOTTIME)
+        var caught5: Errno? = nil
+        do { try ring.setWaitClock(CLOCK_PROCESS_CPUTIME_ID) } catch { caught5 = error }
+        #expect(caught5 == Errno.invalidArgument)
+        let ops = try ring.supportedOpcodes()
+        #expect(ops.contains(.nop) && ops.contains(.read))
+    }
+
+    @Test func napiRegistersAndUnregisters() throws {
+        let ring = try Ring(entries: 8)
         var napiError: Errno? = nil
         do {
             try ring.registerNAPI(busyPollTimeout: 50)
@@ -140,16 +150,10 @@ import Testing
             napiError = error
         }
         if napiError == .invalidArgument {
-            print("SKIP NAPI: kernel refused IORING_REGISTER_NAPI (built without CONFIG_NET_RX_BUSY_POLL?)")
-        } else {
-            #expect(napiError == nil)
+            skip(.napi, "the kernel refused IORING_REGISTER_NAPI (built without CONFIG_NET_RX_BUSY_POLL?)")
+            return
         }
-        try ring.setWaitClock(CLOCK_BOOTTIME)
-        var caught5: Errno? = nil
-        do { try ring.setWaitClock(CLOCK_PROCESS_CPUTIME_ID) } catch { caught5 = error }
-        #expect(caught5 == Errno.invalidArgument)
-        let ops = try ring.supportedOpcodes()
-        #expect(ops.contains(.nop) && ops.contains(.read))
+        #expect(napiError == nil)
     }
 
     @Test func restrictionsOnADisabledRing() throws {
@@ -161,10 +165,16 @@ import Testing
         let buffer = PinnedBytes(count: 16)
         #expect(try ring.run(.read(file.fd, into: buffer.buffer, offset: 0)).result == -EACCES)
         #expect(try ring.run(.nop().flags(.async)).result == -EACCES, "flags outside the allowed set")
-        // Register calls are restricted too: this one was not allowed, so it is refused.
+        // Register calls are restricted too: this one was not allowed, so it is refused. Two
+        // documented errnos fit this call (io_uring_register(2)): EACCES, a register opcode
+        // outside the allowed set of a restricted ring, and EBADFD, IORING_REGISTER_RESTRICTIONS
+        // on a ring that is no longer disabled. Which one the caller sees is the order of the
+        // kernel's checks: up to 6.18 at least, __io_uring_register checks the allowed set
+        // first (EACCES); a kernel that runs io_register_restrictions' own check first says
+        // EBADFD. Either is a refusal; success, EBUSY or anything else fails the test.
         var caught6: Errno? = nil
         do { try ring.registerRestrictions([.allowOperation(.read)]) } catch { caught6 = error }
-        #expect(caught6 == Errno.permissionDenied)
+        #expect(caught6 == .permissionDenied || caught6 == Errno(rawValue: EBADFD), "got \(String(describing: caught6))")
     }
 
     @Test func synchronousCancel() throws {
@@ -202,7 +212,7 @@ import Testing
     }
 }
 
-@Suite struct ResizeAndIncrementalTests {
+@Suite(.timeLimit(.minutes(1))) struct ResizeAndIncrementalTests {
     @Test func resizeKeepsPendingCompletions() throws {
         let flags: SetupFlags = [.singleIssuer, .deferTaskRun, .taskRunFlag, .noSQArray]
         guard var ring = RingShape(name: "resizable", options: RingOptions(flags: flags)).make(entries: 8) else { return }

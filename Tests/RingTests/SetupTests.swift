@@ -1,12 +1,13 @@
 import Foundation
 import Glibc
+import Synchronization
 import SystemPackage
 import Testing
 
 @testable import Ring
 
 /// Bad setup input gets a typed error naming the cause; special setups behave as documented.
-@Suite struct SetupTests {
+@Suite(.timeLimit(.minutes(1))) struct SetupTests {
     func setupError(_ entries: Int, _ options: RingOptions = RingOptions()) -> RingSetupError? {
         do {
             _ = try Ring(entries: entries, options: options)
@@ -83,10 +84,13 @@ import Testing
     /// Registered ring fds belong to the registering thread: another thread must fall back to the
     /// plain fd and keep working.
     @Test func ringMovedToAnotherThreadStillWorks() throws {
+        // The thread owns the box's variables until it stores `done` (release); the test reads
+        // them only after loading it (acquire).
         final class Box: @unchecked Sendable {
             var ring: Ring?
             var registeredThere = true
             var result: Int32 = -1
+            let done = Atomic<Bool>(false)
         }
         let box = Box()
         var options = RingOptions()
@@ -96,6 +100,7 @@ import Testing
         #expect(registeredHere)
         box.ring = consume ring
         let thread = Thread {
+            defer { box.done.store(true, ordering: .releasing) }
             guard var moved = box.ring.take() else { return }
             box.registeredThere = moved.usesRegisteredRingFD
             guard moved.push(.nop().userData(5)) else { return }
@@ -104,7 +109,10 @@ import Testing
             _ = consume moved  // deinit off the registering thread must not crash or leak the fd
         }
         thread.start()
-        while !thread.isFinished { usleep(1000) }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !box.done.load(ordering: .acquiring) && ContinuousClock.now < deadline { usleep(1000) }
+        let finished = box.done.load(ordering: .acquiring)
+        try #require(finished, "the thread finished within 20 s")
         #expect(!box.registeredThere)
         #expect(box.result == 0)
     }
@@ -156,16 +164,16 @@ import Testing
 
 /// Flips the host-wide `kernel.io_uring_disabled` sysctl, so it runs only when asked
 /// (`RING_TEST_SYSCTL=1`, as root, with no other test running): `.ci/run` does that.
-@Suite struct SysctlFaultTests {
+@Suite(.timeLimit(.minutes(1))) struct SysctlFaultTests {
     static let path = "/proc/sys/kernel/io_uring_disabled"
 
     @Test func disabledSysctlGivesTypedErrorNamingIt() throws {
         guard ProcessInfo.processInfo.environment["RING_TEST_SYSCTL"] == "1" else {
-            print("SKIP SysctlFaultTests: set RING_TEST_SYSCTL=1 and run alone as root (it changes a host-wide sysctl)")
+            skip(.sysctl, "set RING_TEST_SYSCTL=1 and run alone as root (it changes a host-wide sysctl)")
             return
         }
         guard let original = KernelSettings.ioUringDisabled, access(Self.path, W_OK) == 0 else {
-            print("SKIP SysctlFaultTests: \(Self.path) is absent or not writable here")
+            skip(.sysctl, "\(Self.path) is absent or not writable here")
             return
         }
         func write(_ value: Int) throws {
@@ -189,25 +197,25 @@ import Testing
     /// `fs.aio-max-nr` exhausted: libaio's io_setup fails with EAGAIN, which the libaio engine
     /// reports naming the limit, and `.automatic` moves on to POSIX aio. io_uring is blocked with
     /// seccomp in the helper so that libaio would otherwise be chosen.
-    @Test func aioLimitExhaustedMovesAutomaticToPosixAIO() throws {
+    @Test func aioLimitExhaustedMovesAutomaticToPosixAIO() async throws {
         guard ProcessInfo.processInfo.environment["RING_TEST_SYSCTL"] == "1" else {
-            print("SKIP aio-max-nr test: set RING_TEST_SYSCTL=1 and run alone as root (it changes a host-wide sysctl)")
+            skip(.sysctl, "set RING_TEST_SYSCTL=1 and run alone as root (it changes a host-wide sysctl)")
             return
         }
         let maxPath = "/proc/sys/fs/aio-max-nr"
         guard let original = KernelSettings.readInteger(maxPath), let used = KernelSettings.readInteger("/proc/sys/fs/aio-nr"),
             access(maxPath, W_OK) == 0
         else {
-            print("SKIP aio-max-nr test: \(maxPath) is absent or not writable here")
+            skip(.sysctl, "\(maxPath) is absent or not writable here")
             return
         }
-        guard FileManager.default.fileExists(atPath: "/usr/lib/x86_64-linux-gnu/libaio.so.1") else {
-            print("SKIP aio-max-nr test: libaio.so.1 is not installed")
+        guard libaioInstalled else {
+            skip(.libaio, "libaio.so.1 is not installed (apt-get install libaio1)")
             return
         }
         defer { try? "\(original)\n".write(toFile: maxPath, atomically: false, encoding: .utf8) }
         try "\(used)\n".write(toFile: maxPath, atomically: false, encoding: .utf8)
-        guard let out = try FaultInjectionTests.runHelper(["--engine", "io_uring_setup=EPERM"]) else { return }
+        guard let out = try await FaultInjectionTests.runHelper(["--engine", "io_uring_setup=EPERM"]) else { return }
         #expect(out.hasPrefix("engine=posix-aio io=ok"), "\(out)")
         #expect(out.contains("passed-over libaio: io_setup failed"), "\(out)")
         #expect(out.contains("fs.aio-max-nr"), "\(out)")

@@ -6,7 +6,7 @@ import Testing
 @testable import Ring
 
 /// Network opcodes over loopback and socket pairs.
-@Suite struct SocketOperationTests {
+@Suite(.timeLimit(.minutes(1))) struct SocketOperationTests {
     /// A sockaddr_in for 127.0.0.1:port, pinned.
     static func loopback(port: UInt16) -> PinnedBytes {
         var address = sockaddr_in()

@@ -9,6 +9,11 @@
 //
 // CI runs 256 MiB per engine (buffered and O_DIRECT); `--minutes` repeats rewrite + verify
 // rounds until the time is up and prints totals, for long soaks.
+//
+// Exit status: 0 when every engine run held its data; 1 on a mismatch or an error; 2 on a bad
+// argument; 3 when an engine that was asked for cannot run here. An engine named with
+// `--engine` must run; with `--engine all` (the default) an unavailable engine is skipped with
+// its reason, unless RING_REQUIRE (as the tests read it: `all`, `-name`, engine names) requires it.
 import Glibc
 import RingExec
 import Synchronization
@@ -66,6 +71,8 @@ func check(_ block: UnsafeRawBufferPointer, offset: UInt64, allowed: ClosedRange
 
 struct Options: Sendable {
     var engines = EngineKind.allCases
+    /// Engines that must run: those named with --engine, else those RING_REQUIRE requires.
+    var required: Set<EngineKind> = []
     var sizeMiB = 256
     var rewrites: Int?
     var cancelPercent = 10
@@ -73,29 +80,81 @@ struct Options: Sendable {
     var minutes: Double?
 }
 
+let usage = """
+    usage: ring-soak [--engine all|io_uring,libaio,posix-aio] [--size MiB] [--rewrites N]
+                     [--cancel-percent 0-100] [--direct both|yes|no] [--minutes M]
+    """
+
+func fail(_ message: String) -> Never {
+    print("ring-soak: \(message)\n\(usage)")
+    exit(2)
+}
+
+/// The engines RING_REQUIRE requires (its other needs are the tests' business).
+func requiredByEnvironment() -> Set<EngineKind> {
+    var required: Set<EngineKind> = []
+    let text = getenv("RING_REQUIRE").map { String(cString: $0) } ?? ""
+    for item in text.split(separator: ",") {
+        let removing = item.hasPrefix("-")
+        let name = removing ? String(item.dropFirst()) : String(item)
+        let named: Set<EngineKind> = name == "all" ? Set(EngineKind.allCases) : EngineKind(rawValue: name).map { [$0] } ?? []
+        if removing { required.subtract(named) } else { required.formUnion(named) }
+    }
+    return required
+}
+
 func parseOptions() -> Options {
     var options = Options()
+    var explicitEngines = false
     var arguments = Array(CommandLine.arguments.dropFirst())
     while !arguments.isEmpty {
         let name = arguments.removeFirst()
-        guard let value = arguments.first else {
-            print("ring-soak: \(name) needs a value")
-            exit(2)
+        if name == "--help" || name == "-h" {
+            print(usage)
+            exit(0)
         }
+        guard let value = arguments.first else { fail("\(name) needs a value") }
         arguments.removeFirst()
         switch name {
         case "--engine":
-            options.engines = value == "all" ? EngineKind.allCases : value.split(separator: ",").compactMap { EngineKind(rawValue: String($0)) }
-        case "--size": options.sizeMiB = Int(value) ?? options.sizeMiB
-        case "--rewrites": options.rewrites = Int(value)
-        case "--cancel-percent": options.cancelPercent = Int(value) ?? options.cancelPercent
-        case "--direct": options.directModes = value == "yes" ? [true] : value == "no" ? [false] : [false, true]
-        case "--minutes": options.minutes = Double(value)
+            if value == "all" {
+                options.engines = EngineKind.allCases
+                explicitEngines = false
+                continue
+            }
+            var engines: [EngineKind] = []
+            for part in value.split(separator: ",", omittingEmptySubsequences: false) {
+                guard let engine = EngineKind(rawValue: String(part)) else {
+                    fail("--engine: '\(part)' names no engine (\(EngineKind.allCases.map(\.rawValue).joined(separator: ", ")), or all)")
+                }
+                if !engines.contains(engine) { engines.append(engine) }
+            }
+            options.engines = engines
+            explicitEngines = true
+        case "--size":
+            guard let size = Int(value), size > 0, size <= 1 << 20 else { fail("--size: '\(value)' is not a size in MiB (1 or more)") }
+            options.sizeMiB = size
+        case "--rewrites":
+            guard let count = Int(value), count >= 0 else { fail("--rewrites: '\(value)' is not a count") }
+            options.rewrites = count
+        case "--cancel-percent":
+            guard let percent = Int(value), (0...100).contains(percent) else { fail("--cancel-percent: '\(value)' is not 0 to 100") }
+            options.cancelPercent = percent
+        case "--direct":
+            switch value {
+            case "yes": options.directModes = [true]
+            case "no": options.directModes = [false]
+            case "both": options.directModes = [false, true]
+            default: fail("--direct: '\(value)' is not both, yes or no")
+            }
+        case "--minutes":
+            guard let minutes = Double(value), minutes > 0, minutes.isFinite else { fail("--minutes: '\(value)' is not a positive number") }
+            options.minutes = minutes
         default:
-            print("ring-soak: unknown option \(name)")
-            exit(2)
+            fail("unknown option \(name)")
         }
     }
+    options.required = explicitEngines ? Set(options.engines) : requiredByEnvironment()
     return options
 }
 
@@ -237,6 +296,7 @@ func soak(engine: EngineKind, direct: Bool, options: Options) async throws -> To
 
 func run(_ options: Options) async -> Int32 {
     var failed = false
+    var missing: [String] = []
     for engine in options.engines {
         for direct in options.directModes {
             let label = "\(engine) \(direct ? "O_DIRECT" : "buffered")"
@@ -250,14 +310,24 @@ func run(_ options: Options) async -> Int32 {
                 for problem in totals.mismatches.prefix(10) { print("  \(problem)") }
                 if !totals.mismatches.isEmpty { failed = true }
             } catch EngineError.unavailable(_, let reason) {
-                print("\(label): SKIP, engine unavailable: \(reason)")
+                if options.required.contains(engine) {
+                    print("\(label): FAILED, the \(engine) engine was asked for but is unavailable: \(reason)")
+                    missing.append(label)
+                } else {
+                    print("\(label): SKIP, engine unavailable: \(reason)")
+                }
             } catch {
                 print("\(label): error \(error)")
                 failed = true
             }
         }
     }
-    return failed ? 1 : 0
+    if failed { return 1 }
+    if !missing.isEmpty {
+        print("ring-soak: did not run: \(missing.joined(separator: ", "))")
+        return 3
+    }
+    return 0
 }
 
 let status = Atomic<Int32>(-1)
