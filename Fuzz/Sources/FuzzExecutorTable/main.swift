@@ -66,6 +66,8 @@ final class ScriptedEngine: IOEngine {
     }
 
     func prepare(_ entry: SubmissionEntry, token: UInt64) -> Bool {
+        // Raw multishot entries must be refused before they reach an engine (issue 13, item 8).
+        precondition(entry.off >> 40 != 1, "a raw multishot submit reached the engine")
         guard held.count < capacity else { return false }
         if script.byte() % 3 == 0 { post(token, entry, cancelled: false) } else { held.append((token, entry)) }
         return true
@@ -129,7 +131,7 @@ func fuzzExecutor(_ data: UnsafeRawPointer?, _ size: Int) -> Int32 {
         fatalError("scripted engine refused: \(error)")
     }
     let count = 1 + Int(driver.next(UInt8.self) % 24)
-    let plans = (0..<count).map { _ in (kind: driver.next(UInt8.self) % 4, cancel: driver.next(UInt8.self) % 4, onRing: driver.next(UInt8.self) % 2 == 0) }
+    let plans = (0..<count).map { _ in (kind: driver.next(UInt8.self) % 5, cancel: driver.next(UInt8.self) % 4, onRing: driver.next(UInt8.self) % 2 == 0) }
     let shutdownEarly = driver.next(UInt8.self) % 4 == 0
 
     let results = ResultBox(count: count)
@@ -150,6 +152,15 @@ func fuzzExecutor(_ data: UnsafeRawPointer?, _ size: Int) -> Int32 {
                 } catch {
                     return .cancelled
                 }
+            case 4:
+                // A multishot entry through the one-completion API: refused, never submitted.
+                var accept = SubmissionEntry()
+                accept.op = .accept
+                accept.ioprio = 1
+                accept.off = UInt64(index) | 1 << 40
+                let result = await executor.submit(accept)
+                check(result == -EINVAL || result == -ECANCELED || result == -ESHUTDOWN, "raw multishot submit got \(result)")
+                return .cancelled
             default:
                 var values: [Int32] = []
                 do {
