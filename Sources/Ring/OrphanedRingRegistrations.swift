@@ -19,7 +19,7 @@ enum OrphanedRingRegistrations {
     /// `notes.count`, written under the lock and read without it (relaxed) as a cheap "anything
     /// to do?" test: a stale zero only delays the clean-up to the thread's next call.
     private static let count = Atomic<Int>(0)
-    private static let state = Mutex(State())
+    private static let state = PthreadLocked(State())
 
     /// `IORING_REGISTER_USE_REGISTERED_RING`: the fd argument of `io_uring_register` is an index
     /// into the caller's registered rings (Linux 6.3).
@@ -84,5 +84,30 @@ enum OrphanedRingRegistrations {
             _ = try? Syscall.register(
                 index, opcode: RegisterOpcode.unregisterRingFDs.rawValue | useRegisteredRing, argument: &update, count: 1)
         }
+    }
+}
+
+/// A value behind a pthread mutex. Not `Synchronization.Mutex`: ThreadSanitizer on Linux does not
+/// see that one and reports races through it; it sees pthread locks.
+final class PthreadLocked<Value>: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private var value: Value
+
+    init(_ value: Value) {
+        self.value = value
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&value)
     }
 }
