@@ -134,7 +134,8 @@ import Testing
         let start = ContinuousClock.now
         sleeper.cancel()
         await #expect(throws: CancellationError.self) { try await sleeper.value }
-        #expect(ContinuousClock.now - start < .seconds(5))
+        // Well under the timer's 30 s, with room for sanitizer builds on a loaded machine.
+        #expect(ContinuousClock.now - start < .seconds(20))
         // A real timer fires with -ETIME internally and returns normally.
         try await executor.sleep(for: .milliseconds(5))
         guard engine != .posixAIO else { return }  // no poll on POSIX aio

@@ -261,7 +261,8 @@ actor GuardedCounter {
         #expect(await waitUntil { executor.operationsInFlight >= 2 })
         let start = ContinuousClock.now
         await onOwnThread { executor.shutdownGracefully(deadline: .seconds(30)) }
-        #expect(ContinuousClock.now - start < .seconds(5))
+        // Well under the 30 s deadline, with room for sanitizer builds on a loaded machine.
+        #expect(ContinuousClock.now - start < .seconds(20))
         let ended = (Flag(), Flag())
         Task {
             _ = await acceptor.result
