@@ -19,7 +19,8 @@ enum OrphanedRingRegistrations {
     /// `notes.count`, written under the lock and read without it (relaxed) as a cheap "anything
     /// to do?" test: a stale zero only delays the clean-up to the thread's next call.
     private static let count = Atomic<Int>(0)
-    private static let state = PthreadLocked(State())
+    private static let lock = Lock()
+    nonisolated(unsafe) private static var guarded = State()
 
     /// `IORING_REGISTER_USE_REGISTERED_RING`: the fd argument of `io_uring_register` is an index
     /// into the caller's registered rings (Linux 6.3).
@@ -27,7 +28,7 @@ enum OrphanedRingRegistrations {
 
     /// Notes not yet acted on for `thread` (tests).
     static func pending(for thread: UInt64) -> Int {
-        state.withLock { $0.notes.count { $0.thread == thread } }
+        lock.withLock { guarded.notes.count { $0.thread == thread } }
     }
 
     /// Called on a thread that has registered a ring fd. A pthread key destructor forgets the
@@ -35,7 +36,7 @@ enum OrphanedRingRegistrations {
     static func watchThisThread() {
         let token = Syscall.threadToken
         guard pthread_getspecific(exitKey) == nil else { return }
-        state.withLock { _ = $0.live.insert(token) }
+        lock.withLock { _ = guarded.live.insert(token) }
         pthread_setspecific(exitKey, UnsafeRawPointer(bitPattern: UInt(token)))
     }
 
@@ -49,19 +50,19 @@ enum OrphanedRingRegistrations {
     }()
 
     private static func forget(thread: UInt64) {
-        state.withLock { state in
-            state.live.remove(thread)
-            let before = state.notes.count
-            state.notes.removeAll { $0.thread == thread }
-            count.subtract(before - state.notes.count, ordering: .relaxed)
+        lock.withLock {
+            guarded.live.remove(thread)
+            let before = guarded.notes.count
+            guarded.notes.removeAll { $0.thread == thread }
+            count.subtract(before - guarded.notes.count, ordering: .relaxed)
         }
     }
 
     /// Leaves a note for `thread`, unless it has exited (its registrations are gone already).
     static func add(thread: UInt64, index: Int32) {
-        state.withLock { state in
-            guard state.live.contains(thread) else { return }
-            state.notes.append((thread, index))
+        lock.withLock {
+            guard guarded.live.contains(thread) else { return }
+            guarded.notes.append((thread, index))
             count.add(1, ordering: .relaxed)
         }
     }
@@ -70,9 +71,9 @@ enum OrphanedRingRegistrations {
     static func releaseThisThreads() {
         guard count.load(ordering: .relaxed) > 0 else { return }
         let me = Syscall.threadToken
-        let mine = state.withLock { state -> [Int32] in
-            let mine = state.notes.filter { $0.thread == me }.map(\.index)
-            state.notes.removeAll { $0.thread == me }
+        let mine = lock.withLock { () -> [Int32] in
+            let mine = guarded.notes.filter { $0.thread == me }.map(\.index)
+            guarded.notes.removeAll { $0.thread == me }
             count.subtract(mine.count, ordering: .relaxed)
             return mine
         }
@@ -87,27 +88,3 @@ enum OrphanedRingRegistrations {
     }
 }
 
-/// A value behind a pthread mutex. Not `Synchronization.Mutex`: ThreadSanitizer on Linux does not
-/// see that one and reports races through it; it sees pthread locks.
-final class PthreadLocked<Value>: @unchecked Sendable {
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private var value: Value
-
-    init(_ value: Value) {
-        self.value = value
-        mutex = .allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-    }
-
-    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return try body(&value)
-    }
-}

@@ -1,4 +1,5 @@
 import Glibc
+import Ring
 import Synchronization
 
 /// Memory the executor lends the kernel for its own calls (`read(upTo:)`, `write(bytes:)`,

@@ -71,7 +71,8 @@ func skip(_ need: Need, _ reason: String, required: Set<Need> = Need.required, s
         return
     }
     let place = "\(sourceLocation.fileID):\(sourceLocation.line)"
-    print("SKIP [\(need.rawValue)] \(place): \(reason)")
+    let line = "SKIP [\(need.rawValue)] \(place): \(reason)"  // CI greps these lines
+    print(line)
     // Cancelling marks the test (or only this case of a parameterized test) as skipped; the
     // error it throws is dropped because the caller returns right after.
     try? Test.cancel("\(need.rawValue): \(reason)", sourceLocation: sourceLocation)

@@ -1,11 +1,12 @@
 import Glibc
 
-/// A pthread mutex. Used instead of `Synchronization.Mutex` because ThreadSanitizer on Linux
-/// sees pthread locks but not the stdlib one (it reports false races through it).
-final class Lock: @unchecked Sendable {
+/// A pthread mutex, shared by Ring and RingExec (package access). Used instead of
+/// `Synchronization.Mutex` because ThreadSanitizer on Linux sees pthread locks but not the stdlib
+/// one (it reports false races through it).
+package final class Lock: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
-    init() {
+    package init() {
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
@@ -17,7 +18,7 @@ final class Lock: @unchecked Sendable {
     }
 
     @inline(__always)
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+    package func withLock<T>(_ body: () throws -> T) rethrows -> T {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body()
