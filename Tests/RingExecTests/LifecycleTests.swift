@@ -8,7 +8,9 @@ import Testing
 
 /// Polls `condition` (a state the test can observe) until it holds or `timeout` passes; returns
 /// whether it held. For bounded waits on another thread's progress, not as synchronisation.
-func waitUntil(_ timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+/// The default bound matches `waitForOperationsInFlight`: under a sanitizer, with other tests
+/// holding the two cooperative threads, a task can wait tens of seconds before it first runs.
+func waitUntil(_ timeout: Duration = underSanitizer ? .seconds(120) : .seconds(30), _ condition: () -> Bool) async -> Bool {
     let end = ContinuousClock.now + timeout
     while !condition() {
         if ContinuousClock.now >= end { return false }
