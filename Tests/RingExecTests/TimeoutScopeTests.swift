@@ -50,7 +50,8 @@ import Testing
         await #expect(throws: Errno.timedOut) {
             try await executor.withTimeout(.milliseconds(20)) { try await executor.sleep(for: .seconds(30)) }
         }
-        #expect(ContinuousClock.now - start < .seconds(10))
+        // Well under the 30 s sleep, with room for sanitizer builds on a loaded machine.
+        #expect(ContinuousClock.now - start < .seconds(20))
         // A sleep that ends before the deadline is an ordinary sleep.
         try await executor.withTimeout(.seconds(30)) { try await executor.sleep(for: .milliseconds(1)) }
     }
