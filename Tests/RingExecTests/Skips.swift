@@ -25,6 +25,10 @@ enum Need: String, CaseIterable, Sendable {
     case helpers = "helpers"
     /// Tests that change a host-wide sysctl: only with RING_TEST_SYSCTL=1, as root, run alone.
     case sysctl = "sysctl"
+    /// An opcode, setup or register flag, or feature the running kernel lacks. The reason names
+    /// it and the kernel release that added it. CI on the newest kernel requires these; the kernel
+    /// matrix (older kernels booted under qemu) does not.
+    case kernel = "kernel"
     /// Kernel features and file system abilities a few tests need.
     case napi = "napi"
     case recvBundle = "recv-bundle"
