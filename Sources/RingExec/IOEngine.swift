@@ -42,6 +42,9 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
     case noEngineAvailable([EngineSelection.PassedOver])
     /// `SWIFT_RING_ENGINE` names no engine.
     case unknownEngineName(String)
+    /// The running kernel's io_uring lacks this operation (its probe does not list the opcode);
+    /// `needs` is the Linux release that added it.
+    case kernelLacks(operation: String, needs: KernelVersion)
 
     public var description: String {
         switch self {
@@ -51,6 +54,8 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
             "no I/O engine is available: " + reasons.map { "\($0.engine): \($0.reason)" }.joined(separator: "; ")
         case .unknownEngineName(let name):
             "\(EngineChoice.environmentVariable)=\(name) names no engine (use io_uring, libaio or posix-aio)"
+        case .kernelLacks(let operation, let needs):
+            "\(operation) needs Linux \(needs) or later: this kernel's io_uring does not offer it"
         }
     }
 }

@@ -104,9 +104,14 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible {
 // Sockets (io_uring only). Memory handed to the kernel (addresses, buffers) stays valid until
 // each operation's completion, also when the task is cancelled.
 extension RingExecutor {
-    /// `socket(2)` (close-on-exec).
+    /// `socket(2)` (close-on-exec): io_uring `SOCKET` (Linux 5.19+), or the plain system call on
+    /// older kernels (it never blocks).
     public func socket(domain: Int32 = AF_INET, type: Int32 = Int32(SOCK_STREAM.rawValue), protocol proto: Int32 = 0) async throws -> FileDescriptor {
-        FileDescriptor(rawValue: Int32(try await perform(.socket(domain: domain, type: type | Int32(SOCK_CLOEXEC.rawValue), protocol: proto))))
+        let type = type | Int32(SOCK_CLOEXEC.rawValue)
+        if systemCallInstead(of: .socket) {
+            return FileDescriptor(rawValue: try systemCall { Glibc.socket(domain, type, proto) })
+        }
+        return FileDescriptor(rawValue: Int32(try await perform(.socket(domain: domain, type: type, protocol: proto))))
     }
 
     /// `bind(2)`: io_uring `BIND` (Linux 6.11+), or the plain system call on older kernels
@@ -114,10 +119,8 @@ extension RingExecutor {
     public func bind(_ fd: FileDescriptor, to address: SocketAddress) async throws {
         let memory = address.copied()
         defer { memory.deallocate() }
-        if let uring = engine as? URingEngine, !uring.supportsBindAndListen {
-            try checkDirectCall()
-            let result = Glibc.bind(fd.rawValue, memory.assumingMemoryBound(to: sockaddr.self), address.length)
-            if result < 0 { throw Errno(rawValue: errno) }
+        if systemCallInstead(of: .bind) {
+            _ = try systemCall { Glibc.bind(fd.rawValue, memory.assumingMemoryBound(to: sockaddr.self), address.length) }
             return
         }
         _ = try await perform(.bind(fd, address: memory, length: address.length))
@@ -125,19 +128,28 @@ extension RingExecutor {
 
     /// `listen(2)`: io_uring `LISTEN` (Linux 6.11+), or the plain system call on older kernels.
     public func listen(_ fd: FileDescriptor, backlog: Int32 = 128) async throws {
-        if let uring = engine as? URingEngine, !uring.supportsBindAndListen {
-            try checkDirectCall()
-            if Glibc.listen(fd.rawValue, backlog) < 0 { throw Errno(rawValue: errno) }
+        if systemCallInstead(of: .listen) {
+            _ = try systemCall { Glibc.listen(fd.rawValue, backlog) }
             return
         }
         _ = try await perform(.listen(fd, backlog: backlog))
     }
 
-    /// What `perform` would throw before submitting, for calls made directly: a cancelled task,
-    /// or an executor that has shut down.
-    private func checkDirectCall() throws {
+    /// Whether this io_uring executor's kernel lacks `op` for a call that has a plain system
+    /// call doing the same without blocking (the other engines refuse socket calls in `perform`).
+    private func systemCallInstead(of op: Opcode) -> Bool {
+        guard let uring = engine as? URingEngine else { return false }
+        return !uring.offers(op)
+    }
+
+    /// Makes a non-blocking system call on the caller's thread, with `perform`'s rules around it:
+    /// a cancelled task or a shut-down executor throws before the call; a failure is its `Errno`.
+    private func systemCall(_ body: () -> Int32) throws -> Int32 {
         try Task.checkCancellation()
         if isShutDown { throw Errno(rawValue: ESHUTDOWN) }
+        let result = body()
+        if result < 0 { throw Errno(rawValue: errno) }
+        return result
     }
 
     /// `connect(2)`.
@@ -283,8 +295,13 @@ extension RingExecutor {
         }
     }
 
-    /// `shutdown(2)` (`SHUT_RD`, `SHUT_WR`, `SHUT_RDWR`).
+    /// `shutdown(2)` (`SHUT_RD`, `SHUT_WR`, `SHUT_RDWR`): io_uring `SHUTDOWN` (Linux 5.11+), or
+    /// the plain system call on older kernels.
     public func shutdown(_ fd: FileDescriptor, how: Int32 = Int32(SHUT_WR)) async throws {
+        if systemCallInstead(of: .shutdown) {
+            _ = try systemCall { Glibc.shutdown(fd.rawValue, how) }
+            return
+        }
         _ = try await perform(.shutdown(fd, how: how))
     }
 }

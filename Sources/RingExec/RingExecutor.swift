@@ -406,8 +406,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// (`timedOut` when an enclosing `withTimeout` deadline passed).
     func perform(_ entry: SubmissionEntry) async throws -> Int {
         if !engine.supports(entry) {
-            // "IORING_OP_ACCEPT" -> "accept": the engine-neutral name of the operation.
-            var name = String(entry.op.kernelName.dropFirst("IORING_OP_".count)).lowercased()
+            var name = Self.operationName(entry.op)
             var positioned = entry
             positioned.off = 0
             if entry.off == SubmissionEntry.currentPosition && [.read, .write, .readv, .writev].contains(entry.op)
@@ -416,6 +415,10 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                 name += " at the file position"  // the aio engines need an explicit offset
             }
             throw EngineError.unsupported(operation: name, engine: engineSelection.engine)
+        }
+        if let uring = engine as? URingEngine, !uring.offers(entry.op), let needs = entry.op.introduced {
+            // Rather than the kernel's bare EINVAL: which operation, and which release has it.
+            throw EngineError.kernelLacks(operation: Self.operationName(entry.op), needs: needs)
         }
         let result: Int32
         if let deadline = timeoutDeadline() {
@@ -427,8 +430,15 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             result = await submit(Operation(entry))
         }
         if result >= 0 { return Int(result) }
-        if result == -ECANCELED && Task.isCancelled { throw CancellationError() }
+        // A cancelled request that a kernel worker was already running ends with EINTR (the
+        // worker is interrupted; Linux 6.1 does this to pipe reads, for one): cancelled too.
+        if (result == -ECANCELED || result == -EINTR) && Task.isCancelled { throw CancellationError() }
         throw Errno(rawValue: -result)
+    }
+
+    /// "IORING_OP_ACCEPT" -> "accept": the engine-neutral name of an operation.
+    static func operationName(_ op: Opcode) -> String {
+        String(op.kernelName.dropFirst("IORING_OP_".count)).lowercased()
     }
 
     /// Runs `body` on the loop thread with the executor's io_uring, for what the async API does

@@ -21,6 +21,8 @@ final class URingEngine: IOEngine {
 
     /// What the kernel offers, asked once at setup.
     let opcodes: Set<UInt8>
+    /// `opcodes` as a bitmap, for the check on every awaited operation.
+    private let opcodeBits: (UInt64, UInt64, UInt64, UInt64)
     /// `IORING_OP_MSG_RING` (5.18) and `IOSQE_CQE_SKIP_SUCCESS` (5.17): wake-ups of other rings
     /// without a system call. Otherwise other executors write this one's eventfd.
     let canMessage: Bool
@@ -92,6 +94,9 @@ final class URingEngine: IOEngine {
             waitTimespecs.deallocate()
             throw .unavailable(engine: .ioURing, reason: "IORING_REGISTER_PROBE failed (\(error)): the executor needs Linux 5.6 or later")
         }
+        var bits: [UInt64] = [0, 0, 0, 0]
+        for op in opcodes { bits[Int(op) >> 6] |= 1 << UInt64(op & 63) }
+        opcodeBits = (bits[0], bits[1], bits[2], bits[3])
         let features = ring.features
         hasTimedWaits = features.contains(.extArg)
         canMessage = opcodes.contains(Opcode.msgRing.rawValue) && features.contains(.cqeSkip)
@@ -106,6 +111,8 @@ final class URingEngine: IOEngine {
             (canMessage, "no IORING_OP_MSG_RING (Linux 5.18): other executors wake this one through its eventfd"),
             (canCancelAny, "no IORING_ASYNC_CANCEL_ANY (Linux 5.19): shutdown cancels operations one by one"),
             (supportsBindAndListen, "no IORING_OP_BIND/LISTEN (Linux 6.11): bind and listen are plain system calls"),
+            (opcodes.contains(Opcode.socket.rawValue), "no IORING_OP_SOCKET (Linux 5.19): socket() is a plain system call"),
+            (opcodes.contains(Opcode.shutdown.rawValue), "no IORING_OP_SHUTDOWN (Linux 5.11): shutdown() is a plain system call"),
             (supportsMultishotAccept, "no multishot accept (Linux 5.19): connections() accepts one at a time"),
             (supportsMultishotReceive, "no multishot receive into a buffer ring (Linux 6.0): messages() receives one at a time"),
         ]
@@ -158,6 +165,18 @@ final class URingEngine: IOEngine {
     var ringFD: FileDescriptor { ring.fd }
 
     func supports(_ entry: SubmissionEntry) -> Bool { true }  // the kernel decides (-EINVAL)
+
+    /// Whether the kernel's probe lists `opcode` (thread-safe: fixed at setup).
+    func offers(_ opcode: Opcode) -> Bool {
+        let word: UInt64
+        switch opcode.rawValue >> 6 {
+        case 0: word = opcodeBits.0
+        case 1: word = opcodeBits.1
+        case 2: word = opcodeBits.2
+        default: word = opcodeBits.3
+        }
+        return word & (1 << UInt64(opcode.rawValue & 63)) != 0
+    }
 
     var submissionCapacity: Int { ring.submissionCapacity - 1 }
 

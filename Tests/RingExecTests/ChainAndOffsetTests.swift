@@ -73,7 +73,8 @@ import Testing
         chain.cancel()
         let results = try await chain.value
         #expect(results.count == 2)
-        #expect(results[1] == -ECANCELED)
+        // ECANCELED; EINTR where a kernel worker was already blocked in the read (Linux 6.1).
+        #expect(results[1] == -ECANCELED || results[1] == -EINTR)
         let fd = FileDescriptor(rawValue: results[0])
         #expect(Set(openDescriptors(to: file.path)).subtracting(before) == [results[0]])
         try fd.close()

@@ -171,6 +171,20 @@ import Testing
         try await server.value
     }
 
+    /// An operation the kernel's probe lacks throws a typed error naming it and its release,
+    /// not the kernel's bare EINVAL; the executor stays usable.
+    @Test func anOperationTheKernelLacksThrowsATypedErrorNamingItsRelease() async throws {
+        let executor = try Self.executor(emulating: KernelVersion(6, 1))
+        defer { executor.shutdownGracefully() }
+        let file = try TemporaryFile(contents: pattern(count: 100))
+        defer { file.remove() }
+        await #expect(throws: EngineError.kernelLacks(operation: "ftruncate", needs: KernelVersion(6, 9))) {
+            try await executor.truncate(file.fd, length: 10)
+        }
+        #expect(EngineError.kernelLacks(operation: "ftruncate", needs: KernelVersion(6, 9)).description.contains("Linux 6.9"))
+        #expect(try await executor.read(file.fd, upTo: 100, offset: 0) == pattern(count: 100))
+    }
+
     @Test func bindAndListenAsSystemCallsKeepTheExecutorsRules() async throws {
         let executor = try Self.executor(emulating: KernelVersion(6, 1))
         let socket = try await executor.socket()
@@ -197,9 +211,20 @@ enum ExecutorKernelFeature {
     case messageRing
     /// `messages()` on a provided-buffer ring with multishot receive (6.0).
     case multishotReceive
+    /// An io_uring operation (its release is in `Opcode.introduced`).
+    case opcode(Opcode)
 }
 
 extension RingExecutor {
+    /// Whether this executor's kernel offers `op` (no skip: for tests that check both ways).
+    func kernelOffers(_ op: Opcode) -> Bool { (engine as? URingEngine)?.offers(op) ?? false }
+
+    /// The error an awaited `op` throws on this executor's kernel when it lacks `op`, else nil.
+    func errorForLacking(_ op: Opcode) -> EngineError? {
+        guard let uring = engine as? URingEngine, !uring.offers(op), let needs = op.introduced else { return nil }
+        return .kernelLacks(operation: RingExecutor.operationName(op), needs: needs)
+    }
+
     /// True when this executor's kernel offers `feature`; otherwise the test (case) is reported
     /// as skipped for the `kernel` need, naming the release that adds it.
     func kernelOffers(_ feature: ExecutorKernelFeature, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
@@ -208,6 +233,7 @@ extension RingExecutor {
             switch feature {
             case .messageRing: (uring?.canMessage ?? false, "MSG_RING wake-ups need Linux 5.18")
             case .multishotReceive: (uring?.supportsMultishotReceive ?? false, "multishot receive into a buffer ring needs Linux 6.0")
+            case .opcode(let op): (uring?.offers(op) ?? false, "\(op) needs Linux \(op.introduced?.description ?? "?")")
             }
         if !offered { skip(.kernel, what, sourceLocation: sourceLocation) }
         return offered

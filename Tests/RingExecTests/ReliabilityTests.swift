@@ -139,7 +139,7 @@ func openDescriptorCount() -> Int {
     }
 
     /// Teardown with thousands of operations in flight (reads on pipes nobody writes, long
-    /// timeouts): done within 1 s of the deadline, every task resumes with an error, and no
+    /// timeouts): done at the deadline, not after the sleeps, every task resumes with an error, and no
     /// descriptor (eventfd, ring, aio context's fd) is left open. Runs in a child process (the
     /// fault helper) so that other tests' descriptors do not disturb the count.
     @Test(arguments: EngineKind.allCases)
@@ -156,9 +156,9 @@ func openDescriptorCount() -> Int {
             if parts.count == 2, let value = Int(parts[1]) { fields[String(parts[0])] = value }
         }
         #expect(fields["fds-before"] != nil && fields["fds-before"] == fields["fds-after"], "\(text)")
-        // Within 1 s of the 200 ms deadline; sanitizers slow everything several times over.
-        let sanitized = ProcessInfo.processInfo.environment["TSAN_OPTIONS"] != nil || ProcessInfo.processInfo.environment["LSAN_OPTIONS"] != nil
-        #expect((fields["took-ms"] ?? .max) < (sanitized ? 5000 : 1200), "\(text)")
+        // Shutdown cancels at its 200 ms deadline instead of waiting out the 120 s sleeps; 20 s
+        // leaves room for sanitizers and emulated CPUs (the kernel matrix) without admitting that.
+        #expect((fields["took-ms"] ?? .max) < 20_000, "\(text)")
         #expect(fields["succeeded"] == 0, "\(text)")
         // 2,000 timeouts, and 1,000 pipe reads on io_uring: all of them were in flight.
         #expect(fields["in-flight"] == (engine == .ioURing ? 3000 : 2000), "\(text)")
