@@ -47,10 +47,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The tools' shared conventions (stderr messages, exit statuses, progress, JSON).
+        .target(
+            name: "RingToolSupport",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "ring-probe",
             dependencies: [
-                "Ring", "RingExec",
+                "Ring", "RingExec", "RingToolSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -58,7 +64,7 @@ let package = Package(
         .executableTarget(
             name: "ring-bench",
             dependencies: [
-                "Ring", "RingExec",
+                "Ring", "RingExec", "RingToolSupport",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -96,7 +102,10 @@ let package = Package(
         .target(name: "CKernelHeader", path: "Tests/CKernelHeader"),
         .testTarget(
             name: "RingExecTests",
-            dependencies: ["RingExec", "Ring", "CKernelHeader", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: [
+                "RingExec", "Ring", "CKernelHeader", "RingToolSupport",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

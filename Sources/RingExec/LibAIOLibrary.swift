@@ -16,10 +16,16 @@ public enum LibAIOLibrary {
     /// names every file tried and the package that provides libaio on this distribution.
     public static var loaded: Result<String, EngineError> { LibAIO.shared.map(\.libraryName) }
 
-    /// The package that provides libaio on this distribution (read from `/etc/os-release`), with
-    /// its install command when the distribution is known, for example
-    /// `libaio1t64 (apt-get install libaio1t64)`.
-    public static var package: String { Distribution.current.libaioPackage.description }
+    /// The package that provides libaio on this distribution, from `/etc/os-release`:
+    /// `libaio1t64`, `libaio1` or `libaio`.
+    public static var package: String { Distribution.current.libaioPackage.name }
+
+    /// The command that installs ``package`` (for example `apt-get install libaio1t64`), or nil
+    /// when the distribution is not one this package knows.
+    public static var installCommand: String? { Distribution.current.libaioPackage.installCommand }
+
+    /// A sentence for messages: the package to install, and how.
+    public static var installAdvice: String { Distribution.current.libaioPackage.description }
 }
 
 extension LibAIO {
