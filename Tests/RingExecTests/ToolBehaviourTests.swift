@@ -276,3 +276,13 @@ import Testing
         #expect(back["rate"] == nil)
     }
 }
+
+/// The version the tools print is the one CHANGELOG.md describes first.
+@Suite struct ReleaseVersionTests {
+    @Test func changelogStartsWithThisVersion() throws {
+        let root = String(#filePath).components(separatedBy: "/Tests/")[0]
+        let changelog = try String(contentsOfFile: root + "/CHANGELOG.md", encoding: .utf8)
+        let heading = try #require(changelog.split(separator: "\n").first { $0.hasPrefix("## ") })
+        #expect(heading.hasPrefix("## \(SwiftRing.version) "), "\(heading)")
+    }
+}
