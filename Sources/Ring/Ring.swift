@@ -29,6 +29,7 @@ public struct RingOptions: Sendable {
     /// `IORING_REGISTER_USE_REGISTERED_RING`, 6.3+), or when it exits.
     public var registerRingFD: Bool = false
 
+    /// Options with these setup flags and every other setting at its default.
     public init(flags: SetupFlags = []) { self.flags = flags }
 }
 
@@ -39,11 +40,13 @@ public struct RingSetupError: Error, Equatable, Sendable, CustomStringConvertibl
     /// What the errno means for this call, in words an operator can act on.
     public var explanation: String
 
+    /// A setup failure with its errno and a sentence naming the cause.
     public init(errno: Errno, explanation: String) {
         self.errno = errno
         self.explanation = explanation
     }
 
+    /// "io_uring setup failed (<errno>): <explanation>".
     public var description: String { "io_uring setup failed (\(errno)): \(explanation)" }
 }
 

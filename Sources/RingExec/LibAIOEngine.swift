@@ -6,6 +6,9 @@ import SystemPackage
 
 /// The kernel's `struct iocb` (linux/aio_abi.h, little endian), 64 bytes; libaio passes it
 /// through unchanged. A test checks every offset against the system header.
+///
+/// Kernel ABI: `include/uapi/linux/aio_abi.h`, layout as of Linux 6.18 (unchanged since 2.6;
+/// `aio_rw_flags` since 4.13).
 struct AIOControlBlock {
     var data: UInt64 = 0  // aio_data: returned in the event (our token)
     var key: UInt32 = 0  // aio_key: set by the kernel
@@ -31,6 +34,8 @@ struct AIOControlBlock {
 }
 
 /// The kernel's `struct io_event`, 32 bytes.
+///
+/// Kernel ABI: `include/uapi/linux/aio_abi.h`, unchanged since Linux 2.6.
 struct AIOEvent {
     var data: UInt64 = 0
     var object: UInt64 = 0
