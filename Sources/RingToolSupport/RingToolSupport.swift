@@ -96,6 +96,7 @@ public func jsonNumber(_ value: Double?, decimals: Int = 3) -> Double? {
 /// Encodes `value` as JSON: UTF-8, slashes unescaped, keys sorted (so two runs diff cleanly).
 public func jsonText(_ value: some Encodable, pretty: Bool) throws -> String {
     let encoder = JSONEncoder()
-    encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+    encoder.outputFormatting =
+        pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
     return String(decoding: try encoder.encode(value), as: UTF8.self)
 }

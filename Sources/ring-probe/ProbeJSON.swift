@@ -136,7 +136,8 @@ extension ProbeDocument {
             ioUring: IOURing(
                 available: r.unavailableReason == nil, ioUringDisabledSysctl: r.ioUringDisabledSysctl,
                 error: r.unavailableReason.map {
-                    SetupError(errno: $0.errno.rawValue, message: String(describing: $0.errno), explanation: $0.explanation)
+                    SetupError(
+                        errno: $0.errno.rawValue, message: String(describing: $0.errno), explanation: $0.explanation)
                 }),
             maxEntries: r.maximumEntries,
             registeredRingFD: r.registeredRingFD,
@@ -148,7 +149,9 @@ extension ProbeDocument {
             linuxAIO: LinuxAIO(
                 libaioLoaded: aio.library != nil, libaioLibrary: aio.library, libaioPackage: LibAIOLibrary.package,
                 aioNr: aio.aioNr, aioMaxNr: aio.aioMaxNr,
-                engines: aio.engines.map { Engine(name: $0.kind.rawValue, available: $0.unavailable == nil, reason: $0.unavailable) },
+                engines: aio.engines.map {
+                    Engine(name: $0.kind.rawValue, available: $0.unavailable == nil, reason: $0.unavailable)
+                },
                 automatic: automatic))
     }
 }

@@ -1,7 +1,8 @@
 import Foundation
 import Glibc
-@testable import RingExec
 import Testing
+
+@testable import RingExec
 
 /// Which libaio file the libaio engine loads, in which order, and which package its error names.
 @Suite struct LibAIOLoadingTests {
@@ -40,7 +41,8 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createSymbolicLink(atPath: dir + "/libaio.so.1t64", withDestinationPath: real)
 
-        let result = LibAIO.load(names: [dir + "/libaio.so.1", dir + "/libaio.so.1t64"], distribution: .init(osRelease: ""))
+        let result = LibAIO.load(
+            names: [dir + "/libaio.so.1", dir + "/libaio.so.1t64"], distribution: .init(osRelease: ""))
         let loaded = try result.get()
         #expect(loaded.libraryName == dir + "/libaio.so.1t64")
         // The entry points work: a context can be set up and destroyed.
@@ -54,7 +56,8 @@ import Testing
             skip(.libaio, "libaio is not installed (neither libaio.so.1 nor libaio.so.1t64 loads)")
             return
         }
-        let loaded = try LibAIO.load(names: [real, "/nonexistent/libaio.so.1t64"], distribution: .init(osRelease: "")).get()
+        let loaded = try LibAIO.load(names: [real, "/nonexistent/libaio.so.1t64"], distribution: .init(osRelease: ""))
+            .get()
         #expect(loaded.libraryName == real)
     }
 
@@ -69,8 +72,12 @@ import Testing
     }
 
     @Test func missingLibraryNamesEveryFileTriedAndTheDistributionsPackage() {
-        let trixie = Distribution(osRelease: "PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"13\"\nID=debian\n")
-        let result = LibAIO.load(names: ["/nonexistent/libaio.so.1", "/nonexistent/libaio.so.1t64"], distribution: trixie)
+        let trixie = Distribution(
+            osRelease:
+                "PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"13\"\nID=debian\n"
+        )
+        let result = LibAIO.load(
+            names: ["/nonexistent/libaio.so.1", "/nonexistent/libaio.so.1t64"], distribution: trixie)
         guard case .failure(.unavailable(engine: .libaio, let reason)) = result else {
             Issue.record("expected .unavailable, got \(result)")
             return
@@ -88,10 +95,19 @@ import Testing
         ("ID=debian\nVERSION_CODENAME=forky\n", "libaio1t64", "apt-get install libaio1t64"),
         // Ubuntu: 24.04 (noble) ships libaio1t64; 22.04 libaio1.
         ("NAME=\"Ubuntu\"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID=\"22.04\"\n", "libaio1", "apt-get install libaio1"),
-        ("NAME=\"Ubuntu\"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID=\"24.04\"\n", "libaio1t64", "apt-get install libaio1t64"),
+        (
+            "NAME=\"Ubuntu\"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID=\"24.04\"\n", "libaio1t64",
+            "apt-get install libaio1t64"
+        ),
         // Derivatives: by the Ubuntu or Debian release they are built on.
-        ("ID=linuxmint\nID_LIKE=\"ubuntu debian\"\nVERSION_ID=\"22\"\nUBUNTU_CODENAME=noble\n", "libaio1t64", "apt-get install libaio1t64"),
-        ("ID=linuxmint\nID_LIKE=\"ubuntu debian\"\nVERSION_ID=\"21.3\"\nUBUNTU_CODENAME=jammy\n", "libaio1", "apt-get install libaio1"),
+        (
+            "ID=linuxmint\nID_LIKE=\"ubuntu debian\"\nVERSION_ID=\"22\"\nUBUNTU_CODENAME=noble\n", "libaio1t64",
+            "apt-get install libaio1t64"
+        ),
+        (
+            "ID=linuxmint\nID_LIKE=\"ubuntu debian\"\nVERSION_ID=\"21.3\"\nUBUNTU_CODENAME=jammy\n", "libaio1",
+            "apt-get install libaio1"
+        ),
         ("ID=fedora\nVERSION_ID=41\n", "libaio", "dnf install libaio"),
         ("ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.4\"\n", "libaio", "dnf install libaio"),
         ("ID=\"opensuse-tumbleweed\"\nID_LIKE=\"opensuse suse\"\n", "libaio1", "zypper install libaio1"),
@@ -112,13 +128,14 @@ import Testing
     }
 
     @Test func osReleaseQuotingAndCommentsAreUnderstood() {
-        let distribution = Distribution(osRelease: """
-            # a comment
-            ID='ubuntu'
-            VERSION_ID="24.04"
-            PRETTY_NAME="Ubuntu \\"Noble\\" 24.04"
+        let distribution = Distribution(
+            osRelease: """
+                # a comment
+                ID='ubuntu'
+                VERSION_ID="24.04"
+                PRETTY_NAME="Ubuntu \\"Noble\\" 24.04"
 
-            """)
+                """)
         #expect(distribution.id == "ubuntu")
         #expect(distribution.versionID == "24.04")
         #expect(distribution.fields["PRETTY_NAME"] == "Ubuntu \"Noble\" 24.04")

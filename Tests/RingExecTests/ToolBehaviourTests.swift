@@ -23,8 +23,11 @@ import Testing
 
     /// Runs `path` with standard output and standard error kept apart (standard error goes to a
     /// file, which is not a terminal).
-    static func run(_ path: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> Outcome {
-        let errorPath = FileManager.default.temporaryDirectory.appendingPathComponent("tool-stderr-\(UUID().uuidString)").path
+    static func run(_ path: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> Outcome
+    {
+        let errorPath = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "tool-stderr-\(UUID().uuidString)"
+        ).path
         _ = FileManager.default.createFile(atPath: errorPath, contents: nil)
         defer { unlink(errorPath) }
         let errorHandle = try #require(FileHandle(forWritingAtPath: errorPath))
@@ -44,7 +47,9 @@ import Testing
 
     /// A directory whose name has a double quote, a backslash, a tab and non-ASCII letters.
     static func hostileDirectory() throws -> String {
-        let path = FileManager.default.temporaryDirectory.path + "/ring \"tools\"\t\\ é文 \(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let path =
+            FileManager.default.temporaryDirectory.path
+            + "/ring \"tools\"\t\\ é文 \(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         return path
     }
@@ -81,7 +86,8 @@ import Testing
         let outcome = try await Self.run(tool, ["/nonexistent/ring-cp-source", "/tmp/ring-cp-never-written"])
         #expect(outcome.status == 1)
         #expect(outcome.output.isEmpty, "\(outcome.output)")
-        #expect(outcome.error == "ring-cp: /nonexistent/ring-cp-source: No such file or directory\n", "\(outcome.error)")
+        #expect(
+            outcome.error == "ring-cp: /nonexistent/ring-cp-source: No such file or directory\n", "\(outcome.error)")
     }
 
     @Test func ringCopyWithoutTwoPathsIsAUsageError() async throws {
@@ -139,16 +145,18 @@ import Testing
         #expect(outcome.status == 0, "\(outcome.error)")
         let document = try Self.parseJSON(outcome.output)
         #expect(document["schema"] as? Int == 1)
-        for key in ["kernel_release", "io_uring", "max_entries", "registered_ring_fd", "last_opcode", "features", "opcodes",
-            "setup_flags", "register_opcodes", "linux_aio"]
-        {
+        for key in [
+            "kernel_release", "io_uring", "max_entries", "registered_ring_fd", "last_opcode", "features", "opcodes",
+            "setup_flags", "register_opcodes", "linux_aio",
+        ] {
             #expect(document.keys.contains(key), "missing \(key)")
         }
         let aio = try #require(document["linux_aio"] as? [String: Any])
         let automatic = try #require(aio["automatic"] as? [String: Any])
         #expect(automatic["engine"] is NSNull)
         #expect((automatic["error"] as? String)?.contains(hostile) == true, "\(automatic)")
-        #expect((aio["engines"] as? [[String: Any]])?.map { $0["name"] as? String } == ["io_uring", "libaio", "posix-aio"])
+        #expect(
+            (aio["engines"] as? [[String: Any]])?.map { $0["name"] as? String } == ["io_uring", "libaio", "posix-aio"])
         let features = try #require(document["features"] as? [String: Bool])
         #expect(features["IORING_FEAT_SINGLE_MMAP"] != nil)
     }
@@ -164,7 +172,8 @@ import Testing
     // MARK: ring-bench
 
     @Test(arguments: [
-        (["--qd", "1,x,32"], "--qd"), (["--qd", "1,,32"], "--qd"), (["--qd", "0"], "--qd"), (["--size", "0"], "--size"),
+        (["--qd", "1,x,32"], "--qd"), (["--qd", "1,,32"], "--qd"), (["--qd", "0"], "--qd"),
+        (["--size", "0"], "--size"),
         (["--size", "-5"], "--size"), (["--runtime", "0"], "--runtime"), (["--runtime", "nan"], "--runtime"),
         (["--runtime", "inf"], "--runtime"), (["--threads", "0"], "--threads"), (["--batch", "0"], "--batch"),
         (["--submit-batch", "0"], "--submit-batch"), (["--ops", "0"], "--ops"), (["--bs", "0"], "--bs"),
@@ -193,8 +202,12 @@ import Testing
         let file = directory + "/tiny"
         _ = FileManager.default.createFile(atPath: file, contents: Data(repeating: 7, count: 100))
         let outcome = try await Self.run(
-            tool, ["--file", file, "--no-direct", "--engine", "io_uring", "--mode", "raw", "--qd", "1", "--runtime", "0.05",
-                "--no-compare-fio"])
+            tool,
+            [
+                "--file", file, "--no-direct", "--engine", "io_uring", "--mode", "raw", "--qd", "1", "--runtime",
+                "0.05",
+                "--no-compare-fio",
+            ])
         #expect(outcome.status == 1, "\(outcome)")
         #expect(outcome.error.contains("\(file): 100 bytes, smaller than one block"), "\(outcome.error)")
         let missing = try await Self.run(tool, ["--file", directory + "/none", "--no-compare-fio", "--qd", "1"])
@@ -207,7 +220,8 @@ import Testing
         guard let tool = Self.tool("ring-bench") else { return }
         for name in ["posix-aio", "posix"] {
             let outcome = try await Self.run(
-                tool, ["--workload", "nop", "--engine", name, "--mode", "async", "--qd", "1", "--runtime", "0.05", "--json"])
+                tool,
+                ["--workload", "nop", "--engine", name, "--mode", "async", "--qd", "1", "--runtime", "0.05", "--json"])
             if outcome.status != 0 && outcome.output.contains("unavailable") {
                 skip(.posixAIO, "posix-aio: \(outcome.output)")
                 return
@@ -227,8 +241,10 @@ import Testing
         let file = directory + "/dätä \"1\"\t.bin"
         _ = FileManager.default.createFile(atPath: file, contents: Data(repeating: 1, count: 1 << 20))
         let arguments = [
-            "--file", file, "--no-direct", "--workload", "randread", "--engine", "io_uring", "--mode", "both", "--qd", "2",
-            "--runtime", "0.05", "--threads", "2", "--submit-batch", "4", "--repeat", "2", "--fixed-files", "--fixed-buffers",
+            "--file", file, "--no-direct", "--workload", "randread", "--engine", "io_uring", "--mode", "both", "--qd",
+            "2",
+            "--runtime", "0.05", "--threads", "2", "--submit-batch", "4", "--repeat", "2", "--fixed-files",
+            "--fixed-buffers",
             "--batch", "2", "--no-compare-fio", "--json",
         ]
         let outcome = try await Self.run(tool, arguments)
