@@ -1,4 +1,8 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.3
+// 6.3: RingExecutor+Scheduling.swift uses the runtime's scheduling hooks (`SchedulingExecutor`,
+// experimental SPI first shipped with Swift 6.3); older toolchains stop here with SwiftPM's message.
+// Linux only: Sources/CSyscalls stops the build with one #error on any other system. A package that
+// also builds elsewhere depends on Ring/RingExec with `condition: .when(platforms: [.linux])`.
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -9,7 +13,8 @@ let strict: [SwiftSetting] = [
 
 let package = Package(
     name: "swift-ring",
-    platforms: [.macOS(.v15)],  // Linux-only in practice; the floor keeps Synchronization available.
+    // No `platforms:` floor: nothing here builds off Linux, and a floor would be imposed on
+    // cross-platform packages that depend on swift-ring only under `.when(platforms: [.linux])`.
     products: [
         .library(name: "Ring", targets: ["Ring"]),
         .library(name: "RingExec", targets: ["RingExec"]),
@@ -42,10 +47,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The tools' shared conventions (stderr messages, exit statuses, progress, JSON).
+        .target(
+            name: "RingToolSupport",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "ring-probe",
             dependencies: [
-                "Ring", "RingExec",
+                "Ring", "RingExec", "RingToolSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -53,7 +64,7 @@ let package = Package(
         .executableTarget(
             name: "ring-bench",
             dependencies: [
-                "Ring", "RingExec",
+                "Ring", "RingExec", "RingToolSupport",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -91,7 +102,10 @@ let package = Package(
         .target(name: "CKernelHeader", path: "Tests/CKernelHeader"),
         .testTarget(
             name: "RingExecTests",
-            dependencies: ["RingExec", "Ring", "CKernelHeader", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: [
+                "RingExec", "Ring", "CKernelHeader", "RingToolSupport",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
@@ -104,3 +118,10 @@ let package = Package(
         ),
     ]
 )
+
+// Documentation: `SWIFT_RING_DOCS=1 swift package generate-documentation` (CI does this). The DocC
+// plugin is added only when asked for, so packages that depend on Ring or RingExec never fetch it.
+// SPI_GENERATE_DOCS is what the Swift Package Index sets when it builds documentation.
+if Context.environment["SWIFT_RING_DOCS"] == "1" || Context.environment["SPI_GENERATE_DOCS"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"))
+}

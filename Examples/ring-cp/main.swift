@@ -12,30 +12,77 @@ let depth = 32
 
 @main
 struct RingCopy {
+    static let usage = "usage: ring-cp SRC DST   (ring-cp --version prints the version)"
+
     static func main() async {
-        let arguments = CommandLine.arguments
-        guard arguments.count == 3 else {
-            print("usage: ring-cp SRC DST")
-            exit(2)
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        switch arguments.first {
+        case "--version":
+            print(SwiftRing.version)
+            return
+        case "--help", "-h":
+            print(usage)
+            return
+        default:
+            break
         }
+        // Like other Unix tools: messages on standard error, 2 for a usage error, 1 for a failure.
+        guard arguments.count == 2, !arguments.contains(where: { $0.hasPrefix("-") && $0 != "-" && $0.count > 1 }) else {
+            fail(usage, status: 2)
+        }
+        let executor: RingExecutor
         do {
-            let executor = try RingExecutor(entries: 64)
-            defer { executor.shutdownGracefully() }
-            let copied = try await executor.run { try await copy(arguments[1], to: arguments[2], on: executor) }
+            executor = try RingExecutor(entries: 64)
+        } catch {
+            fail("ring-cp: cannot start an executor: \(error)", status: 1)
+        }
+        defer { executor.shutdownGracefully() }
+        do {
+            let copied = try await executor.run { try await copy(arguments[0], to: arguments[1], on: executor) }
             print("copied \(copied) bytes with the \(executor.engineSelection.engine) engine")
         } catch {
-            print("ring-cp: \(error)")
-            exit(1)
+            executor.shutdownGracefully()
+            fail("ring-cp: \(error)", status: 1)
+        }
+    }
+
+    /// Prints `message` on standard error and exits with `status`.
+    static func fail(_ message: String, status: Int32) -> Never {
+        _ = try? FileDescriptor.standardError.writeAll((message + "\n").utf8)
+        exit(status)
+    }
+
+    /// An error and the file it happened to, printed as `path: error`.
+    struct FileError: Error, CustomStringConvertible {
+        var path: String
+        var error: any Error
+        var description: String { "\(path): \(error)" }
+    }
+
+    /// Runs `body`, naming `path` in any error it throws.
+    static func on<T>(_ path: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as FileError {
+            throw error
+        } catch {
+            throw FileError(path: path, error: error)
         }
     }
 
     static func copy(_ source: String, to target: String, on executor: RingExecutor) async throws -> Int {
         // Plain opens keep the example working on every engine (only io_uring opens files).
-        let input = try FileDescriptor.open(FilePath(source), .readOnly)
+        let input = try await on(source) { try FileDescriptor.open(FilePath(source), .readOnly) }
         defer { try? input.close() }
-        let output = try FileDescriptor.open(FilePath(target), .writeOnly, options: [.create, .truncate], permissions: .ownerReadWrite)
+        // A directory opens read-only, and seeking to its end gives a meaningless huge offset.
+        var info = stat()
+        guard fstat(input.rawValue, &info) == 0 else { throw FileError(path: source, error: Errno(rawValue: errno)) }
+        guard info.st_mode & S_IFMT != S_IFDIR else { throw FileError(path: source, error: Errno.isDirectory) }
+        let output = try await on(target) {
+            try FileDescriptor.open(FilePath(target), .writeOnly, options: [.create, .truncate], permissions: .ownerReadWrite)
+        }
         defer { try? output.close() }
-        let size = Int(try input.seek(offset: 0, from: .end))
+        let size = Int(try await on(source) { try input.seek(offset: 0, from: .end) })
         let chunks = (size + chunk - 1) / chunk
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<chunks {
@@ -46,21 +93,25 @@ struct RingCopy {
                     let offset = index * chunk
                     var filled = 0
                     while filled < min(chunk, size - offset) {  // short reads are legal: continue
-                        let n = try await executor.read(
-                            input, into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]), offset: UInt64(offset + filled))
-                        guard n > 0 else { throw Errno.ioError }  // the file shrank under us
+                        let n = try await on(source) {
+                            try await executor.read(
+                                input, into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]), offset: UInt64(offset + filled))
+                        }
+                        guard n > 0 else { throw FileError(path: source, error: Errno.ioError) }  // the file shrank under us
                         filled += n
                     }
                     var written = 0
                     while written < filled {
-                        written += try await executor.write(
-                            output, from: UnsafeRawBufferPointer(rebasing: buffer[written..<filled]), offset: UInt64(offset + written))
+                        written += try await on(target) {
+                            try await executor.write(
+                                output, from: UnsafeRawBufferPointer(rebasing: buffer[written..<filled]), offset: UInt64(offset + written))
+                        }
                     }
                 }
             }
             try await group.waitForAll()
         }
-        try await executor.fsync(output)
+        try await on(target) { try await executor.fsync(output) }
         return size
     }
 }

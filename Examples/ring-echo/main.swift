@@ -9,15 +9,41 @@ import SystemPackage
 
 @main
 struct RingEcho {
+    static let usage = "usage: ring-echo [PORT]   (PORT 0 to 65535, default 0: any; ring-echo --version prints the version)"
+
     static func main() async {
-        let port = CommandLine.arguments.count > 1 ? UInt16(CommandLine.arguments[1]) ?? 0 : 0
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        switch arguments.first {
+        case "--version":
+            print(SwiftRing.version)
+            return
+        case "--help", "-h":
+            print(usage)
+            return
+        default:
+            break
+        }
+        // Like other Unix tools: messages on standard error, 2 for a usage error, 1 for a failure.
+        guard arguments.count <= 1 else { fail(usage, status: 2) }
+        let port: UInt16
+        if let text = arguments.first {
+            guard let number = UInt16(text) else { fail("ring-echo: '\(text)' is not a port (0 to 65535)\n\(usage)", status: 2) }
+            port = number
+        } else {
+            port = 0
+        }
         do {
             let executor = try RingExecutor(entries: 256, engine: .ioURing)
             try await executor.run { try await serve(port: port, on: executor) }
         } catch {
-            print("ring-echo: \(error)")
-            exit(1)
+            fail("ring-echo: 127.0.0.1:\(port): \(error)", status: 1)
         }
+    }
+
+    /// Prints `message` on standard error and exits with `status`.
+    static func fail(_ message: String, status: Int32) -> Never {
+        _ = try? FileDescriptor.standardError.writeAll((message + "\n").utf8)
+        exit(status)
     }
 
     static func serve(port: UInt16, on executor: RingExecutor) async throws {

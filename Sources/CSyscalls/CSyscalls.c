@@ -1,5 +1,8 @@
 // Almost every wrapper is static inline in the header; what needs one copy per process lives here.
+// The header comes first and outside the guard: off Linux its #error is the build's one message.
 #include "CSyscalls.h"
+
+#if defined(__linux__)
 
 #include <stdatomic.h>
 
@@ -18,3 +21,5 @@ uint64_t cs_thread_token(void) {
     }
     return token;
 }
+
+#endif  // defined(__linux__)

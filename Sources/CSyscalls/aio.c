@@ -1,3 +1,6 @@
+// Linux only: off Linux, CSyscalls.c reports the header's #error and this file compiles to
+// nothing, so that message stays the only one.
+#if defined(__linux__)
 #define _GNU_SOURCE
 #include <aio.h>
 #include <pthread.h>
@@ -44,3 +47,5 @@ int cs_tgkill(int tid, int signal) {
     int saved = errno;
     return (int)cs_syscall_result(syscall(SYS_tgkill, getpid(), tid, signal), saved);
 }
+
+#endif  // defined(__linux__)

@@ -7,6 +7,9 @@ public import SystemPackage
 /// here is named after the union's most common member, and the encoders in `Encoders.swift`
 /// document which member they fill. A value starts all zero; an encoder fills only what its
 /// opcode reads, so reserved fields stay zero.
+///
+/// Kernel ABI: `include/uapi/linux/io_uring.h`, layout as of Linux 6.18 (io_uring arrived in 5.1;
+/// the 128-byte form, `IORING_SETUP_SQE128`, in 5.19).
 @frozen
 public struct SubmissionEntry: Equatable, Sendable {
     /// `opcode` (offset 0).
@@ -81,6 +84,9 @@ public struct SubmissionEntry: Equatable, Sendable {
 
 /// One completion queue entry, copied out of the ring: the kernel's `struct io_uring_cqe`
 /// (16 bytes), plus the 16 extra bytes of a 32-byte entry (`IORING_SETUP_CQE32`), zero otherwise.
+///
+/// Kernel ABI: `include/uapi/linux/io_uring.h`, layout as of Linux 6.18 (since 5.1; 32-byte
+/// entries, `IORING_SETUP_CQE32`, since 5.19).
 @frozen
 public struct Completion: Equatable, Sendable {
     /// `user_data` of the request that completed.
@@ -94,6 +100,8 @@ public struct Completion: Equatable, Sendable {
     /// `big_cqe[1]` of a 32-byte entry; 0 on 16-byte rings.
     public var extra2: UInt64
 
+    /// A completion with these fields (tests and scripted engines build them; the ring copies them
+    /// out of the kernel).
     @inlinable
     public init(userData: UInt64, result: Int32, flags: UInt32, extra1: UInt64 = 0, extra2: UInt64 = 0) {
         self.userData = userData
@@ -119,11 +127,16 @@ public struct Completion: Equatable, Sendable {
 }
 
 /// The kernel's `struct __kernel_timespec`: 64-bit seconds and nanoseconds.
+///
+/// Kernel ABI: `include/uapi/linux/time_types.h`, unchanged since io_uring arrived in 5.1.
 @frozen
 public struct KernelTimespec: Equatable, Sendable {
+    /// `tv_sec`: whole seconds.
     public var seconds: Int64
+    /// `tv_nsec`: nanoseconds, 0 to 999,999,999.
     public var nanoseconds: Int64
 
+    /// A timespec from its two fields.
     @inlinable public init(seconds: Int64, nanoseconds: Int64) {
         self.seconds = seconds
         self.nanoseconds = nanoseconds
@@ -142,70 +155,127 @@ public struct KernelTimespec: Equatable, Sendable {
 }
 
 /// `struct io_sqring_offsets`: where each SQ ring field lives in the SQ mapping.
+///
+/// Kernel ABI: `include/uapi/linux/io_uring.h`, layout as of Linux 6.18 (since 5.1; `user_addr`
+/// since 6.5).
 @frozen
 public struct SQRingOffsets: Equatable, Sendable {
+    /// `head`: offset of the SQ head index (written by the kernel).
     public var head: UInt32 = 0
+    /// `tail`: offset of the SQ tail index (written by the application).
     public var tail: UInt32 = 0
+    /// `ring_mask`: offset of the index mask (entries - 1).
     public var ringMask: UInt32 = 0
+    /// `ring_entries`: offset of the number of entries.
     public var ringEntries: UInt32 = 0
+    /// `flags`: offset of the `IORING_SQ_*` flags word (written by the kernel).
     public var flags: UInt32 = 0
+    /// `dropped`: offset of the count of invalid entries the kernel skipped.
     public var dropped: UInt32 = 0
+    /// `array`: offset of the index array (absent with `IORING_SETUP_NO_SQARRAY`).
     public var array: UInt32 = 0
+    /// `resv1`: reserved, zero.
     public var resv1: UInt32 = 0
     /// `user_addr`: ring memory supplied by the application (`IORING_SETUP_NO_MMAP`).
     public var userAddress: UInt64 = 0
+    /// All offsets zero; `io_uring_setup` fills them in.
     public init() {}
 }
 
 /// `struct io_cqring_offsets`: where each CQ ring field lives in the CQ mapping.
+///
+/// Kernel ABI: `include/uapi/linux/io_uring.h`, layout as of Linux 6.18 (since 5.1; `flags` since
+/// 5.8, `user_addr` since 6.5).
 @frozen
 public struct CQRingOffsets: Equatable, Sendable {
+    /// `head`: offset of the CQ head index (written by the application).
     public var head: UInt32 = 0
+    /// `tail`: offset of the CQ tail index (written by the kernel).
     public var tail: UInt32 = 0
+    /// `ring_mask`: offset of the index mask (entries - 1).
     public var ringMask: UInt32 = 0
+    /// `ring_entries`: offset of the number of entries.
     public var ringEntries: UInt32 = 0
+    /// `overflow`: offset of the count of completions lost to overflow (without
+    /// `IORING_FEAT_NODROP`).
     public var overflow: UInt32 = 0
+    /// `cqes`: offset of the first completion entry.
     public var cqes: UInt32 = 0
+    /// `flags`: offset of the `IORING_CQ_*` flags word (Linux 5.8).
     public var flags: UInt32 = 0
+    /// `resv1`: reserved, zero.
     public var resv1: UInt32 = 0
     /// `user_addr`: ring memory supplied by the application (`IORING_SETUP_NO_MMAP`).
     public var userAddress: UInt64 = 0
+    /// All offsets zero; `io_uring_setup` fills them in.
     public init() {}
 }
 
 /// `struct io_uring_params`: passed to `io_uring_setup(2)` and filled in by the kernel.
+///
+/// Kernel ABI: `include/uapi/linux/io_uring.h`, layout as of Linux 6.18 (unchanged in size since
+/// 5.1).
 @frozen
 public struct RingParameters: Equatable, Sendable {
+    /// `sq_entries`: submission queue size, as the kernel rounded it.
     public var sqEntries: UInt32 = 0
+    /// `cq_entries`: completion queue size (set it with `IORING_SETUP_CQSIZE`).
     public var cqEntries: UInt32 = 0
+    /// `flags`: the `IORING_SETUP_*` flags.
     public var flags: UInt32 = 0
+    /// `sq_thread_cpu`: the CPU of the SQPOLL thread (`IORING_SETUP_SQ_AFF`).
     public var sqThreadCPU: UInt32 = 0
+    /// `sq_thread_idle`: milliseconds the SQPOLL thread stays awake without work.
     public var sqThreadIdle: UInt32 = 0
+    /// `features`: the `IORING_FEAT_*` bits the kernel filled in.
     public var features: UInt32 = 0
+    /// `wq_fd`: the ring whose io-wq to share (`IORING_SETUP_ATTACH_WQ`).
     public var wqFD: UInt32 = 0
+    /// `resv[0]`: reserved, zero.
     public var resv0: UInt32 = 0
+    /// `resv[1]`: reserved, zero.
     public var resv1: UInt32 = 0
+    /// `resv[2]`: reserved, zero.
     public var resv2: UInt32 = 0
+    /// `sq_off`: the SQ ring layout, filled in by the kernel.
     public var sqOffsets = SQRingOffsets()
+    /// `cq_off`: the CQ ring layout, filled in by the kernel.
     public var cqOffsets = CQRingOffsets()
+    /// All zero: no flags, sizes chosen by the caller of setup.
     public init() {}
 }
 
 /// `struct io_uring_getevents_arg`: the extended argument of `io_uring_enter(2)`.
+///
+/// Kernel ABI: `include/uapi/linux/io_uring.h`, layout as of Linux 6.18 (since 5.11,
+/// `IORING_ENTER_EXT_ARG`; `min_wait_usec` since 6.12).
 @frozen
 public struct GetEventsArgument: Equatable, Sendable {
+    /// `sigmask`: address of a signal mask to apply while waiting, or 0.
     public var sigmask: UInt64 = 0
+    /// `sigmask_sz`: size of that mask in bytes.
     public var sigmaskSize: UInt32 = 0
+    /// `min_wait_usec`: minimum wait before returning fewer completions than asked for (Linux 6.12,
+    /// `IORING_FEAT_MIN_TIMEOUT`).
     public var minWaitMicroseconds: UInt32 = 0
+    /// `ts`: address of a `KernelTimespec` timeout, or 0.
     public var timespec: UInt64 = 0
+    /// All zero: no signal mask, no timeout.
     public init() {}
 }
 
 /// `struct io_uring_rsrc_update`: one slot update (used to register ring fds).
+///
+/// Kernel ABI: `include/uapi/linux/io_uring.h`, layout as of Linux 6.18 (since 5.13; the same
+/// layout as 5.5's `io_uring_files_update`).
 @frozen
 public struct ResourceUpdate: Equatable, Sendable {
+    /// `offset`: the first slot to update.
     public var offset: UInt32 = 0
+    /// `resv`: reserved, zero.
     public var resv: UInt32 = 0
+    /// `data`: the value for the slot (for ring fds, the descriptor), or an address.
     public var data: UInt64 = 0
+    /// All zero.
     public init() {}
 }

@@ -22,7 +22,9 @@ extension KernelFlags {
 
 /// Flags on one submission entry (`io_uring_sqe.flags`, the kernel's `IOSQE_*`).
 public struct SQEFlags: KernelFlags {
+    /// The raw bits, as the kernel reads them.
     public var rawValue: UInt8
+    /// Wraps raw bits; bits this package does not name are kept.
     @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
 
     /// `IOSQE_FIXED_FILE`: `fd` is an index into the registered file table.
@@ -40,6 +42,7 @@ public struct SQEFlags: KernelFlags {
     /// `IOSQE_CQE_SKIP_SUCCESS`: post no completion if the request succeeds.
     public static let skipSuccess = SQEFlags(rawValue: 1 << 6)
 
+    /// Every value this package names, with its kernel name, as tests and `ring-probe` list them.
     public static let allNamed: [(flag: SQEFlags, kernelName: String)] = [
         (.fixedFile, "IOSQE_FIXED_FILE"), (.drain, "IOSQE_IO_DRAIN"), (.link, "IOSQE_IO_LINK"),
         (.hardLink, "IOSQE_IO_HARDLINK"), (.async, "IOSQE_ASYNC"),
@@ -49,7 +52,9 @@ public struct SQEFlags: KernelFlags {
 
 /// Flags for `io_uring_setup(2)` (`io_uring_params.flags`, the kernel's `IORING_SETUP_*`).
 public struct SetupFlags: KernelFlags {
+    /// The raw bits, as the kernel reads them.
     public var rawValue: UInt32
+    /// Wraps raw bits; bits this package does not name are kept.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// `IORING_SETUP_IOPOLL`: busy-poll for completions (O_DIRECT on polled block devices only).
@@ -96,6 +101,7 @@ public struct SetupFlags: KernelFlags {
     /// `IORING_SETUP_SQE_MIXED`: 64- and 128-byte submissions in one ring (newer than 6.18).
     public static let sqeMixed = SetupFlags(rawValue: 1 << 19)
 
+    /// Every value this package names, with its kernel name, as tests and `ring-probe` list them.
     public static let allNamed: [(flag: SetupFlags, kernelName: String)] = [
         (.ioPoll, "IORING_SETUP_IOPOLL"), (.sqPoll, "IORING_SETUP_SQPOLL"),
         (.sqAffinity, "IORING_SETUP_SQ_AFF"), (.cqSize, "IORING_SETUP_CQSIZE"),
@@ -113,7 +119,9 @@ public struct SetupFlags: KernelFlags {
 
 /// Flags for `io_uring_enter(2)` (the kernel's `IORING_ENTER_*`).
 public struct EnterFlags: KernelFlags {
+    /// The raw bits, as the kernel reads them.
     public var rawValue: UInt32
+    /// Wraps raw bits; bits this package does not name are kept.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// `IORING_ENTER_GETEVENTS`: wait for `min_complete` completions (and run task work).
@@ -133,6 +141,7 @@ public struct EnterFlags: KernelFlags {
     /// `IORING_ENTER_NO_IOWAIT`: do not account the wait as iowait.
     public static let noIOWait = EnterFlags(rawValue: 1 << 7)
 
+    /// Every value this package names, with its kernel name, as tests and `ring-probe` list them.
     public static let allNamed: [(flag: EnterFlags, kernelName: String)] = [
         (.getEvents, "IORING_ENTER_GETEVENTS"), (.sqWakeup, "IORING_ENTER_SQ_WAKEUP"),
         (.sqWait, "IORING_ENTER_SQ_WAIT"), (.extArg, "IORING_ENTER_EXT_ARG"),
@@ -143,7 +152,9 @@ public struct EnterFlags: KernelFlags {
 
 /// What the running kernel's io_uring offers (`io_uring_params.features`, `IORING_FEAT_*`).
 public struct Features: KernelFlags {
+    /// The raw bits, as the kernel reads them.
     public var rawValue: UInt32
+    /// Wraps raw bits; bits this package does not name are kept.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// `IORING_FEAT_SINGLE_MMAP`: SQ and CQ rings share one mapping.
@@ -183,6 +194,7 @@ public struct Features: KernelFlags {
     /// `IORING_FEAT_NO_IOWAIT`: `IORING_ENTER_NO_IOWAIT` is supported.
     public static let noIOWait = Features(rawValue: 1 << 17)
 
+    /// Every value this package names, with its kernel name, as tests and `ring-probe` list them.
     public static let allNamed: [(flag: Features, kernelName: String)] = [
         (.singleMmap, "IORING_FEAT_SINGLE_MMAP"), (.noDrop, "IORING_FEAT_NODROP"),
         (.submitStable, "IORING_FEAT_SUBMIT_STABLE"), (.rwCurrentPosition, "IORING_FEAT_RW_CUR_POS"),
@@ -200,7 +212,9 @@ public struct Features: KernelFlags {
 /// Flags on a completion (`io_uring_cqe.flags`, `IORING_CQE_F_*`). The upper 16 bits carry the
 /// buffer id when `buffer` is set; see `Completion.bufferID`.
 public struct CQEFlags: KernelFlags {
+    /// The raw bits, as the kernel reads them.
     public var rawValue: UInt32
+    /// Wraps raw bits; bits this package does not name are kept.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// `IORING_CQE_F_BUFFER`: the upper 16 bits hold the id of the selected buffer.
@@ -221,6 +235,7 @@ public struct CQEFlags: KernelFlags {
     /// `IORING_CQE_BUFFER_SHIFT`: where the buffer id starts in `flags`.
     public static let bufferIDShift: UInt32 = 16
 
+    /// Every value this package names, with its kernel name, as tests and `ring-probe` list them.
     public static let allNamed: [(flag: CQEFlags, kernelName: String)] = [
         (.buffer, "IORING_CQE_F_BUFFER"), (.more, "IORING_CQE_F_MORE"),
         (.socketNonEmpty, "IORING_CQE_F_SOCK_NONEMPTY"), (.notification, "IORING_CQE_F_NOTIF"),
@@ -231,7 +246,9 @@ public struct CQEFlags: KernelFlags {
 
 /// Flags the kernel sets in the SQ ring's `flags` word (`IORING_SQ_*`).
 public struct SQRingFlags: KernelFlags {
+    /// The raw bits, as the kernel reads them.
     public var rawValue: UInt32
+    /// Wraps raw bits; bits this package does not name are kept.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// `IORING_SQ_NEED_WAKEUP`: the SQPOLL thread sleeps; enter with `sqWakeup`.
@@ -241,6 +258,7 @@ public struct SQRingFlags: KernelFlags {
     /// `IORING_SQ_TASKRUN`: completion work is pending; enter with `getEvents` to run it.
     public static let taskRun = SQRingFlags(rawValue: 1 << 2)
 
+    /// Every value this package names, with its kernel name, as tests and `ring-probe` list them.
     public static let allNamed: [(flag: SQRingFlags, kernelName: String)] = [
         (.needWakeup, "IORING_SQ_NEED_WAKEUP"), (.cqOverflow, "IORING_SQ_CQ_OVERFLOW"),
         (.taskRun, "IORING_SQ_TASKRUN"),
@@ -249,12 +267,15 @@ public struct SQRingFlags: KernelFlags {
 
 /// Flags the application sets in the CQ ring's `flags` word (`IORING_CQ_*`).
 public struct CQRingFlags: KernelFlags {
+    /// The raw bits, as the kernel reads them.
     public var rawValue: UInt32
+    /// Wraps raw bits; bits this package does not name are kept.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// `IORING_CQ_EVENTFD_DISABLED`: do not signal the registered eventfd.
     public static let eventFDDisabled = CQRingFlags(rawValue: 1 << 0)
 
+    /// Every value this package names, with its kernel name, as tests and `ring-probe` list them.
     public static let allNamed: [(flag: CQRingFlags, kernelName: String)] = [
         (.eventFDDisabled, "IORING_CQ_EVENTFD_DISABLED")
     ]
@@ -262,12 +283,15 @@ public struct CQRingFlags: KernelFlags {
 
 /// `sqe.fsync_flags` (`IORING_FSYNC_*`).
 public struct FsyncFlags: KernelFlags {
+    /// The raw bits, as the kernel reads them.
     public var rawValue: UInt32
+    /// Wraps raw bits; bits this package does not name are kept.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// `IORING_FSYNC_DATASYNC`: `fdatasync` semantics.
     public static let dataSync = FsyncFlags(rawValue: 1 << 0)
 
+    /// Every value this package names, with its kernel name, as tests and `ring-probe` list them.
     public static let allNamed: [(flag: FsyncFlags, kernelName: String)] = [
         (.dataSync, "IORING_FSYNC_DATASYNC")
     ]
@@ -275,7 +299,9 @@ public struct FsyncFlags: KernelFlags {
 
 /// `sqe.timeout_flags` (`IORING_TIMEOUT_*`, `IORING_LINK_TIMEOUT_UPDATE`).
 public struct TimeoutFlags: KernelFlags {
+    /// The raw bits, as the kernel reads them.
     public var rawValue: UInt32
+    /// Wraps raw bits; bits this package does not name are kept.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// `IORING_TIMEOUT_ABS`: the time is absolute.
@@ -294,6 +320,7 @@ public struct TimeoutFlags: KernelFlags {
     /// `IORING_TIMEOUT_MULTISHOT`: fire repeatedly (count = number of shots, 0 = forever).
     public static let multishot = TimeoutFlags(rawValue: 1 << 6)
 
+    /// Every value this package names, with its kernel name, as tests and `ring-probe` list them.
     public static let allNamed: [(flag: TimeoutFlags, kernelName: String)] = [
         (.absolute, "IORING_TIMEOUT_ABS"), (.update, "IORING_TIMEOUT_UPDATE"),
         (.bootTime, "IORING_TIMEOUT_BOOTTIME"), (.realTime, "IORING_TIMEOUT_REALTIME"),
@@ -304,7 +331,9 @@ public struct TimeoutFlags: KernelFlags {
 
 /// `sqe.cancel_flags` (`IORING_ASYNC_CANCEL_*`): how `ASYNC_CANCEL` picks its targets.
 public struct CancelFlags: KernelFlags {
+    /// The raw bits, as the kernel reads them.
     public var rawValue: UInt32
+    /// Wraps raw bits; bits this package does not name are kept.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// `IORING_ASYNC_CANCEL_ALL`: cancel every match, not just the first.
@@ -320,6 +349,7 @@ public struct CancelFlags: KernelFlags {
     /// `IORING_ASYNC_CANCEL_OP`: match on the opcode in `len`.
     public static let opcode = CancelFlags(rawValue: 1 << 5)
 
+    /// Every value this package names, with its kernel name, as tests and `ring-probe` list them.
     public static let allNamed: [(flag: CancelFlags, kernelName: String)] = [
         (.all, "IORING_ASYNC_CANCEL_ALL"), (.fd, "IORING_ASYNC_CANCEL_FD"),
         (.any, "IORING_ASYNC_CANCEL_ANY"), (.fdFixed, "IORING_ASYNC_CANCEL_FD_FIXED"),
@@ -329,7 +359,9 @@ public struct CancelFlags: KernelFlags {
 
 /// `sqe.rw_flags` for reads and writes: the `RWF_*` flags of `preadv2(2)`/`pwritev2(2)`.
 public struct ReadWriteFlags: KernelFlags {
+    /// The raw bits, as the kernel reads them.
     public var rawValue: UInt32
+    /// Wraps raw bits; bits this package does not name are kept.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// `RWF_HIPRI`: high-priority (polled) I/O.
@@ -343,6 +375,7 @@ public struct ReadWriteFlags: KernelFlags {
     /// `RWF_APPEND`: per-write `O_APPEND`.
     public static let append = ReadWriteFlags(rawValue: 0x10)
 
+    /// Every value this package names, with its kernel name, as tests and `ring-probe` list them.
     public static let allNamed: [(flag: ReadWriteFlags, kernelName: String)] = [
         (.highPriority, "RWF_HIPRI"), (.dataSync, "RWF_DSYNC"), (.sync, "RWF_SYNC"),
         (.noWait, "RWF_NOWAIT"), (.append, "RWF_APPEND"),

@@ -4,7 +4,9 @@
 /// 62; newer kernels append. Any `UInt8` can be carried (the raw API may send numbers the kernel
 /// does not know, and the kernel answers them with `EINVAL` in the completion).
 public struct Opcode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The kernel's opcode number.
     public var rawValue: UInt8
+    /// An opcode by number, including ones this package does not name.
     @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
     @inlinable init(_ value: UInt8) { self.rawValue = value }
 
@@ -178,5 +180,6 @@ public struct Opcode: RawRepresentable, Hashable, Sendable, CustomStringConverti
         return "IORING_OP_\(rawValue)"
     }
 
+    /// The kernel's name (`IORING_OP_*`), or the number for an opcode this package does not name.
     public var description: String { kernelName }
 }

@@ -2,17 +2,27 @@
 
 /// Poll event mask for `POLL_ADD` (`POLLIN`, `POLLOUT`, ... as in poll(2)), 32 bits wide.
 public struct PollEvents: KernelFlags {
+    /// The raw bits, as the kernel reads them.
     public var rawValue: UInt32
+    /// Wraps raw bits; bits this package does not name are kept.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 
+    /// `POLLIN`: there is data to read.
     public static let readable = PollEvents(rawValue: 0x001)  // POLLIN
+    /// `POLLPRI`: there is urgent data to read.
     public static let priority = PollEvents(rawValue: 0x002)  // POLLPRI
+    /// `POLLOUT`: writing will not block.
     public static let writable = PollEvents(rawValue: 0x004)  // POLLOUT
+    /// `POLLERR`: an error condition (reported, never needs asking for).
     public static let error = PollEvents(rawValue: 0x008)  // POLLERR
+    /// `POLLHUP`: the peer hung up (reported, never needs asking for).
     public static let hangup = PollEvents(rawValue: 0x010)  // POLLHUP
+    /// `POLLNVAL`: the descriptor is not open.
     public static let invalid = PollEvents(rawValue: 0x020)  // POLLNVAL
+    /// `POLLRDHUP`: the peer shut down its writing half.
     public static let readHangup = PollEvents(rawValue: 0x2000)  // POLLRDHUP
 
+    /// Every value this package names, with its kernel name, as tests and `ring-probe` list them.
     public static let allNamed: [(flag: PollEvents, kernelName: String)] = [
         (.readable, "POLLIN"), (.priority, "POLLPRI"), (.writable, "POLLOUT"), (.error, "POLLERR"),
         (.hangup, "POLLHUP"), (.invalid, "POLLNVAL"), (.readHangup, "POLLRDHUP"),
@@ -21,7 +31,9 @@ public struct PollEvents: KernelFlags {
 
 /// `POLL_ADD`/`POLL_REMOVE` flags carried in `len` (`IORING_POLL_*`).
 public struct PollFlags: KernelFlags {
+    /// The raw bits, as the kernel reads them.
     public var rawValue: UInt32
+    /// Wraps raw bits; bits this package does not name are kept.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// `IORING_POLL_ADD_MULTI`: stay armed, post a completion with `F_MORE` per event.
@@ -33,6 +45,7 @@ public struct PollFlags: KernelFlags {
     /// `IORING_POLL_ADD_LEVEL`: level-triggered.
     public static let levelTriggered = PollFlags(rawValue: 1 << 3)
 
+    /// Every value this package names, with its kernel name, as tests and `ring-probe` list them.
     public static let allNamed: [(flag: PollFlags, kernelName: String)] = [
         (.multishot, "IORING_POLL_ADD_MULTI"), (.updateEvents, "IORING_POLL_UPDATE_EVENTS"),
         (.updateUserData, "IORING_POLL_UPDATE_USER_DATA"), (.levelTriggered, "IORING_POLL_ADD_LEVEL"),
@@ -41,7 +54,9 @@ public struct PollFlags: KernelFlags {
 
 /// Send/receive flags carried in `ioprio` (`IORING_RECVSEND_*`, `IORING_RECV_MULTISHOT`, ...).
 public struct SendReceiveFlags: KernelFlags {
+    /// The raw bits, as the kernel reads them.
     public var rawValue: UInt16
+    /// Wraps raw bits; bits this package does not name are kept.
     @inlinable public init(rawValue: UInt16) { self.rawValue = rawValue }
 
     /// `IORING_RECVSEND_POLL_FIRST`: poll before trying the socket.
@@ -55,6 +70,7 @@ public struct SendReceiveFlags: KernelFlags {
     /// `IORING_RECVSEND_BUNDLE`: use several provided buffers in one operation.
     public static let bundle = SendReceiveFlags(rawValue: 1 << 4)
 
+    /// Every value this package names, with its kernel name, as tests and `ring-probe` list them.
     public static let allNamed: [(flag: SendReceiveFlags, kernelName: String)] = [
         (.pollFirst, "IORING_RECVSEND_POLL_FIRST"), (.multishot, "IORING_RECV_MULTISHOT"),
         (.fixedBuffer, "IORING_RECVSEND_FIXED_BUF"), (.reportUsage, "IORING_SEND_ZC_REPORT_USAGE"),
@@ -64,7 +80,9 @@ public struct SendReceiveFlags: KernelFlags {
 
 /// `MSG_RING` flags (`IORING_MSG_RING_*`).
 public struct MessageRingFlags: KernelFlags {
+    /// The raw bits, as the kernel reads them.
     public var rawValue: UInt32
+    /// Wraps raw bits; bits this package does not name are kept.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// `IORING_MSG_RING_CQE_SKIP`: post nothing to the target ring (fd passing only).
@@ -72,6 +90,7 @@ public struct MessageRingFlags: KernelFlags {
     /// `IORING_MSG_RING_FLAGS_PASS`: the target CQE's flags come from `file_index`.
     public static let passFlags = MessageRingFlags(rawValue: 1 << 1)
 
+    /// Every value this package names, with its kernel name, as tests and `ring-probe` list them.
     public static let allNamed: [(flag: MessageRingFlags, kernelName: String)] = [
         (.skipTargetCompletion, "IORING_MSG_RING_CQE_SKIP"), (.passFlags, "IORING_MSG_RING_FLAGS_PASS"),
     ]
@@ -99,12 +118,17 @@ public enum FileDestination: Sendable, Equatable {
 }
 
 /// `struct open_how` for `openat2(2)`.
+///
+/// Kernel ABI: `include/uapi/linux/openat2.h`, layout as of Linux 6.18 (since 5.6).
 @frozen
 public struct OpenHow: Equatable, Sendable {
+    /// `flags`: the `open(2)` flags (`O_*`).
     public var flags: UInt64
+    /// `mode`: permission bits for a created file.
     public var mode: UInt64
     /// `RESOLVE_*` flags.
     public var resolve: UInt64
+    /// `open(2)` flags, creation mode and `RESOLVE_*` flags.
     public init(flags: Int32, mode: UInt32 = 0, resolve: UInt64 = 0) {
         self.flags = UInt64(UInt32(bitPattern: flags))
         self.mode = UInt64(mode)
@@ -113,12 +137,21 @@ public struct OpenHow: Equatable, Sendable {
 }
 
 /// `struct futex_waitv` for `FUTEX_WAITV`.
+///
+/// Kernel ABI: `include/uapi/linux/futex.h`, layout as of Linux 6.18 (since 5.16; io_uring's
+/// `FUTEX_WAITV` since 6.7).
 @frozen
 public struct FutexWaitVector: Equatable, Sendable {
+    /// `val`: the value the futex word must hold for the wait to start.
     public var value: UInt64
+    /// `uaddr`: the futex word.
     public var address: UInt64
+    /// `flags`: the `FUTEX2_*` size and flags.
     public var flags: UInt32
+    /// `__reserved`: zero.
     public var reserved: UInt32 = 0
+    /// A wait on the futex word at `address` while it holds `value`; the word must outlive the
+    /// request.
     public init(value: UInt64, address: UnsafeRawPointer, flags: UInt32) {
         self.value = value
         self.address = UInt64(UInt(bitPattern: address))

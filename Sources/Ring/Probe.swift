@@ -27,11 +27,13 @@ public struct ProbeReport: Sendable {
     /// (`SWIFT_RING_EMULATE_KERNEL`, see `KernelEmulation`), not of the running kernel.
     public var emulatedKernel: KernelVersion? = KernelEmulation.fromEnvironment
 
+    /// What the kernel said when a setup flag or register opcode was tried.
     public enum FlagResult: Sendable, Equatable, CustomStringConvertible {
         case accepted
         case refused(Errno)
         case notTried(String)
 
+        /// "accepted", "refused (<errno>)" or "not tried: <why>", as `ring-probe` prints it.
         public var description: String {
             switch self {
             case .accepted: "accepted"
@@ -41,12 +43,16 @@ public struct ProbeReport: Sendable {
         }
     }
 
+    /// Whether the kernel reported `op` as supported (`IO_URING_OP_SUPPORTED`).
     public func supports(_ op: Opcode) -> Bool { supportedOpcodes.contains(op.rawValue) }
 }
 
 /// Asks the kernel what io_uring can do here. Every answer comes from a real system call on a
 /// throwaway ring.
 public enum Probe {
+    /// Asks the running kernel, with throwaway rings and small calls, what its io_uring supports.
+    /// Never throws: a kernel that refuses io_uring gives a report whose `unavailableReason` says
+    /// why.
     public static func run() -> ProbeReport {
         var report = ProbeReport(
             kernelRelease: kernelRelease(), ioUringDisabledSysctl: KernelSettings.ioUringDisabled,

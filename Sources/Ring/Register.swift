@@ -5,6 +5,8 @@ public import SystemPackage
 // caller can meet; the raw `Ring.register(_:argument:count:)` remains for anything else.
 
 /// `struct io_uring_rsrc_register` (`IORING_REGISTER_FILES2` / `BUFFERS2`).
+///
+/// Kernel ABI: `include/uapi/linux/io_uring.h`, layout as of Linux 6.18 (since 5.13).
 @frozen @usableFromInline
 struct ResourceRegister {
     var count: UInt32 = 0
@@ -15,6 +17,8 @@ struct ResourceRegister {
 }
 
 /// `struct io_uring_rsrc_update2` (`IORING_REGISTER_FILES_UPDATE2` / `BUFFERS_UPDATE`).
+///
+/// Kernel ABI: `include/uapi/linux/io_uring.h`, layout as of Linux 6.18 (since 5.13).
 @frozen @usableFromInline
 struct ResourceUpdate2 {
     var offset: UInt32 = 0
@@ -26,6 +30,8 @@ struct ResourceUpdate2 {
 }
 
 /// One rule for `IORING_REGISTER_RESTRICTIONS` (`struct io_uring_restriction`, 16 bytes).
+///
+/// Kernel ABI: `include/uapi/linux/io_uring.h`, layout as of Linux 6.18 (since 5.10).
 public struct Restriction: Sendable, Equatable {
     var kind: UInt16
     var value: UInt8

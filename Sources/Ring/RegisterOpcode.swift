@@ -1,6 +1,8 @@
 /// An `io_uring_register(2)` opcode (the kernel's `IORING_REGISTER_*` / `IORING_UNREGISTER_*`).
 public struct RegisterOpcode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The kernel's register opcode number.
     public var rawValue: UInt32
+    /// An opcode by number, including ones this package does not name.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
     @inlinable init(_ value: UInt32) { self.rawValue = value }
 
@@ -81,6 +83,7 @@ public struct RegisterOpcode: RawRepresentable, Hashable, Sendable, CustomString
     /// ring index.
     public static let useRegisteredRingBit: UInt32 = 1 << 31
 
+    /// Every value this package names, with its kernel name, as tests and `ring-probe` list them.
     public static let allKnown: [(opcode: RegisterOpcode, kernelName: String)] = [
         (.registerBuffers, "IORING_REGISTER_BUFFERS"),
         (.unregisterBuffers, "IORING_UNREGISTER_BUFFERS"),
@@ -118,11 +121,14 @@ public struct RegisterOpcode: RawRepresentable, Hashable, Sendable, CustomString
         (.registerQuery, "IORING_REGISTER_QUERY"),
     ]
 
+    /// The kernel's name (`IORING_REGISTER_*`), or the number for an opcode this package does not
+    /// name.
     public var kernelName: String {
         let index = Int(rawValue)
         if index < RegisterOpcode.allKnown.count { return RegisterOpcode.allKnown[index].kernelName }
         return "IORING_REGISTER_\(rawValue)"
     }
 
+    /// The same as `kernelName`.
     public var description: String { kernelName }
 }

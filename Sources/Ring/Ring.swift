@@ -32,6 +32,7 @@ public struct RingOptions: Sendable {
     /// `SWIFT_RING_EMULATE_KERNEL`; nil (the usual case) uses the running kernel as it is.
     public var emulatedKernel: KernelVersion? = KernelEmulation.fromEnvironment
 
+    /// Options with these setup flags and every other setting at its default.
     public init(flags: SetupFlags = []) { self.flags = flags }
 }
 
@@ -42,11 +43,13 @@ public struct RingSetupError: Error, Equatable, Sendable, CustomStringConvertibl
     /// What the errno means for this call, in words an operator can act on.
     public var explanation: String
 
+    /// A setup failure with its errno and a sentence naming the cause.
     public init(errno: Errno, explanation: String) {
         self.errno = errno
         self.explanation = explanation
     }
 
+    /// "io_uring setup failed (<errno>): <explanation>".
     public var description: String { "io_uring setup failed (\(errno)): \(explanation)" }
 }
 

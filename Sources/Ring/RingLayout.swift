@@ -12,7 +12,9 @@ public struct RingLayout: Equatable, Sendable {
     /// `IORING_OFF_SQES`: mmap offset of the SQE array.
     public static let sqesMmapOffset: Int64 = 0x1000_0000
 
+    /// Submission queue entries, as the kernel sized the ring.
     public var sqEntries: UInt32
+    /// Completion queue entries, as the kernel sized the ring.
     public var cqEntries: UInt32
     /// 64, or 128 with `IORING_SETUP_SQE128`.
     public var sqeSize: Int
@@ -28,14 +30,19 @@ public struct RingLayout: Equatable, Sendable {
     public var singleMmap: Bool
     /// The SQ has an index array (`IORING_SETUP_NO_SQARRAY` not set).
     public var hasSQArray: Bool
+    /// Where the SQ ring fields are, as the kernel reported them.
     public var sqOffsets: SQRingOffsets
+    /// Where the CQ ring fields are, as the kernel reported them.
     public var cqOffsets: CQRingOffsets
 
     /// Why a set of parameters cannot describe a usable ring.
     public struct Invalid: Error, Equatable, Sendable, CustomStringConvertible {
+        /// Which offset or size is out of range, and its value.
         public var description: String
     }
 
+    /// Checks the kernel's answer to `io_uring_setup` before any pointer is made from it.
+    /// - Throws: `Invalid` when an offset or size does not fit the mapping it points into.
     public init(_ p: RingParameters) throws(Invalid) {
         let setup = SetupFlags(rawValue: p.flags)
         let features = Features(rawValue: p.features)

@@ -15,7 +15,9 @@ public import SystemPackage
 public final class FixedBuffers: @unchecked Sendable {
     /// One registered buffer: its table index and its memory. Dropping it returns it to its pool.
     public struct Buffer: ~Copyable, @unchecked Sendable {
+        /// The buffer's index in the kernel's registered-buffer table (`buf_index`).
         public let index: Int
+        /// The buffer's memory; valid while this value is alive.
         public let bytes: UnsafeMutableRawBufferPointer
         /// Strong: the pool (and the registered memory) lives at least as long as this buffer.
         fileprivate let pool: FixedBuffers
@@ -29,7 +31,9 @@ public final class FixedBuffers: @unchecked Sendable {
         deinit { pool.release(index) }
     }
 
+    /// How many buffers the pool registered.
     public let count: Int
+    /// The size of each buffer in bytes.
     public let size: Int
     fileprivate let memory: UnsafeMutableRawBufferPointer
     private let lock = Lock()

@@ -5,7 +5,8 @@ import Glibc
 public enum EngineKind: String, Sendable, CaseIterable, CustomStringConvertible {
     /// Linux io_uring: every operation, linked chains, multishot, provided buffers.
     case ioURing = "io_uring"
-    /// Linux native AIO through `libaio.so.1` (loaded at run time): file reads and writes
+    /// Linux native AIO through libaio (`libaio.so.1` or `libaio.so.1t64`, loaded at run time; see
+    /// `LibAIOLibrary`): file reads and writes
     /// (vectored too), fsync, fdatasync and poll. Buffered (non-`O_DIRECT`) I/O runs synchronously
     /// inside `io_submit`.
     case libaio
@@ -13,6 +14,7 @@ public enum EngineKind: String, Sendable, CaseIterable, CustomStringConvertible 
     /// per file descriptor at a time).
     case posixAIO = "posix-aio"
 
+    /// The name `SWIFT_RING_ENGINE`, `ring-probe` and `ring-bench` use: `io_uring`, `libaio`, `posix-aio`.
     public var description: String { rawValue }
 }
 
@@ -24,8 +26,11 @@ public enum EngineChoice: Sendable, Equatable {
     /// Exactly this engine; setup fails if it is unavailable.
     case only(EngineKind)
 
+    /// io_uring only.
     public static let ioURing = EngineChoice.only(.ioURing)
+    /// libaio only.
     public static let libaio = EngineChoice.only(.libaio)
+    /// POSIX aio only.
     public static let posixAIO = EngineChoice.only(.posixAIO)
 
     /// The environment variable that overrides `.automatic`.
@@ -46,6 +51,7 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
     /// `needs` is the Linux release that added it.
     case kernelLacks(operation: String, needs: KernelVersion)
 
+    /// A sentence naming the engine and what failed.
     public var description: String {
         switch self {
         case .unsupported(let operation, let engine): "\(operation) is not supported by the \(engine) engine"

@@ -6,6 +6,9 @@ import SystemPackage
 
 /// The kernel's `struct iocb` (linux/aio_abi.h, little endian), 64 bytes; libaio passes it
 /// through unchanged. A test checks every offset against the system header.
+///
+/// Kernel ABI: `include/uapi/linux/aio_abi.h`, layout as of Linux 6.18 (unchanged since 2.6;
+/// `aio_rw_flags` since 4.13).
 struct AIOControlBlock {
     var data: UInt64 = 0  // aio_data: returned in the event (our token)
     var key: UInt32 = 0  // aio_key: set by the kernel
@@ -31,6 +34,8 @@ struct AIOControlBlock {
 }
 
 /// The kernel's `struct io_event`, 32 bytes.
+///
+/// Kernel ABI: `include/uapi/linux/aio_abi.h`, unchanged since Linux 2.6.
 struct AIOEvent {
     var data: UInt64 = 0
     var object: UInt64 = 0
@@ -38,8 +43,9 @@ struct AIOEvent {
     var result2: Int64 = 0
 }
 
-/// libaio's five entry points, resolved from `libaio.so.1` at run time so the package builds
-/// (and the other engines work) on machines without libaio. libaio returns `-errno` directly.
+/// libaio's five entry points, resolved from `libaio.so.1` or `libaio.so.1t64` at run time
+/// (`LibAIOLibrary`) so the package builds, and the other engines work, on machines without
+/// libaio. libaio returns `-errno` directly.
 struct LibAIO: @unchecked Sendable {
     typealias Setup = @convention(c) (Int32, UnsafeMutablePointer<OpaquePointer?>) -> Int32
     typealias Destroy = @convention(c) (OpaquePointer?) -> Int32
@@ -48,33 +54,13 @@ struct LibAIO: @unchecked Sendable {
     typealias Cancel = @convention(c) (OpaquePointer?, UnsafeMutableRawPointer, UnsafeMutableRawPointer) -> Int32
     typealias GetEvents = @convention(c) (OpaquePointer?, Int, Int, UnsafeMutableRawPointer, UnsafeMutablePointer<timespec>?) -> Int32
 
+    /// The file name that loaded (one of `LibAIOLibrary.candidateNames`).
+    let libraryName: String
     let setup: Setup
     let destroy: Destroy
     let submit: Submit
     let cancel: Cancel
     let getEvents: GetEvents
-
-    static let libraryName = "libaio.so.1"
-
-    /// The library, or why it cannot be loaded. Loaded once; never unloaded.
-    static let shared: Result<LibAIO, EngineError> = {
-        guard let handle = dlopen(libraryName, RTLD_NOW | RTLD_LOCAL) else {
-            let detail = dlerror().map { String(cString: $0) } ?? "not found"
-            return .failure(.unavailable(
-                engine: .libaio,
-                reason: "\(libraryName) could not be loaded (install the libaio1 package; libaio1t64 on newer distributions): \(detail)"))
-        }
-        func symbol<T>(_ name: String, as type: T.Type) -> T? {
-            dlsym(handle, name).map { unsafeBitCast($0, to: type) }
-        }
-        guard let setup = symbol("io_setup", as: Setup.self), let destroy = symbol("io_destroy", as: Destroy.self),
-            let submit = symbol("io_submit", as: Submit.self), let cancel = symbol("io_cancel", as: Cancel.self),
-            let getEvents = symbol("io_getevents", as: GetEvents.self)
-        else {
-            return .failure(.unavailable(engine: .libaio, reason: "\(libraryName) lacks the io_* entry points"))
-        }
-        return .success(LibAIO(setup: setup, destroy: destroy, submit: submit, cancel: cancel, getEvents: getEvents))
-    }()
 }
 
 /// The header of the completion ring the kernel maps at the address `io_setup` returns (the

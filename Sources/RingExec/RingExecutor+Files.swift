@@ -222,16 +222,25 @@ struct IOVectors {
 
 /// The fields of `struct statx` (linux/stat.h) most callers need, decoded from the kernel's
 /// 256-byte reply. Fields outside the returned `mask` are zero.
+///
+/// Kernel ABI: `include/uapi/linux/stat.h`, layout as of Linux 6.18 (`statx` since 4.11; io_uring's
+/// `STATX` since 5.6).
 public struct FileStatus: Sendable, Equatable {
     /// `STATX_*` bits the kernel filled.
     public var mask: UInt32
+    /// `stx_blksize`: the preferred I/O block size.
     public var blockSize: UInt32
+    /// `stx_nlink`: the number of hard links.
     public var linkCount: UInt32
+    /// `stx_uid`: the owner's user id.
     public var userID: UInt32
+    /// `stx_gid`: the owner's group id.
     public var groupID: UInt32
     /// File type and permission bits (`S_IF*` | mode).
     public var mode: UInt16
+    /// `stx_ino`: the inode number.
     public var inode: UInt64
+    /// `stx_size`: the size in bytes.
     public var size: UInt64
     /// 512-byte blocks allocated.
     public var blocks: UInt64

@@ -70,6 +70,7 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible {
         }
     }
 
+    /// The address as text, for example `127.0.0.1:8080` or `[::1]:8080`.
     public var description: String {
         var copy = storage
         var text = [CChar](repeating: 0, count: 128)

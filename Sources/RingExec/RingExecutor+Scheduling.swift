@@ -12,6 +12,8 @@ import Synchronization
 
 @_spi(ExperimentalScheduling)
 extension RingExecutor: SchedulingExecutor {
+    /// Runs `job` on the ring after `delay`: a ring timeout for `Duration` clocks, a wait elsewhere
+    /// for others.
     @_spi(ExperimentalScheduling)
     public func enqueue<C: Clock>(_ job: consuming ExecutorJob, after delay: C.Duration, tolerance: C.Duration?, clock: C) {
         let isTask = job.kind == .task
@@ -28,6 +30,7 @@ extension RingExecutor: SchedulingExecutor {
         }
     }
 
+    /// Runs `job` on the ring at `instant` (see the `after:` form).
     @_spi(ExperimentalScheduling)
     public func enqueue<C: Clock>(_ job: consuming ExecutorJob, at instant: C.Instant, tolerance: C.Duration?, clock: C) {
         enqueue(job, after: clock.now.duration(to: instant), tolerance: tolerance, clock: clock)

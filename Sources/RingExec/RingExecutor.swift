@@ -251,14 +251,17 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         actorFace.asUnownedSerialExecutor()
     }
 
+    /// This executor as a task executor preference (`Task(executorPreference:)`, `withTaskExecutorPreference`).
     public func asUnownedTaskExecutor() -> UnownedTaskExecutor {
         UnownedTaskExecutor(ordinary: self)
     }
 
+    /// Traps unless called on the loop thread: the runtime asks this before it trusts an isolation claim.
     public func checkIsolated() {
         precondition(isOnLoopThread, "not on the RingExecutor's thread")
     }
 
+    /// Whether the caller runs on the loop thread, for the runtime's isolation checks.
     public func isIsolatingCurrentContext() -> Bool? {
         isOnLoopThread
     }

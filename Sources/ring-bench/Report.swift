@@ -1,5 +1,6 @@
 import Foundation
 import RingExec
+import RingToolSupport
 
 enum Report {
     static let headers = [
@@ -59,35 +60,156 @@ enum Report {
         return out.joined(separator: "\n") + failures(rows)
     }
 
-    static func json(_ rows: [Row], spec: Spec, command: String) -> String {
-        func number(_ x: Double?) -> String { x.map { String(format: "%.3f", $0) } ?? "null" }
-        let items = rows.map { row -> String in
-            var fields = [
-                "\"engine\":\"\(row.engine.rawValue)\"", "\"mode\":\"\(row.mode)\"", "\"qd\":\(row.depth)",
-            ]
-            if let m = row.measured {
-                fields += [
-                    "\"ops\":\(m.ops)", "\"seconds\":\(number(m.seconds))", "\"iops\":\(number(row.iops))",
-                    "\"mib_per_s\":\(number(row.mibPerSecond))", "\"p50_us\":\(number(m.latency.p50))",
-                    "\"p99_us\":\(number(m.latency.p99))", "\"p999_us\":\(number(m.latency.p999))",
-                    "\"cpu_percent\":\(number(m.cpuPercent))", "\"syscalls_per_op\":\(number(row.syscallsPerOp))",
-                    "\"failures\":\(m.failures)",
-                ]
-            } else {
-                fields.append("\"error\":\"\(row.error ?? "")\"")
-            }
-            if let fio = row.fio {
-                fields += [
-                    "\"fio\":{\"iops\":\(number(fio.iops)),\"p99_us\":\(number(fio.p99)),\"cpu_percent\":\(number(fio.cpuPercent))}",
-                    "\"ratio_vs_fio\":\(number(row.fioRatio))",
-                ]
-            }
-            return "{" + fields.joined(separator: ",") + "}"
+    /// Command-line settings a row's `Spec` does not carry.
+    struct Settings {
+        var engine: String
+        var mode: String
+        var file: String?
+        var sizeMiB: Int?
+        var compareFio: Bool
+        var fioFirst: Bool
+    }
+
+    /// The `--json` document (schema 1; README.md, "ring-bench"): JSONEncoder, so paths and
+    /// messages with quotes, tabs or any Unicode stay valid JSON, and numbers that are not finite
+    /// are null. It records every setting that shaped the numbers.
+    struct Document: Encodable {
+        var schema = 1
+        var toolVersion = SwiftRing.version
+        var command: String
+        var workload: String
+        var blockSize: Int
+        var direct: Bool
+        var runtimeSeconds: Double
+        var engine: String
+        var mode: String
+        var file: String?
+        var sizeMiB: Int?
+        var threads: Int
+        /// `--submit-batch` as given; null for the defaults (`raw_submit_batch`, `async_submit_batch`).
+        var submitBatch: Int?
+        var rawSubmitBatch: Int?
+        var asyncSubmitBatch: Int
+        var batch: Int
+        var sqpoll: Bool
+        var fixedFiles: Bool
+        var fixedBuffers: Bool
+        var repeatCount: Int
+        var opsLimit: Int?
+        var rwmixRead: Int
+        var compareFio: Bool
+        var fioFirst: Bool
+        var rows: [JSONRow]
+
+        enum CodingKeys: String, CodingKey {
+            case schema, toolVersion = "tool_version", command, workload, blockSize = "block_size", direct
+            case runtimeSeconds = "runtime_s", engine, mode, file, sizeMiB = "size_mib", threads
+            case submitBatch = "submit_batch", rawSubmitBatch = "raw_submit_batch", asyncSubmitBatch = "async_submit_batch"
+            case batch, sqpoll, fixedFiles = "fixed_files", fixedBuffers = "fixed_buffers", repeatCount = "repeat"
+            case opsLimit = "ops_limit", rwmixRead = "rwmix_read", compareFio = "compare_fio", fioFirst = "fio_first", rows
         }
-        return """
-            {"command":"\(command)","workload":"\(spec.workload.rawValue)","block_size":\(spec.blockSize),\
-            "direct":\(spec.direct),"runtime_s":\(spec.runtime),"rows":[\(items.joined(separator: ","))]}
-            """
+
+        // Every key present; absent values are null (synthesized Encodable would drop them).
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(schema, forKey: .schema)
+            try c.encode(toolVersion, forKey: .toolVersion)
+            try c.encode(command, forKey: .command)
+            try c.encode(workload, forKey: .workload)
+            try c.encode(blockSize, forKey: .blockSize)
+            try c.encode(direct, forKey: .direct)
+            try c.encode(runtimeSeconds, forKey: .runtimeSeconds)
+            try c.encode(engine, forKey: .engine)
+            try c.encode(mode, forKey: .mode)
+            try c.encode(file, forKey: .file)
+            try c.encode(sizeMiB, forKey: .sizeMiB)
+            try c.encode(threads, forKey: .threads)
+            try c.encode(submitBatch, forKey: .submitBatch)
+            try c.encode(rawSubmitBatch, forKey: .rawSubmitBatch)
+            try c.encode(asyncSubmitBatch, forKey: .asyncSubmitBatch)
+            try c.encode(batch, forKey: .batch)
+            try c.encode(sqpoll, forKey: .sqpoll)
+            try c.encode(fixedFiles, forKey: .fixedFiles)
+            try c.encode(fixedBuffers, forKey: .fixedBuffers)
+            try c.encode(repeatCount, forKey: .repeatCount)
+            try c.encode(opsLimit, forKey: .opsLimit)
+            try c.encode(rwmixRead, forKey: .rwmixRead)
+            try c.encode(compareFio, forKey: .compareFio)
+            try c.encode(fioFirst, forKey: .fioFirst)
+            try c.encode(rows, forKey: .rows)
+        }
+    }
+
+    /// One row: `engine`, `mode`, `qd`, then either the measurements or `error`, and `fio` with
+    /// `ratio_vs_fio` when fio ran.
+    struct JSONRow: Encodable {
+        var engine: String
+        var mode: String
+        var qd: Int
+        var measured: Measured?
+        var iops: Double?
+        var mibPerSecond: Double?
+        var syscallsPerOp: Double?
+        var error: String?
+        var fio: FioResult?
+        var ratioVsFio: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case engine, mode, qd, ops, seconds, iops, mibPerSecond = "mib_per_s", p50 = "p50_us", p99 = "p99_us"
+            case p999 = "p999_us", cpuPercent = "cpu_percent", syscallsPerOp = "syscalls_per_op", failures, error, fio
+            case ratioVsFio = "ratio_vs_fio"
+        }
+        enum FioKeys: String, CodingKey { case iops, p99 = "p99_us", cpuPercent = "cpu_percent" }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(engine, forKey: .engine)
+            try c.encode(mode, forKey: .mode)
+            try c.encode(qd, forKey: .qd)
+            if let m = measured {
+                try c.encode(m.ops, forKey: .ops)
+                try c.encode(jsonNumber(m.seconds), forKey: .seconds)
+                try c.encode(jsonNumber(iops), forKey: .iops)
+                try c.encode(jsonNumber(mibPerSecond), forKey: .mibPerSecond)
+                try c.encode(jsonNumber(m.latency.p50), forKey: .p50)
+                try c.encode(jsonNumber(m.latency.p99), forKey: .p99)
+                try c.encode(jsonNumber(m.latency.p999), forKey: .p999)
+                try c.encode(jsonNumber(m.cpuPercent), forKey: .cpuPercent)
+                try c.encode(jsonNumber(syscallsPerOp), forKey: .syscallsPerOp)
+                try c.encode(m.failures, forKey: .failures)
+            } else {
+                try c.encode(error ?? "", forKey: .error)
+            }
+            if let fio {
+                var f = c.nestedContainer(keyedBy: FioKeys.self, forKey: .fio)
+                try f.encode(jsonNumber(fio.iops), forKey: .iops)
+                try f.encode(jsonNumber(fio.p99), forKey: .p99)
+                try f.encode(jsonNumber(fio.cpuPercent), forKey: .cpuPercent)
+                try c.encode(jsonNumber(ratioVsFio), forKey: .ratioVsFio)
+            }
+        }
+    }
+
+    static func document(_ rows: [Row], spec: Spec, command: String, settings: Settings) -> Document {
+        Document(
+            command: command, workload: spec.workload.rawValue, blockSize: spec.blockSize, direct: spec.direct,
+            runtimeSeconds: spec.runtime, engine: settings.engine, mode: settings.mode, file: settings.file,
+            sizeMiB: settings.sizeMiB, threads: spec.threads, submitBatch: spec.submitBatch,
+            rawSubmitBatch: spec.rawSubmitBatch == .max ? nil : spec.rawSubmitBatch,
+            asyncSubmitBatch: spec.asyncSubmitBatch, batch: spec.batch, sqpoll: spec.sqpoll,
+            fixedFiles: spec.fixedFiles, fixedBuffers: spec.fixedBuffers, repeatCount: spec.repeats,
+            opsLimit: spec.opsLimit == .max ? nil : spec.opsLimit, rwmixRead: spec.readPercent,
+            compareFio: settings.compareFio, fioFirst: settings.fioFirst,
+            rows: rows.map { row in
+                JSONRow(
+                    engine: row.engine.rawValue, mode: row.mode, qd: row.depth, measured: row.measured, iops: row.iops,
+                    mibPerSecond: row.mibPerSecond, syscallsPerOp: row.syscallsPerOp, error: row.error, fio: row.fio,
+                    ratioVsFio: row.fioRatio)
+            })
+    }
+
+    static func json(_ rows: [Row], spec: Spec, command: String, settings: Settings) throws -> String {
+        try jsonText(document(rows, spec: spec, command: command, settings: settings), pretty: false)
     }
 
     /// IOPS against queue depth, one line per engine and mode (and dashed for fio), log scale.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Glibc
 import RingExec
+import RingToolSupport
 
 /// ring-bench: io_uring (raw ring and async executor), libaio and POSIX aio side by side, with
 /// fio's numbers for the same parameters beside each row.
@@ -14,11 +15,26 @@ struct RingBench: AsyncParsableCommand {
             With no arguments: 4 KiB random reads, O_DIRECT, queue depths 1/32/128, the raw ring plus \
             the async executor on io_uring, libaio and POSIX aio, with fio beside each row when it is \
             installed. Raw mode is the Ring API in a tight loop (io_uring only); async mode is tasks \
-            awaiting RingExecutor operations (queue depth = tasks in flight).
-            """)
+            awaiting RingExecutor operations (queue depth = tasks in flight). Engines carry the names \
+            RingExec and ring-probe use: io_uring, libaio, posix-aio (posix is accepted too). Usage \
+            errors exit 2, failed rows 1. --json prints one document (schema in README.md).
+            """,
+        version: SwiftRing.version)
+
+    /// Usage errors exit 2, failures 1, messages on standard error (RingToolSupport).
+    static func main() async { await runAsTool() }
 
     enum EngineOption: String, ExpressibleByArgument, CaseIterable {
-        case io_uring, libaio, posix, all
+        case io_uring, libaio, posixAIO = "posix-aio", all
+
+        /// `posix`, the name this option once had, still selects POSIX aio.
+        init?(argument: String) {
+            if argument == "posix" {
+                self = .posixAIO
+            } else {
+                self.init(rawValue: argument)
+            }
+        }
     }
     enum ModeOption: String, ExpressibleByArgument, CaseIterable {
         case raw, async, both
@@ -26,11 +42,11 @@ struct RingBench: AsyncParsableCommand {
 
     @Option(help: "Workload: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
     var workload: Workload = .randread
-    @Option(help: "Engine: io_uring, libaio, posix or all.")
+    @Option(help: "Engine: io_uring, libaio, posix-aio (or posix) or all.")
     var engine: EngineOption = .all
     @Option(help: "raw (Ring API, io_uring only), async (RingExecutor tasks) or both.")
     var mode: ModeOption = .both
-    @Option(help: "Comma-separated queue depths.")
+    @Option(help: "Comma-separated queue depths, each a positive integer.")
     var qd: String = "1,32,128"
     @Option(help: "Block size in bytes.")
     var bs: Int = 4096
@@ -42,9 +58,9 @@ struct RingBench: AsyncParsableCommand {
     var size: Int = 256
     @Option(help: "Seconds per row.")
     var runtime: Double = 1.5
-    @Option(help: "Stop a row after this many operations, if that comes first.")
-    var ops: Int = .max
-    @Option(help: "Raw mode: completions to wait for per io_uring_enter.")
+    @Option(help: "Stop a row after this many operations, if that comes first. (default: no limit)")
+    var ops: Int?
+    @Option(help: "Raw mode: completions to wait for per io_uring_enter (at most the queue depth).")
     var batch: Int = 1
     @Option(
         help: """
@@ -80,24 +96,59 @@ struct RingBench: AsyncParsableCommand {
     @Option(help: "Also write an SVG chart of IOPS against queue depth to this path.")
     var svg: String?
 
+    /// Every setting checked before anything runs; a `ValidationError` is a usage error (exit 2).
+    func validate() throws {
+        _ = try Self.parseDepths(qd)
+        guard bs > 0 else { throw ValidationError("--bs must be a positive number of bytes, not \(bs)") }
+        guard bs % 512 == 0 || !direct else {
+            throw ValidationError("--bs must be a multiple of 512 with O_DIRECT, not \(bs) (or use --no-direct)")
+        }
+        guard bs <= 1 << 30 else { throw ValidationError("--bs must be at most 1 GiB, not \(bs)") }
+        guard (1...(1 << 20)).contains(size) else { throw ValidationError("--size must be 1 to 1048576 MiB, not \(size)") }
+        guard runtime.isFinite, runtime > 0 else { throw ValidationError("--runtime must be a positive number of seconds, not \(runtime)") }
+        guard runtime <= 86_400 else { throw ValidationError("--runtime must be at most 86400 seconds, not \(runtime)") }
+        if let ops, ops < 1 { throw ValidationError("--ops must be at least 1, not \(ops)") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1, not \(batch)") }
+        guard (1...1024).contains(threads) else { throw ValidationError("--threads must be 1 to 1024, not \(threads)") }
+        if let submitBatch, submitBatch < 1 { throw ValidationError("--submit-batch must be at least 1, not \(submitBatch)") }
+        guard (0...100).contains(rwmixRead) else { throw ValidationError("--rwmix-read is a percentage (0 to 100), not \(rwmixRead)") }
+        guard rounds >= 1 else { throw ValidationError("--repeat must be at least 1, not \(rounds)") }
+        guard !(json && markdown) else { throw ValidationError("--json and --markdown cannot be used together: choose one") }
+        if let file, file.isEmpty { throw ValidationError("--file needs a path") }
+    }
+
+    /// `--qd 1,32,128`: every item a positive integer, none silently dropped.
+    static func parseDepths(_ text: String) throws -> [Int] {
+        let items = text.split(separator: ",", omittingEmptySubsequences: false)
+        let depths = try items.map { item in
+            let trimmed = item.trimmingCharacters(in: .whitespaces)
+            guard let depth = Int(trimmed), depth > 0 else {
+                throw ValidationError("--qd takes comma-separated positive integers: '\(item)' in '\(text)' is not one")
+            }
+            guard depth <= 65536 else { throw ValidationError("--qd: \(depth) is more than 65536 operations in flight") }
+            return depth
+        }
+        guard !depths.isEmpty else { throw ValidationError("--qd needs at least one queue depth") }
+        return depths
+    }
+
     func run() async throws {
-        let depths = qd.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
-        guard !depths.isEmpty else { throw ValidationError("--qd needs positive integers") }
-        guard bs > 0, bs % 512 == 0 || !direct else { throw ValidationError("--bs must be a multiple of 512 with O_DIRECT") }
-        guard (0...100).contains(rwmixRead) else { throw ValidationError("--rwmix-read is a percentage") }
-        guard rounds >= 1 else { throw ValidationError("--repeat must be at least 1") }
-        guard (submitBatch ?? 1) >= 1 else { throw ValidationError("--submit-batch must be at least 1") }
+        let depths = try Self.parseDepths(qd)
+        let progress = Progress()
+        let settings = Report.Settings(
+            engine: engine.rawValue, mode: mode.rawValue, file: file, sizeMiB: file == nil ? size : nil,
+            compareFio: compareFio, fioFirst: fioFirst)
         let spec = Spec(
-            workload: workload, blockSize: bs, direct: direct, runtime: runtime, opsLimit: ops, batch: batch,
+            workload: workload, blockSize: bs, direct: direct, runtime: runtime, opsLimit: ops ?? .max, batch: batch,
             submitBatch: submitBatch, repeats: rounds, sqpoll: sqpoll,
-            fixedFiles: fixedFiles, fixedBuffers: fixedBuffers, readPercent: rwmixRead, threads: max(threads, 1))
+            fixedFiles: fixedFiles, fixedBuffers: fixedBuffers, readPercent: rwmixRead, threads: threads)
 
         var plan: [(EngineKind, String)] = []
         let engines: [EngineKind] =
             switch engine {
             case .io_uring: [.ioURing]
             case .libaio: [.libaio]
-            case .posix: [.posixAIO]
+            case .posixAIO: [.posixAIO]
             case .all: EngineKind.allCases
             }
         if mode != .async && engines.contains(.ioURing) { plan.append((.ioURing, "raw")) }
@@ -105,18 +156,28 @@ struct RingBench: AsyncParsableCommand {
 
         var testFile: TestFile?
         if workload.isIO {
-            progress("preparing \(file ?? "a \(size) MiB temporary file")")
-            testFile = try TestFile(path: file, sizeMiB: size)
+            progress.show("preparing \(file ?? "a \(size) MiB temporary file")")
+            do {
+                testFile = try TestFile(path: file, sizeMiB: size)
+            } catch {
+                throw ToolFailure("\(file ?? "/tmp (temporary file)"): \(error)")
+            }
+            // Offsets are whole blocks: a file without one would leave nothing to read.
+            guard testFile!.bytes >= bs else {
+                let bytes = testFile!.bytes
+                testFile!.remove()
+                throw ToolFailure("\(testFile!.path): \(bytes) bytes, smaller than one block (--bs \(bs))")
+            }
             if !direct { testFile!.warmCache() }
         }
         defer { testFile?.remove() }
         let useFio = compareFio && workload.isIO && Fio.path != nil
-        if compareFio && workload.isIO && Fio.path == nil { progress("fio is not on PATH: no fio column\n") }
+        if compareFio && workload.isIO && Fio.path == nil { printError("ring-bench: fio is not on PATH: no fio column") }
 
         var rows: [Row] = []
         for (kind, rowMode) in plan {
             for depth in depths {
-                progress("running \(kind) \(rowMode) qd \(depth)")
+                progress.show("running \(kind) \(rowMode) qd \(depth)")
                 var row = Row(engine: kind, mode: rowMode, depth: depth, spec: spec)
                 let wantFio = useFio && (rowMode == "async" || kind == .ioURing)
                 var ours: [Measured] = []
@@ -124,13 +185,13 @@ struct RingBench: AsyncParsableCommand {
                 for round in 0..<rounds {
                     let note = rounds > 1 ? " (round \(round + 1) of \(rounds))" : ""
                     func runFio() {
-                        progress("running fio \(Fio.engineName(kind)) qd \(depth)\(note)")
+                        progress.show("running fio \(Fio.engineName(kind)) qd \(depth)\(note)")
                         if let result = Fio.run(engine: kind, spec: spec, depth: depth, file: testFile!) { theirs.append(result) }
                     }
                     // Later rounds alternate the order, so neither side always runs on a warmer disk.
                     let fioBefore = wantFio && (fioFirst || round % 2 == 1)
                     if fioBefore { runFio() }
-                    progress("running \(kind) \(rowMode) qd \(depth)\(note)")
+                    progress.show("running \(kind) \(rowMode) qd \(depth)\(note)")
                     do {
                         ours.append(
                             rowMode == "raw"
@@ -150,26 +211,24 @@ struct RingBench: AsyncParsableCommand {
                 rows.append(row)
             }
         }
-        progress("")
+        progress.show("")
         let command = "ring-bench " + CommandLine.arguments.dropFirst().joined(separator: " ")
         if json {
-            print(Report.json(rows, spec: spec, command: command))
+            print(try Report.json(rows, spec: spec, command: command, settings: settings))
         } else if markdown {
             print(Report.markdown(rows, spec: spec, command: command))
         } else {
             print(Report.table(rows, spec: spec, command: command))
         }
         if let svg {
-            try Report.svg(rows, spec: spec).write(toFile: svg, atomically: true, encoding: .utf8)
+            do {
+                try Report.svg(rows, spec: spec).write(toFile: svg, atomically: true, encoding: .utf8)
+            } catch {
+                throw ToolFailure("\(svg): \(error.localizedDescription)")
+            }
         }
         // A row that failed, or operations that came back short or with errors, fail the run.
         if rows.contains(where: { $0.error != nil || ($0.measured?.failures ?? 0) > 0 }) { throw ExitCode(1) }
-    }
-
-    /// A progress line on stderr, rewritten in place.
-    func progress(_ text: String) {
-        let line = Array("\r\u{1B}[K\(text)".utf8)
-        _ = line.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
     }
 }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import Ring
 import RingExec
+import RingToolSupport
 
 /// ring-probe: what this kernel's io_uring can do, asked of the kernel itself.
 @main
@@ -16,10 +17,14 @@ struct RingProbe: ParsableCommand {
             IORING_SETUP_ / IORING_FEAT_ prefix, e.g. --require READ,SQPOLL,NODROP. RingExec's \
             engines are named io_uring, libaio and posix-aio: each must start an executor here, \
             e.g. --require io_uring,libaio,posix-aio.
-            """)
+            """,
+        version: SwiftRing.version)
 
     @Flag(help: "Print JSON (schema in README.md, 'ring-probe --json').")
     var json = false
+
+    /// Usage errors exit 2, failures 1, messages on standard error (RingToolSupport).
+    static func main() async { await runAsTool() }
 
     @Option(help: "Comma-separated capabilities that must be present (opcodes, setup flags, features, or the engines io_uring, libaio, posix-aio).")
     var require: String?
@@ -42,18 +47,14 @@ struct RingProbe: ParsableCommand {
                 return
             }
         }
-        print(json ? Render.json(report, aio) : Render.table(report, aio))
+        print(json ? try jsonText(ProbeDocument(report, aio), pretty: true) : Render.table(report, aio))
     }
-}
-
-func printError(_ text: String) {
-    let line = Array((text + "\n").utf8)
-    _ = line.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
 }
 
 /// Linux native AIO as seen from here (the libaio engine's prerequisites).
 struct AIOStatus {
-    var libraryLoaded: Bool
+    /// The libaio file the libaio engine loads here, or nil.
+    var library: String?
     var aioNr: Int?
     var aioMaxNr: Int?
     /// Each RingExec engine: nil when it starts here, else why not.
@@ -62,10 +63,8 @@ struct AIOStatus {
     var selection: Result<EngineSelection, EngineError> = .failure(.unknownEngineName(""))
 
     static func read() -> AIOStatus {
-        let handle = dlopen("libaio.so.1", RTLD_NOW | RTLD_LOCAL)
-        if let handle { dlclose(handle) }
-        return AIOStatus(
-            libraryLoaded: handle != nil,
+        AIOStatus(
+            library: try? LibAIOLibrary.loaded.get(),
             aioNr: KernelSettings.readInteger("/proc/sys/fs/aio-nr"),
             aioMaxNr: KernelSettings.readInteger("/proc/sys/fs/aio-max-nr"),
             engines: EngineKind.allCases.map { kind in (kind, tryEngine(.only(kind)).failureDescription) },
@@ -171,7 +170,7 @@ enum Render {
             }
         }
         out.append("")
-        out.append("Linux AIO        libaio.so.1 \(aio.libraryLoaded ? "loaded" : "missing (apt-get install libaio1)"); "
+        out.append("Linux AIO        \(aio.library.map { "\($0) loaded" } ?? "libaio missing (install \(LibAIOLibrary.installAdvice))"); "
             + "fs.aio-nr \(aio.aioNr.map(String.init) ?? "?") of fs.aio-max-nr \(aio.aioMaxNr.map(String.init) ?? "?")")
         out.append("")
         out.append("RingExec engines")
@@ -187,78 +186,6 @@ enum Render {
 
     static func pad(_ s: String, _ width: Int) -> String {
         s.count >= width ? s : s + String(repeating: " ", count: width - s.count)
-    }
-
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case _ where scalar.value < 0x20: out += "\\u" + pad(String(scalar.value, radix: 16), 4)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
-
-    static func object(_ pairs: [(String, String)], indent: String) -> String {
-        if pairs.isEmpty { return "{}" }
-        let inner = pairs.map { "\(indent)  \(quote($0.0)): \($0.1)" }.joined(separator: ",\n")
-        return "{\n\(inner)\n\(indent)}"
-    }
-
-    /// "accepted", "refused:<errno>" or "not_tried", quoted.
-    static func json(_ result: ProbeReport.FlagResult) -> String {
-        switch result {
-        case .accepted: quote("accepted")
-        case .refused(let e): quote("refused:\(e.rawValue)")
-        case .notTried: quote("not_tried")
-        }
-    }
-
-    static func optional(_ v: Int?) -> String { v.map(String.init) ?? "null" }
-
-    static func json(_ r: ProbeReport, _ aio: AIOStatus) -> String {
-        var error = "null"
-        if let reason = r.unavailableReason {
-            error = object([
-                ("errno", String(reason.errno.rawValue)), ("message", quote(String(describing: reason.errno))),
-                ("explanation", quote(reason.explanation)),
-            ], indent: "    ")
-        }
-        let ioUring = object([
-            ("available", r.unavailableReason == nil ? "true" : "false"),
-            ("io_uring_disabled_sysctl", optional(r.ioUringDisabledSysctl)),
-            ("error", error),
-        ], indent: "  ")
-        let features = object(Features.allNamed.map { ($0.kernelName, r.features.contains($0.flag) ? "true" : "false") }, indent: "  ")
-        let opcodes = object(Opcode.allKnown.map { ($0.kernelName, r.supports($0.opcode) ? "true" : "false") }, indent: "  ")
-        let flags = object(r.setupFlags.map { ($0.kernelName, json($0.result)) }, indent: "  ")
-        let registers = object(r.registerOpcodes.map { ($0.kernelName, json($0.result)) }, indent: "  ")
-        let aioObject = object([
-            ("libaio_loaded", aio.libraryLoaded ? "true" : "false"),
-            ("aio_nr", optional(aio.aioNr)), ("aio_max_nr", optional(aio.aioMaxNr)),
-            ("engines", "[" + aio.engines.map { engine in
-                "{\"name\":\(quote(engine.kind.rawValue)),\"available\":\(engine.unavailable == nil),"
-                    + "\"reason\":\(engine.unavailable.map(quote) ?? "null")}"
-            }.joined(separator: ",") + "]"),
-            ("automatic", automaticJSON(aio.selection)),
-        ], indent: "  ")
-        return object([
-            ("schema", "1"),
-            ("kernel_release", quote(r.kernelRelease)),
-            ("io_uring", ioUring),
-            ("max_entries", r.maximumEntries.map { String($0) } ?? "null"),
-            ("registered_ring_fd", r.registeredRingFD ? "true" : "false"),
-            ("last_opcode", String(r.lastOpcode)),
-            ("features", features),
-            ("opcodes", opcodes),
-            ("setup_flags", flags),
-            ("register_opcodes", registers),
-            ("linux_aio", aioObject),
-        ], indent: "")
     }
 }
 
@@ -280,16 +207,5 @@ extension Result where Failure == EngineError {
         case .failure(.unavailable(_, let reason)): reason
         case .failure(let error): error.description
         }
-    }
-}
-
-func automaticJSON(_ selection: Result<EngineSelection, EngineError>) -> String {
-    switch selection {
-    case .success(let chosen):
-        let skipped = chosen.passedOver.map { "{\"engine\":\(Render.quote($0.engine.rawValue)),\"reason\":\(Render.quote($0.reason))}" }
-        return "{\"engine\":\(Render.quote(chosen.engine.rawValue)),\"from_environment\":\(chosen.fromEnvironment),"
-            + "\"passed_over\":[\(skipped.joined(separator: ","))]}"
-    case .failure(let error):
-        return "{\"engine\":null,\"error\":\(Render.quote(error.description))}"
     }
 }

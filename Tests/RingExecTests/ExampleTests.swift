@@ -28,7 +28,9 @@ import Testing
         defer { source.remove() }
         let target = source.path + ".copy"
         defer { unlink(target) }
-        let (status, text) = try await runProcess(tool, [source.path, target], environment: ["SWIFT_RING_ENGINE": engine.rawValue])
+        // Standard error too: ring-cp reports an unavailable engine there.
+        let (status, text) = try await runProcess(
+            tool, [source.path, target], environment: ["SWIFT_RING_ENGINE": engine.rawValue], standardError: true)
         if text.contains("engine is unavailable") {
             skip(engine.need, "ring-cp on \(engine): \(text)")
             return

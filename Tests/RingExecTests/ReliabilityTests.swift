@@ -214,7 +214,7 @@ func openDescriptorCount() -> Int {
         guard let soak = ExampleTests.binary("ring-soak") else { return }
         for arguments in [["--engine", "posix"], ["--engine", "io_uring,"], ["--size", "abc"], ["--size", "0"],
                           ["--cancel-percent", "101"], ["--direct", "maybe"], ["--minutes", "-1"], ["--bogus", "1"], ["--size"]] {
-            let (status, text) = try await runProcess(soak, arguments)
+            let (status, text) = try await runProcess(soak, arguments, standardError: true)  // usage goes there
             #expect(status == 2, "ring-soak \(arguments.joined(separator: " ")) -> \(status): \(text)")
             #expect(text.contains("usage:"), "\(text)")
         }

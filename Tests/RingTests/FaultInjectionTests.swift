@@ -4,12 +4,13 @@ import Testing
 
 import Ring
 
-/// Whether the dynamic loader finds libaio.so.1 (as the libaio engine looks for it).
-let libaioInstalled: Bool = {
-    guard let handle = dlopen("libaio.so.1", RTLD_NOW | RTLD_LOCAL) else { return false }
+/// Whether the dynamic loader finds libaio under either name the libaio engine tries
+/// (`LibAIOLibrary.candidateNames`: `libaio.so.1`, or `libaio.so.1t64` on Debian 13 and Ubuntu 24.04).
+let libaioInstalled: Bool = ["libaio.so.1", "libaio.so.1t64"].contains { name in
+    guard let handle = dlopen(name, RTLD_NOW | RTLD_LOCAL) else { return false }
     dlclose(handle)
     return true
-}()
+}
 
 /// io_uring refused the way containers refuse it: a seccomp filter in a child process.
 @Suite(.timeLimit(.minutes(1))) struct FaultInjectionTests {
@@ -91,7 +92,7 @@ let libaioInstalled: Bool = {
         guard libaioInstalled else {
             // What can be checked without libaio still is; the fallback to libaio itself did not run.
             #expect(out.hasPrefix("engine=posix-aio io=ok"), "\(out)")
-            skip(.libaio, "libaio.so.1 is not installed (apt-get install libaio1)")
+            skip(.libaio, "libaio is not installed (libaio1t64, or libaio1 before Debian 13 / Ubuntu 24.04)")
             return
         }
         #expect(out.hasPrefix("engine=libaio io=ok"), "\(out)")

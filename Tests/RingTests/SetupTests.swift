@@ -210,7 +210,7 @@ import Testing
             return
         }
         guard libaioInstalled else {
-            skip(.libaio, "libaio.so.1 is not installed (apt-get install libaio1)")
+            skip(.libaio, "libaio is not installed (libaio1t64, or libaio1 before Debian 13 / Ubuntu 24.04)")
             return
         }
         defer { try? "\(original)\n".write(toFile: maxPath, atomically: false, encoding: .utf8) }

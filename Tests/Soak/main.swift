@@ -82,11 +82,12 @@ struct Options: Sendable {
 
 let usage = """
     usage: ring-soak [--engine all|io_uring,libaio,posix-aio] [--size MiB] [--rewrites N]
-                     [--cancel-percent 0-100] [--direct both|yes|no] [--minutes M]
+                     [--cancel-percent 0-100] [--direct both|yes|no] [--minutes M] [--version]
     """
 
+/// A usage error: the message and the usage on standard error, exit status 2.
 func fail(_ message: String) -> Never {
-    print("ring-soak: \(message)\n\(usage)")
+    _ = try? FileDescriptor.standardError.writeAll("ring-soak: \(message)\n\(usage)\n".utf8)
     exit(2)
 }
 
@@ -111,6 +112,10 @@ func parseOptions() -> Options {
         let name = arguments.removeFirst()
         if name == "--help" || name == "-h" {
             print(usage)
+            exit(0)
+        }
+        if name == "--version" {
+            print(SwiftRing.version)
             exit(0)
         }
         guard let value = arguments.first else { fail("\(name) needs a value") }

@@ -5,6 +5,13 @@
 #ifndef SWIFT_RING_CSYSCALLS_H
 #define SWIFT_RING_CSYSCALLS_H
 
+// Linux only. On any other system the build stops here with this one message instead of
+// dozens of missing-symbol errors; nothing below is read. Cross-platform packages depend on
+// swift-ring with `condition: .when(platforms: [.linux])` (see the README).
+#if !defined(__linux__)
+#error "swift-ring requires Linux (io_uring, Linux AIO); depend on it with .when(platforms: [.linux])"
+#else
+
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -111,5 +118,7 @@ uint64_t cs_thread_token(void);
 
 /// Reads the current errno (for wrappers around libc calls that report through it).
 static inline int cs_errno(void) { return errno; }
+
+#endif  // defined(__linux__)
 
 #endif
