@@ -19,12 +19,34 @@ struct ProbeDocument: Encodable {
     var setupFlags: [String: String]
     var registerOpcodes: [String: String]
     var linuxAIO: LinuxAIO
+    /// The older kernel these answers emulate (`SWIFT_RING_EMULATE_KERNEL`), or null.
+    var emulatedKernel: String?
+    /// The mainline release that added each opcode, setup flag, feature and register opcode.
+    var introduced: [String: String]
 
     enum CodingKeys: String, CodingKey {
         case schema, toolVersion = "tool_version", kernelRelease = "kernel_release", ioUring = "io_uring"
         case maxEntries = "max_entries", registeredRingFD = "registered_ring_fd", lastOpcode = "last_opcode"
         case features, opcodes, setupFlags = "setup_flags", registerOpcodes = "register_opcodes"
-        case linuxAIO = "linux_aio"
+        case linuxAIO = "linux_aio", emulatedKernel = "emulated_kernel", introduced
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(schema, forKey: .schema)
+        try container.encode(toolVersion, forKey: .toolVersion)
+        try container.encode(kernelRelease, forKey: .kernelRelease)
+        try container.encode(ioUring, forKey: .ioUring)
+        try container.encode(maxEntries, forKey: .maxEntries)
+        try container.encode(registeredRingFD, forKey: .registeredRingFD)
+        try container.encode(lastOpcode, forKey: .lastOpcode)
+        try container.encode(features, forKey: .features)
+        try container.encode(opcodes, forKey: .opcodes)
+        try container.encode(setupFlags, forKey: .setupFlags)
+        try container.encode(registerOpcodes, forKey: .registerOpcodes)
+        try container.encode(linuxAIO, forKey: .linuxAIO)
+        try container.encode(emulatedKernel, forKey: .emulatedKernel)  // null when not emulating
+        try container.encode(introduced, forKey: .introduced)
     }
 
     struct IOURing: Encodable {
@@ -95,8 +117,13 @@ struct ProbeDocument: Encodable {
         var fromEnvironment: Bool?
         var passedOver: [PassedOver]?
         var error: String?
+        /// io_uring: the setup flags of the ring it settled for, by kernel name.
+        var ringFlags: [String]?
+        /// What the engine does differently on this kernel (see `EngineSelection.adaptations`).
+        var adaptations: [String]?
         enum CodingKeys: String, CodingKey {
             case engine, fromEnvironment = "from_environment", passedOver = "passed_over", error
+            case ringFlags = "ring_flags", adaptations
         }
         func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: CodingKeys.self)
@@ -104,6 +131,8 @@ struct ProbeDocument: Encodable {
             try container.encodeIfPresent(fromEnvironment, forKey: .fromEnvironment)
             try container.encodeIfPresent(passedOver, forKey: .passedOver)
             try container.encodeIfPresent(error, forKey: .error)
+            try container.encodeIfPresent(ringFlags, forKey: .ringFlags)
+            try container.encodeIfPresent(adaptations, forKey: .adaptations)
         }
     }
 
@@ -127,7 +156,9 @@ extension ProbeDocument {
             case .success(let chosen):
                 Automatic(
                     engine: chosen.engine.rawValue, fromEnvironment: chosen.fromEnvironment,
-                    passedOver: chosen.passedOver.map { PassedOver(engine: $0.engine.rawValue, reason: $0.reason) })
+                    passedOver: chosen.passedOver.map { PassedOver(engine: $0.engine.rawValue, reason: $0.reason) },
+                    ringFlags: SetupFlags.allNamed.filter { chosen.ringFlags.contains($0.flag) }.map(\.kernelName),
+                    adaptations: chosen.adaptations)
             case .failure(let error):
                 Automatic(engine: nil, error: error.description)
             }
@@ -152,6 +183,17 @@ extension ProbeDocument {
                 engines: aio.engines.map {
                     Engine(name: $0.kind.rawValue, available: $0.unavailable == nil, reason: $0.unavailable)
                 },
-                automatic: automatic))
+                automatic: automatic),
+            emulatedKernel: r.emulatedKernel?.description,
+            introduced: Self.releases())
+    }
+
+    static func releases() -> [String: String] {
+        var releases: [String: String] = [:]
+        for (op, name) in Opcode.allKnown { releases[name] = op.introduced?.description }
+        for (flag, name) in SetupFlags.allNamed { releases[name] = flag.introduced?.description }
+        for (flag, name) in Features.allNamed { releases[name] = flag.introduced?.description }
+        for (op, name) in RegisterOpcode.allKnown { releases[name] = op.introduced?.description }
+        return releases
     }
 }

@@ -144,15 +144,17 @@ enum Render {
             out.append("Max entries      \(r.maximumEntries.map(String.init) ?? "unknown") without CLAMP")
             out.append("Ring fd          \(r.registeredRingFD ? "registered (IORING_REGISTER_RING_FDS)" : "not registrable")")
             out.append("")
+            out.append("(Linux X.Y: the mainline release that added it)")
+            out.append("")
             out.append("Features (\(Features.allNamed.filter { r.features.contains($0.flag) }.count)/\(Features.allNamed.count))")
             for (flag, name) in Features.allNamed {
-                out.append("  \(r.features.contains(flag) ? "yes" : " no")  \(name)")
+                out.append("  \(r.features.contains(flag) ? "yes" : " no")  \(pad(name, 34)) \(since(flag.introduced))")
             }
             out.append("")
             let known = Opcode.allKnown.filter { r.supports($0.opcode) }.count
             out.append("Opcodes (\(known)/\(Opcode.allKnown.count) supported; kernel's last opcode is \(r.lastOpcode))")
             for (op, name) in Opcode.allKnown {
-                out.append("  \(r.supports(op) ? "yes" : " no")  \(pad(String(op.rawValue), 3)) \(name)")
+                out.append("  \(r.supports(op) ? "yes" : " no")  \(pad(String(op.rawValue), 3)) \(pad(name, 30)) \(since(op.introduced))")
             }
             let extra = r.supportedOpcodes.filter { Int($0) >= Opcode.allKnown.count }.sorted()
             if !extra.isEmpty {
@@ -160,13 +162,13 @@ enum Render {
             }
             out.append("")
             out.append("Setup flags (each tried on a throwaway ring)")
-            for (_, name, result) in r.setupFlags {
-                out.append("  \(pad(name, 34)) \(result)")
+            for (flag, name, result) in r.setupFlags {
+                out.append("  \(pad(name, 34)) \(pad(since(flag.introduced), 12)) \(result)")
             }
             out.append("")
             out.append("Register opcodes (each exercised with a small valid call)")
             for (op, name, result) in r.registerOpcodes {
-                out.append("  \(pad(String(op.rawValue), 3)) \(pad(name, 34)) \(result)")
+                out.append("  \(pad(String(op.rawValue), 3)) \(pad(name, 34)) \(pad(since(op.introduced), 12)) \(result)")
             }
         }
         out.append("")
@@ -208,4 +210,9 @@ extension Result where Failure == EngineError {
         case .failure(let error): error.description
         }
     }
+}
+
+/// "Linux 6.7": the mainline release an interface arrived in, for the tables above.
+func since(_ version: KernelVersion?) -> String {
+    version.map { "Linux \($0)" } ?? ""
 }
