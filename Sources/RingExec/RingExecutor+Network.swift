@@ -121,7 +121,7 @@ extension RingExecutor {
         let memory = address.copied()
         defer { memory.deallocate() }
         if systemCallInstead(of: .bind) {
-            _ = try systemCall { Glibc.bind(fd.rawValue, memory.assumingMemoryBound(to: sockaddr.self), address.length) }
+            _ = try systemCall { Glibc.bind(fd.rawValue, memory.bindMemory(to: sockaddr.self, capacity: 1), address.length) }
             return
         }
         _ = try await perform(.bind(fd, address: memory, length: address.length))
