@@ -9,6 +9,8 @@ struct ProbeDocument: Encodable {
     var schema = 1
     var toolVersion = SwiftRing.version
     var kernelRelease: String
+    /// The older kernel whose answers `SWIFT_RING_EMULATE_KERNEL` asked for; absent otherwise.
+    var emulatedKernel: String?
     var ioUring: IOURing
     var maxEntries: UInt32?
     var registeredRingFD: Bool
@@ -21,7 +23,8 @@ struct ProbeDocument: Encodable {
     var linuxAIO: LinuxAIO
 
     enum CodingKeys: String, CodingKey {
-        case schema, toolVersion = "tool_version", kernelRelease = "kernel_release", ioUring = "io_uring"
+        case schema, toolVersion = "tool_version", kernelRelease = "kernel_release", emulatedKernel = "emulated_kernel"
+        case ioUring = "io_uring"
         case maxEntries = "max_entries", registeredRingFD = "registered_ring_fd", lastOpcode = "last_opcode"
         case features, opcodes, setupFlags = "setup_flags", registerOpcodes = "register_opcodes"
         case linuxAIO = "linux_aio"
@@ -94,15 +97,22 @@ struct ProbeDocument: Encodable {
         var engine: String?
         var fromEnvironment: Bool?
         var passedOver: [PassedOver]?
+        /// io_uring: the setup flags of the ring the executor chose (`IORING_SETUP_*` names).
+        var ringFlags: [String]?
+        /// What the engine does differently on this kernel, and why.
+        var adaptations: [String]?
         var error: String?
         enum CodingKeys: String, CodingKey {
-            case engine, fromEnvironment = "from_environment", passedOver = "passed_over", error
+            case engine, fromEnvironment = "from_environment", passedOver = "passed_over", ringFlags = "ring_flags"
+            case adaptations, error
         }
         func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: CodingKeys.self)
             try container.encode(engine, forKey: .engine)  // null when nothing was picked
             try container.encodeIfPresent(fromEnvironment, forKey: .fromEnvironment)
             try container.encodeIfPresent(passedOver, forKey: .passedOver)
+            try container.encodeIfPresent(ringFlags, forKey: .ringFlags)
+            try container.encodeIfPresent(adaptations, forKey: .adaptations)
             try container.encodeIfPresent(error, forKey: .error)
         }
     }
@@ -127,12 +137,15 @@ extension ProbeDocument {
             case .success(let chosen):
                 Automatic(
                     engine: chosen.engine.rawValue, fromEnvironment: chosen.fromEnvironment,
-                    passedOver: chosen.passedOver.map { PassedOver(engine: $0.engine.rawValue, reason: $0.reason) })
+                    passedOver: chosen.passedOver.map { PassedOver(engine: $0.engine.rawValue, reason: $0.reason) },
+                    ringFlags: SetupFlags.allNamed.filter { chosen.ringFlags.contains($0.flag) }.map(\.kernelName),
+                    adaptations: chosen.adaptations)
             case .failure(let error):
                 Automatic(engine: nil, error: error.description)
             }
         self.init(
             kernelRelease: r.kernelRelease,
+            emulatedKernel: r.emulatedKernel.map { "\($0)" },
             ioUring: IOURing(
                 available: r.unavailableReason == nil, ioUringDisabledSysctl: r.ioUringDisabledSysctl,
                 error: r.unavailableReason.map {
