@@ -8,9 +8,12 @@ import Glibc
 /// KERNELS.md, and an emulated version (`KernelEmulation`) lets tests see the fallbacks an older
 /// kernel would force.
 public struct KernelVersion: Comparable, Hashable, Sendable, CustomStringConvertible {
+    /// The major number (the 6 of 6.1).
     public var major: Int
+    /// The minor number (the 1 of 6.1).
     public var minor: Int
 
+    /// The release `major.minor`.
     public init(_ major: Int, _ minor: Int) {
         self.major = major
         self.minor = minor
@@ -23,10 +26,12 @@ public struct KernelVersion: Comparable, Hashable, Sendable, CustomStringConvert
         self.init(numbers[0], numbers[1])
     }
 
+    /// Release order: 5.19 comes before 6.1.
     public static func < (a: KernelVersion, b: KernelVersion) -> Bool {
         (a.major, a.minor) < (b.major, b.minor)
     }
 
+    /// `major.minor`, for example `6.1`.
     public var description: String { "\(major).\(minor)" }
 
     /// `uname -r` of the running kernel, parsed; nil if it does not start with `major.minor`.
@@ -170,6 +175,7 @@ extension RegisterOpcode {
 /// run, `ring-probe`) can be pointed at an older kernel. Emulating a newer kernel than the one
 /// running changes nothing. A testing aid: production code should leave it unset.
 public enum KernelEmulation {
+    /// `SWIFT_RING_EMULATE_KERNEL`: the release to emulate, for example `5.15`.
     public static let environmentVariable = "SWIFT_RING_EMULATE_KERNEL"
 
     /// The version the environment asks for, if any (and only if older than the running kernel).

@@ -68,11 +68,16 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
 
 /// Which engine an executor ended up with, and why the ones before it were passed over.
 public struct EngineSelection: Sendable, Equatable, CustomStringConvertible {
+    /// An engine `.automatic` tried and did not take.
     public struct PassedOver: Sendable, Equatable {
+        /// The engine passed over.
         public var engine: EngineKind
+        /// Why: the setup error, a missing library, a refused system call.
         public var reason: String
     }
+    /// The engine the executor runs.
     public var engine: EngineKind
+    /// The engines tried before it, in order, each with its reason.
     public var passedOver: [PassedOver]
     /// Set when `SWIFT_RING_ENGINE` decided.
     public var fromEnvironment: Bool
@@ -85,6 +90,7 @@ public struct EngineSelection: Sendable, Equatable, CustomStringConvertible {
     /// Empty on a kernel that offers everything.
     public var adaptations: [String] = []
 
+    /// A selection as the executor records it (tests and scripted engines build them).
     public init(engine: EngineKind, passedOver: [PassedOver], fromEnvironment: Bool, ringFlags: SetupFlags = [], adaptations: [String] = []) {
         self.engine = engine
         self.passedOver = passedOver
@@ -93,6 +99,7 @@ public struct EngineSelection: Sendable, Equatable, CustomStringConvertible {
         self.adaptations = adaptations
     }
 
+    /// The engine, its ring shape, and every engine passed over or adaptation made, in one line.
     public var description: String {
         var text = engine.rawValue
         if engine == .ioURing { text += " (ring: \(ringFlags.isEmpty ? "plain" : ringFlags.description))" }
