@@ -322,18 +322,18 @@ import Testing
             return Array(joined.prefix(n))
         }
         let got = try ring.run(.recv(pair.b, bufferGroup: 11, options: .bundle))
-        var received = try bytes(of: got)
-        var widest = Int(got.result)
-        if got.result == 8 {
-            // Up to 6.12 at least (booted: 6.12.117) the first bundle receive on a socket takes
-            // one buffer and the next one takes the rest (also reported against 6.10 in
-            // liburing issue #1197); 6.18 fills several at once.
-            let more = try ring.run(.recv(pair.b, bufferGroup: 11, options: .bundle))
-            received += try bytes(of: more)
-            widest = max(widest, Int(more.result))
+        let received = try bytes(of: got)
+        let widest = Int(got.result)
+        #expect(received == Array(message.prefix(received.count)))
+        if widest == 8 && KernelOffers.release < (6, 18) {
+            // Booted 6.12.117: every bundle receive from this UNIX socket pair, one-shot or
+            // multishot, filled a single buffer (the kernel sizes a bundle from what the socket
+            // reports queued, which AF_UNIX does not report; liburing issue #1197 describes it
+            // for 6.10). 6.18 fills several; the releases in between were not booted.
+            skip(.kernel, "a bundle receive spanning buffers from a UNIX socket: 6.18 does it, \(KernelOffers.probe.kernelRelease) filled one buffer")
+            return
         }
         #expect(widest > 8, "a bundle receive spans more than one 8-byte buffer (got \(widest))")
-        #expect(received == Array(message.prefix(received.count)))
     }
 
     @Test func multishotRecvmsgHeadersAndPayloads() throws {
