@@ -30,6 +30,8 @@ public struct BufferRing: ~Copyable {
     public let bufferSize: Int
 
     private let ringFD: Int32
+    /// The ring emulates a kernel without `IORING_REGISTER_PBUF_STATUS` (see `KernelEmulation`).
+    private let refusesStatus: Bool
     private let ringMemory: UnsafeMutableRawPointer
     private let ringMemorySize: Int
     private let buffers: UnsafeMutableRawPointer
@@ -48,6 +50,7 @@ public struct BufferRing: ~Copyable {
         ring: borrowing Ring, group: UInt16, count: Int, bufferSize: Int, incremental: Bool = false
     ) throws(Errno) {
         guard count > 0, count <= 32768, bufferSize > 0, bufferSize <= Int(UInt32.max) else { throw .invalidArgument }
+        if Ring.refuses(.registerBufferRing, emulating: ring.emulatedKernel) { throw .invalidArgument }
         var entries = 1
         while entries < count { entries <<= 1 }
         let ringBytes = max(entries * 16, Int(sysconf(Int32(_SC_PAGESIZE))))
@@ -81,6 +84,7 @@ public struct BufferRing: ~Copyable {
         self.count = entries
         self.bufferSize = bufferSize
         self.ringFD = ringFD
+        refusesStatus = Ring.refuses(.registerBufferRingStatus, emulating: ring.emulatedKernel)
         if incremental {
             consumed = .allocate(capacity: entries)
             consumed!.initialize(repeating: 0, count: entries)
@@ -168,6 +172,7 @@ public struct BufferRing: ~Copyable {
 
     /// `IORING_REGISTER_PBUF_STATUS`: the kernel's head; `localTail - head` buffers are available.
     public func kernelHead() throws(Errno) -> UInt16 {
+        if refusesStatus { throw .invalidArgument }
         var status = [UInt32](repeating: 0, count: 10)  // struct io_uring_buf_status
         status[0] = UInt32(group)
         let result = status.withUnsafeMutableBytes { bytes in

@@ -23,6 +23,9 @@ public struct ProbeReport: Sendable {
     public var registeredRingFD: Bool
     /// For each register opcode this package names: a harmless real call and its outcome.
     public var registerOpcodes: [(opcode: RegisterOpcode, kernelName: String, result: FlagResult)] = []
+    /// Set when the answers are those of an older kernel emulated on this one
+    /// (`SWIFT_RING_EMULATE_KERNEL`, see `KernelEmulation`), not of the running kernel.
+    public var emulatedKernel: KernelVersion? = KernelEmulation.fromEnvironment
 
     public enum FlagResult: Sendable, Equatable, CustomStringConvertible {
         case accepted
@@ -88,7 +91,12 @@ public enum Probe {
         defer { buffer.deallocate() }
         buffer.initializeMemory(as: UInt8.self, repeating: 0)
         try ring.register(.registerProbe, argument: UnsafeRawPointer(buffer.baseAddress), count: UInt32(count))
-        return parseProbeReply(UnsafeRawBufferPointer(buffer))
+        let (lastOp, supported) = parseProbeReply(UnsafeRawBufferPointer(buffer))
+        guard let emulated = ring.emulatedKernel else { return (lastOp, supported) }
+        // An older kernel knows only the opcodes it was released with.
+        let known = supported.filter { (Opcode(rawValue: $0).introduced ?? .init(Int.max, 0)) <= emulated }
+        let last = Opcode.introducedTable.lastIndex(where: { $0 <= emulated }).map { $0 + 1 } ?? 0
+        return (min(lastOp, last), known)
     }
 
     /// Decodes an `io_uring_probe` reply. Pure: entries beyond the buffer or beyond `ops_len`

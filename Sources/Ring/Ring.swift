@@ -28,6 +28,9 @@ public struct RingOptions: Sendable {
     /// thread removes the registration the next time it creates or drops a `Ring` (kernels with
     /// `IORING_REGISTER_USE_REGISTERED_RING`, 6.3+), or when it exits.
     public var registerRingFD: Bool = false
+    /// Answer as this older kernel would (see `KernelEmulation`): a testing aid. Defaults to
+    /// `SWIFT_RING_EMULATE_KERNEL`; nil (the usual case) uses the running kernel as it is.
+    public var emulatedKernel: KernelVersion? = KernelEmulation.fromEnvironment
 
     public init(flags: SetupFlags = []) { self.flags = flags }
 }
@@ -69,6 +72,8 @@ public struct Ring: ~Copyable, @unchecked Sendable {
     public let setupFlags: SetupFlags
     /// What this kernel's io_uring offers.
     public let features: Features
+    /// The older kernel this ring answers as (`RingOptions.emulatedKernel`), or nil.
+    public let emulatedKernel: KernelVersion?
 
     @usableFromInline var sq: SubmissionQueue
     @usableFromInline var cq: CompletionQueue
@@ -125,6 +130,15 @@ public struct Ring: ~Copyable, @unchecked Sendable {
         }
         p.flags = flags.rawValue
 
+        let emulated = KernelEmulation.effective(options.emulatedKernel)
+        if let emulated, let needed = flags.newestIntroduced, needed > emulated {
+            let newer = SetupFlags.allNamed.filter { flags.contains($0.flag) && ($0.flag.introduced ?? needed) > emulated }
+            throw RingSetupError(
+                errno: .invalidArgument,
+                explanation: newer.map { "\($0.kernelName) needs Linux \($0.flag.introduced ?? needed)" }.joined(separator: ", ")
+                    + " (emulating Linux \(emulated))")
+        }
+
         let ringFD: Int32
         do {
             ringFD = try Syscall.setup(entries: UInt32(entries), parameters: &p)
@@ -152,6 +166,10 @@ public struct Ring: ~Copyable, @unchecked Sendable {
 
         fd = FileDescriptor(rawValue: ringFD)
         parameters = p
+        if let emulated {
+            p.features &= Features.reported(by: emulated).rawValue
+        }
+        emulatedKernel = emulated
         setupFlags = SetupFlags(rawValue: p.flags)
         features = Features(rawValue: p.features)
         mappings = mapped
@@ -159,7 +177,9 @@ public struct Ring: ~Copyable, @unchecked Sendable {
         cq = CompletionQueue(ring: mapped.cqRing, layout: layout, mixed: setupFlags.contains(.cqeMixed))
         registeringThread = Syscall.threadToken
         OrphanedRingRegistrations.releaseThisThreads(through: ringFD)
-        if options.registerRingFD && !setupFlags.contains(.registeredFDOnly) {
+        if options.registerRingFD && !setupFlags.contains(.registeredFDOnly)
+            && !Ring.refuses(.registerRingFDs, emulating: emulated)
+        {
             registeredIndex = Ring.registerSelf(ringFD)
         } else {
             registeredIndex = -1
@@ -211,6 +231,7 @@ public struct Ring: ~Copyable, @unchecked Sendable {
     /// dropped.
     public mutating func resize(entries: UInt32, completionEntries: UInt32? = nil) throws(Errno) {
         guard setupFlags.contains(.noSQArray) else { throw .notSupported }
+        if Ring.refuses(.registerResizeRings, emulating: emulatedKernel) { throw .invalidArgument }
         _ = sq.flush()
         var p = RingParameters()
         p.sqEntries = entries
@@ -492,7 +513,14 @@ public struct Ring: ~Copyable, @unchecked Sendable {
     /// opcode expects (see io_uring_register(2)). Returns the kernel's non-negative result.
     @discardableResult
     public func register(_ opcode: RegisterOpcode, argument: UnsafeRawPointer?, count: UInt32) throws(Errno) -> Int32 {
-        try Syscall.register(fd.rawValue, opcode: opcode.rawValue, argument: argument, count: count)
+        if Ring.refuses(opcode, emulating: emulatedKernel) { throw .invalidArgument }
+        return try Syscall.register(fd.rawValue, opcode: opcode.rawValue, argument: argument, count: count)
+    }
+
+    /// Whether a kernel of `emulated` would refuse `opcode` (it did not know it yet).
+    package static func refuses(_ opcode: RegisterOpcode, emulating emulated: KernelVersion?) -> Bool {
+        guard let emulated, let introduced = opcode.introduced else { return false }
+        return introduced > emulated
     }
 
     /// Enables a ring created with `.disabled` (`IORING_REGISTER_ENABLE_RINGS`).

@@ -17,13 +17,13 @@ enum EngineFactory {
         switch choice {
         case .only(let kind):
             let engine = try make(kind, entries: entries, submitBatch: submitBatch)
-            return (engine, EngineSelection(engine: kind, passedOver: [], fromEnvironment: fromEnvironment))
+            return (engine, selection(engine, passedOver: [], fromEnvironment: fromEnvironment))
         case .automatic:
             var passedOver: [EngineSelection.PassedOver] = []
             for kind in EngineKind.allCases {
                 do {
                     let engine = try make(kind, entries: entries, submitBatch: submitBatch)
-                    return (engine, EngineSelection(engine: kind, passedOver: passedOver, fromEnvironment: false))
+                    return (engine, selection(engine, passedOver: passedOver, fromEnvironment: false))
                 } catch {
                     let reason: String =
                         if case .unavailable(_, let why) = error { why } else { error.description }
@@ -32,6 +32,13 @@ enum EngineFactory {
             }
             throw .noEngineAvailable(passedOver)
         }
+    }
+
+    static func selection(_ engine: any IOEngine, passedOver: [EngineSelection.PassedOver], fromEnvironment: Bool) -> EngineSelection {
+        let uring = engine as? URingEngine
+        return EngineSelection(
+            engine: engine.kind, passedOver: passedOver, fromEnvironment: fromEnvironment,
+            ringFlags: uring?.ringFlags ?? [], adaptations: uring?.adaptations ?? [])
     }
 
     static func make(_ kind: EngineKind, entries: Int, submitBatch: Int) throws(EngineError) -> any IOEngine {

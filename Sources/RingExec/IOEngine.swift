@@ -1,4 +1,4 @@
-import Ring
+public import Ring
 import Glibc
 
 /// The I/O mechanisms a `RingExecutor` can drive.
@@ -65,10 +65,28 @@ public struct EngineSelection: Sendable, Equatable, CustomStringConvertible {
     public var passedOver: [PassedOver]
     /// Set when `SWIFT_RING_ENGINE` decided.
     public var fromEnvironment: Bool
+    /// io_uring: the setup flags of the executor's ring, the best shape the kernel accepted
+    /// (`SINGLE_ISSUER|DEFER_TASKRUN|TASKRUN_FLAG` from Linux 6.1, `COOP_TASKRUN|TASKRUN_FLAG`
+    /// from 5.19, plain before). Empty for the other engines.
+    public var ringFlags: SetupFlags = []
+    /// What the engine does differently on this kernel and why: ring shapes refused, features
+    /// missing and the fallback used instead (each names the Linux release that would add it).
+    /// Empty on a kernel that offers everything.
+    public var adaptations: [String] = []
+
+    public init(engine: EngineKind, passedOver: [PassedOver], fromEnvironment: Bool, ringFlags: SetupFlags = [], adaptations: [String] = []) {
+        self.engine = engine
+        self.passedOver = passedOver
+        self.fromEnvironment = fromEnvironment
+        self.ringFlags = ringFlags
+        self.adaptations = adaptations
+    }
 
     public var description: String {
         var text = engine.rawValue
+        if engine == .ioURing { text += " (ring: \(ringFlags.isEmpty ? "plain" : ringFlags.description))" }
         if fromEnvironment { text += " (from \(EngineChoice.environmentVariable))" }
+        for adaptation in adaptations { text += "; \(adaptation)" }
         for skipped in passedOver { text += "; passed over \(skipped.engine): \(skipped.reason)" }
         return text
     }
@@ -125,6 +143,10 @@ enum ReservedToken {
     static let wake: UInt64 = 1
     /// Completions nobody waits for: cancel requests, wake-up messages to other rings.
     static let ignored: UInt64 = 2
+    /// io_uring without `EXT_ARG`: the `TIMEOUT` entry that bounds a wait.
+    static let waitTimeout: UInt64 = 3
+    /// io_uring setup: the entries that ask the kernel what it accepts.
+    static let probe: UInt64 = 4
     static let limit: UInt64 = 16
 }
 

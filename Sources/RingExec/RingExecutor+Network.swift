@@ -109,16 +109,35 @@ extension RingExecutor {
         FileDescriptor(rawValue: Int32(try await perform(.socket(domain: domain, type: type | Int32(SOCK_CLOEXEC.rawValue), protocol: proto))))
     }
 
-    /// `bind(2)` (io_uring `BIND`, Linux 6.11+).
+    /// `bind(2)`: io_uring `BIND` (Linux 6.11+), or the plain system call on older kernels
+    /// (it never blocks).
     public func bind(_ fd: FileDescriptor, to address: SocketAddress) async throws {
         let memory = address.copied()
         defer { memory.deallocate() }
+        if let uring = engine as? URingEngine, !uring.supportsBindAndListen {
+            try checkDirectCall()
+            let result = Glibc.bind(fd.rawValue, memory.assumingMemoryBound(to: sockaddr.self), address.length)
+            if result < 0 { throw Errno(rawValue: errno) }
+            return
+        }
         _ = try await perform(.bind(fd, address: memory, length: address.length))
     }
 
-    /// `listen(2)` (io_uring `LISTEN`, Linux 6.11+).
+    /// `listen(2)`: io_uring `LISTEN` (Linux 6.11+), or the plain system call on older kernels.
     public func listen(_ fd: FileDescriptor, backlog: Int32 = 128) async throws {
+        if let uring = engine as? URingEngine, !uring.supportsBindAndListen {
+            try checkDirectCall()
+            if Glibc.listen(fd.rawValue, backlog) < 0 { throw Errno(rawValue: errno) }
+            return
+        }
         _ = try await perform(.listen(fd, backlog: backlog))
+    }
+
+    /// What `perform` would throw before submitting, for calls made directly: a cancelled task,
+    /// or an executor that has shut down.
+    private func checkDirectCall() throws {
+        try Task.checkCancellation()
+        if isShutDown { throw Errno(rawValue: ESHUTDOWN) }
     }
 
     /// `connect(2)`.
@@ -143,9 +162,13 @@ extension RingExecutor {
     /// dropped) or accepted after it are closed. At most `bufferLimit` (at least 1) wait in the
     /// stream: when that many are waiting, the request is cancelled and pending connections stay
     /// in the listen backlog until the consumer has taken half of them, then it is re-armed.
+    ///
+    /// Before Linux 5.19 (no multishot accept) each connection is accepted by its own request,
+    /// re-armed as each completes, with the same stream, ownership and `bufferLimit` rules.
     public func connections(_ fd: FileDescriptor, bufferLimit: Int = 64) -> AsyncThrowingStream<FileDescriptor, any Error> {
-        multishotStream(
-            "multishot accept", .accept(fd, flags: Int32(SOCK_CLOEXEC.rawValue), multishot: true), bufferLimit: bufferLimit,
+        let multishot = (engine as? URingEngine)?.supportsMultishotAccept ?? true
+        return multishotStream(
+            "multishot accept", .accept(fd, flags: Int32(SOCK_CLOEXEC.rawValue), multishot: multishot), bufferLimit: bufferLimit,
             decode: { result, _ in .element(FileDescriptor(rawValue: result)) }, discard: { try? $0.close() })
     }
 
@@ -220,11 +243,30 @@ extension RingExecutor {
     /// received messages wait in the stream: then the request is cancelled, the data waits in the
     /// socket (TCP pushes back on the sender), and it is re-armed once the consumer has taken
     /// half of them. `EBUSY` when 65,536 streams of this executor hold a group id each.
+    ///
+    /// Before Linux 6.0 (no multishot receive into a buffer ring) each message is received by its
+    /// own request into one buffer of `bufferSize` bytes that the stream owns, re-armed as each
+    /// completes: the same stream, ending and `bufferLimit` rules, without the group id.
     public func messages(_ fd: FileDescriptor, bufferSize: Int = 16384, bufferCount: Int = 64, bufferLimit: Int = 64) async throws
         -> AsyncThrowingStream<[UInt8], any Error>
     {
         guard engineSelection.engine == .ioURing else {
             throw EngineError.unsupported(operation: "multishot receive", engine: engineSelection.engine)
+        }
+        if let uring = engine as? URingEngine, !uring.supportsMultishotReceive {
+            return try await run { () throws -> AsyncThrowingStream<[UInt8], any Error> in
+                // Where the buffer-ring path registers its ring: the loop thread, or ESHUTDOWN.
+                try self.withRing { _ in }
+                guard bufferSize > 0 else { throw Errno.invalidArgument }
+                // Freed by `onEnd`, which runs once no request is in flight (nor ever will be).
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 16)
+                let stream = Multishot<[UInt8]>(
+                    executor: self, entry: .recv(fd, into: buffer), bufferLimit: bufferLimit,
+                    decode: { result, _ in result == 0 ? .end : .element(Array(buffer[..<Int(result)])) },
+                    discard: { _ in },
+                    onEnd: { buffer.deallocate() })
+                return stream.start()
+            }
         }
         // The buffer ring is registered (and later released) on the loop thread.
         return try await run { () throws -> AsyncThrowingStream<[UInt8], any Error> in

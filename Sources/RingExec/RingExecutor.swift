@@ -48,7 +48,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
 
     /// The engine; created on the loop thread before `init` returns, then never replaced.
     private var engineStorage: (any IOEngine)?
-    private var engine: any IOEngine { engineStorage.unsafelyUnwrapped }
+    var engine: any IOEngine { engineStorage.unsafelyUnwrapped }
     /// Which engine this executor drives and why others were passed over.
     public private(set) var engineSelection = EngineSelection(engine: .ioURing, passedOver: [], fromEnvironment: false)
     /// The io_uring ring fd, when the engine is io_uring (target of `MSG_RING` wake-ups).
@@ -366,6 +366,9 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         return result
     }
 
+    /// The loop has exited: nothing more is accepted.
+    var isShutDown: Bool { lock.withLock { exited } }
+
     /// Queues a record for the loop; false after shutdown. The record's continuation (if any)
     /// must be set before this is called.
     func enqueue(_ operation: Operation) -> Bool {
@@ -555,7 +558,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             engineStorage = engine
             engineSelection = selection
             submitBatch = engine.submitBatch
-            ringFD = (engine as? URingEngine)?.ringFD
+            // MSG_RING wake-ups only where the kernel has them (5.18); else the eventfd.
+            ringFD = (engine as? URingEngine).flatMap { $0.canMessage ? $0.ringFD : nil }
         } catch {
             context.error = error
             context.state.store(2, ordering: .releasing)

@@ -133,6 +133,9 @@ enum Render {
     static func table(_ r: ProbeReport, _ aio: AIOStatus) -> String {
         var out: [String] = []
         out.append("Kernel           \(r.kernelRelease)")
+        if let emulated = r.emulatedKernel {
+            out.append("Emulating        Linux \(emulated) (\(KernelEmulation.environmentVariable)): answers below are that kernel's, not this one's")
+        }
         let sysctl = r.ioUringDisabledSysctl.map(String.init) ?? "absent"
         if let reason = r.unavailableReason {
             out.append("io_uring         UNAVAILABLE: \(reason)")

@@ -161,26 +161,7 @@ import Testing
             }
         }
         // 20 clients, each sends 10 KiB in pieces and reads back every byte.
-        try await withThrowingTaskGroup(of: Bool.self) { group in
-            for client in 0..<20 {
-                group.addTask {
-                    let socket = try await executor.socket()
-                    defer { try? socket.close() }
-                    try await executor.connect(socket, to: .loopback(port: port))
-                    let payload = pattern(count: 10_240, from: client * 10_240)
-                    try await executor.send(socket, bytes: payload)
-                    try await executor.shutdown(socket)
-                    var echoed: [UInt8] = []
-                    while true {
-                        let chunk = try await executor.receive(socket, upTo: 4096)
-                        if chunk.isEmpty { break }
-                        echoed += chunk
-                    }
-                    return echoed == payload
-                }
-            }
-            for try await ok in group { #expect(ok) }
-        }
+        try await runEchoClients(executor, port: port, clients: 20, bytesEach: 10_240)
         try await server.value
     }
 
@@ -244,6 +225,31 @@ import Testing
             }
         }
         #expect(sawReset)
+    }
+}
+
+/// `clients` connections to `port` on loopback, each sending `bytesEach` bytes of the pattern,
+/// shutting down its write side and reading everything back; expects every echo to match.
+func runEchoClients(_ executor: RingExecutor, port: UInt16, clients: Int, bytesEach: Int) async throws {
+    try await withThrowingTaskGroup(of: Bool.self) { group in
+        for client in 0..<clients {
+            group.addTask {
+                let socket = try await executor.socket()
+                defer { try? socket.close() }
+                try await executor.connect(socket, to: .loopback(port: port))
+                let payload = pattern(count: bytesEach, from: client * bytesEach)
+                try await executor.send(socket, bytes: payload)
+                try await executor.shutdown(socket)
+                var echoed: [UInt8] = []
+                while true {
+                    let chunk = try await executor.receive(socket, upTo: 4096)
+                    if chunk.isEmpty { break }
+                    echoed += chunk
+                }
+                return echoed == payload
+            }
+        }
+        for try await ok in group { #expect(ok) }
     }
 }
 

@@ -20,6 +20,7 @@ import Testing
     @Test func crossRingWakeUpsUseMessages() async throws {
         let group = try RingExecutorGroup(threads: 2, entries: 32)
         defer { group.shutdownGracefully() }
+        guard group.executors[0].kernelOffers(.messageRing) else { return }
         let (a, b) = (group.executors[0], group.executors[1])
         let rounds = 2_000
         let done = try await a.run { () async throws -> Int in
