@@ -37,7 +37,7 @@ struct RingShape: Sendable, CustomTestStringConvertible {
             // A flag this kernel predates: skipped as `kernel`, naming the release that added it.
             if let (flag, linux) = Self.introduced.first(where: { options.flags.contains($0.flag) && KernelOffers.refuses($0.flag) }) {
                 let flagName = SetupFlags.allNamed.first { $0.flag == flag }?.kernelName ?? "\(flag)"
-                skip(.kernel, "the \(name) ring shape needs \(flagName), Linux \(linux) (kernel \(KernelOffers.probe.kernelRelease) refused it: \(error))",
+                skip(.kernel, "the \(name) ring shape needs \(flagName), Linux \(linux) (kernel \(KernelOffers.kernelName) refused it: \(error))",
                     sourceLocation: sourceLocation)
                 return nil
             }
@@ -219,8 +219,15 @@ func readSome(_ fd: FileDescriptor, _ count: Int) throws -> [UInt8] {
 enum KernelOffers {
     static let probe = Probe.run()
 
-    /// The running release as (major, minor), from the probe's `uname -r`.
+    /// The kernel the answers are from, as skip reasons name it.
+    static var kernelName: String {
+        probe.emulatedKernel.map { "\(probe.kernelRelease) emulating \($0)" } ?? probe.kernelRelease
+    }
+
+    /// The running release as (major, minor), from the probe's `uname -r`, or the release
+    /// `SWIFT_RING_EMULATE_KERNEL` makes ring setup and the probe answer as.
     static var release: (Int, Int) {
+        if let emulated = probe.emulatedKernel { return (emulated.major, emulated.minor) }
         let parts = probe.kernelRelease.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
         return parts.count == 2 ? (parts[0], parts[1]) : (0, 0)
     }
@@ -228,7 +235,7 @@ enum KernelOffers {
     /// True when the kernel supports `op`; otherwise skips.
     static func opcode(_ op: Opcode, since linux: String, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
         if probe.supports(op) { return true }
-        skip(.kernel, "\(op.kernelName) needs Linux \(linux) (kernel \(probe.kernelRelease) lacks it)", sourceLocation: sourceLocation)
+        skip(.kernel, "\(op.kernelName) needs Linux \(linux) (kernel \(kernelName) lacks it)", sourceLocation: sourceLocation)
         return false
     }
 
@@ -242,14 +249,14 @@ enum KernelOffers {
     /// True when the kernel accepts the setup flag (the probe built a ring with it); otherwise skips.
     static func setupFlag(_ flag: SetupFlags, since linux: String, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
         guard refuses(flag), let entry = probe.setupFlags.first(where: { $0.flag == flag }) else { return true }
-        skip(.kernel, "\(entry.kernelName) needs Linux \(linux) (kernel \(probe.kernelRelease): \(entry.result))", sourceLocation: sourceLocation)
+        skip(.kernel, "\(entry.kernelName) needs Linux \(linux) (kernel \(kernelName): \(entry.result))", sourceLocation: sourceLocation)
         return false
     }
 
     /// True unless the probe's harmless call of the register opcode was refused; otherwise skips.
     static func register(_ op: RegisterOpcode, since linux: String, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
         guard let entry = probe.registerOpcodes.first(where: { $0.opcode == op }), case .refused = entry.result else { return true }
-        skip(.kernel, "\(entry.kernelName) needs Linux \(linux) (kernel \(probe.kernelRelease): \(entry.result))", sourceLocation: sourceLocation)
+        skip(.kernel, "\(entry.kernelName) needs Linux \(linux) (kernel \(kernelName): \(entry.result))", sourceLocation: sourceLocation)
         return false
     }
 
@@ -257,7 +264,7 @@ enum KernelOffers {
     static func feature(_ feature: Features, since linux: String, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
         if probe.features.contains(feature) { return true }
         let name = Features.allNamed.first { $0.flag == feature }?.kernelName ?? "\(feature)"
-        skip(.kernel, "\(name) needs Linux \(linux) (kernel \(probe.kernelRelease) lacks it)", sourceLocation: sourceLocation)
+        skip(.kernel, "\(name) needs Linux \(linux) (kernel \(kernelName) lacks it)", sourceLocation: sourceLocation)
         return false
     }
 
@@ -266,7 +273,7 @@ enum KernelOffers {
     /// otherwise skips naming `what`.
     static func release(atLeast major: Int, _ minor: Int, for what: String, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
         if release >= (major, minor) { return true }
-        skip(.kernel, "\(what) needs Linux \(major).\(minor) (kernel \(probe.kernelRelease))", sourceLocation: sourceLocation)
+        skip(.kernel, "\(what) needs Linux \(major).\(minor) (kernel \(kernelName))", sourceLocation: sourceLocation)
         return false
     }
 }
