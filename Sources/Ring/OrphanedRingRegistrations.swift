@@ -68,7 +68,13 @@ enum OrphanedRingRegistrations {
     }
 
     /// Removes the registrations this thread left behind for rings that are gone.
-    static func releaseThisThreads() {
+    ///
+    /// `IORING_UNREGISTER_RING_FDS` acts on the calling thread's own table whatever ring it is
+    /// called through, so `ringFD` (any open ring; the caller's own) reaches the slots on every
+    /// kernel since 5.18. Without it, or when that ring refuses the call (a single-issuer ring
+    /// used off its thread says EEXIST), the slot itself is named with
+    /// `IORING_REGISTER_USE_REGISTERED_RING`, which needs Linux 6.3.
+    static func releaseThisThreads(through ringFD: Int32? = nil) {
         guard count.load(ordering: .relaxed) > 0 else { return }
         let me = Syscall.threadToken
         let mine = lock.withLock { () -> [Int32] in
@@ -82,6 +88,11 @@ enum OrphanedRingRegistrations {
             // naming it by index reaches that ring and removes this thread's reference to it.
             var update = ResourceUpdate()
             update.offset = UInt32(index)
+            if let ringFD,
+                (try? Syscall.register(ringFD, opcode: RegisterOpcode.unregisterRingFDs.rawValue, argument: &update, count: 1)) != nil
+            {
+                continue
+            }
             _ = try? Syscall.register(
                 index, opcode: RegisterOpcode.unregisterRingFDs.rawValue | useRegisteredRing, argument: &update, count: 1)
         }

@@ -179,7 +179,7 @@ public struct Ring: ~Copyable, @unchecked Sendable {
         sq = SubmissionQueue(ring: mapped.sqRing, sqes: mapped.sqes, layout: layout)
         cq = CompletionQueue(ring: mapped.cqRing, layout: layout, mixed: setupFlags.contains(.cqeMixed))
         registeringThread = Syscall.threadToken
-        OrphanedRingRegistrations.releaseThisThreads()
+        OrphanedRingRegistrations.releaseThisThreads(through: ringFD)
         if options.registerRingFD && !setupFlags.contains(.registeredFDOnly)
             && !Ring.refuses(.registerRingFDs, emulating: emulated)
         {
@@ -213,9 +213,9 @@ public struct Ring: ~Copyable, @unchecked Sendable {
                 OrphanedRingRegistrations.add(thread: registeringThread, index: registeredIndex)
             }
         }
+        OrphanedRingRegistrations.releaseThisThreads(through: fd.rawValue)
         mappings.unmap()
         Glibc.close(fd.rawValue)
-        OrphanedRingRegistrations.releaseThisThreads()
     }
 
     /// `IORING_REGISTER_RESIZE_RINGS`: gives the ring a new SQ of `entries` and CQ of

@@ -34,10 +34,22 @@ struct RingShape: Sendable, CustomTestStringConvertible {
         do {
             return try Ring(entries: entries, options: options)
         } catch {
+            // A flag this kernel predates: skipped as `kernel`, naming the release that added it.
+            if let (flag, linux) = Self.introduced.first(where: { options.flags.contains($0.flag) && KernelOffers.refuses($0.flag) }) {
+                let flagName = SetupFlags.allNamed.first { $0.flag == flag }?.kernelName ?? "\(flag)"
+                skip(.kernel, "the \(name) ring shape needs \(flagName), Linux \(linux) (kernel \(KernelOffers.kernelName) refused it: \(error))",
+                    sourceLocation: sourceLocation)
+                return nil
+            }
             skip(need, "the kernel refused the \(name) ring shape: \(error)", sourceLocation: sourceLocation)
             return nil
         }
     }
+
+    /// The release that added each setup flag the shapes use (io_uring_setup(2)).
+    static let introduced: [(flag: SetupFlags, linux: String)] = [
+        (.noSQArray, "6.6"), (.deferTaskRun, "6.1"), (.singleIssuer, "6.0"), (.taskRunFlag, "5.19"), (.cqe32, "5.19"),
+    ]
 }
 
 /// A temporary file, removed on deinit.
@@ -198,4 +210,70 @@ func readSome(_ fd: FileDescriptor, _ count: Int) throws -> [UInt8] {
     var buffer = [UInt8](repeating: 0, count: count)
     let n = try buffer.withUnsafeMutableBytes { try fd.read(into: $0) }
     return Array(buffer.prefix(n))
+}
+
+/// What the running kernel offers, asked once (the probe: `IORING_REGISTER_PROBE`, a ring per
+/// setup flag, the feature bits). A test that needs something the kernel lacks asks here first and
+/// is skipped with need `kernel`, naming what is missing and the Linux release that added it
+/// (from the kernel's history and liburing's man pages).
+enum KernelOffers {
+    static let probe = Probe.run()
+
+    /// The kernel the answers are from, as skip reasons name it.
+    static var kernelName: String {
+        probe.emulatedKernel.map { "\(probe.kernelRelease) emulating \($0)" } ?? probe.kernelRelease
+    }
+
+    /// The running release as (major, minor), from the probe's `uname -r`, or the release
+    /// `SWIFT_RING_EMULATE_KERNEL` makes ring setup and the probe answer as.
+    static var release: (Int, Int) {
+        if let emulated = probe.emulatedKernel { return (emulated.major, emulated.minor) }
+        let parts = probe.kernelRelease.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        return parts.count == 2 ? (parts[0], parts[1]) : (0, 0)
+    }
+
+    /// True when the kernel supports `op`; otherwise skips.
+    static func opcode(_ op: Opcode, since linux: String, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+        if probe.supports(op) { return true }
+        skip(.kernel, "\(op.kernelName) needs Linux \(linux) (kernel \(kernelName) lacks it)", sourceLocation: sourceLocation)
+        return false
+    }
+
+    /// Whether the probe tried `flag` and the kernel refused it.
+    static func refuses(_ flag: SetupFlags) -> Bool {
+        guard let entry = probe.setupFlags.first(where: { $0.flag == flag }) else { return false }
+        if case .refused = entry.result { return true }
+        return false
+    }
+
+    /// True when the kernel accepts the setup flag (the probe built a ring with it); otherwise skips.
+    static func setupFlag(_ flag: SetupFlags, since linux: String, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+        guard refuses(flag), let entry = probe.setupFlags.first(where: { $0.flag == flag }) else { return true }
+        skip(.kernel, "\(entry.kernelName) needs Linux \(linux) (kernel \(kernelName): \(entry.result))", sourceLocation: sourceLocation)
+        return false
+    }
+
+    /// True unless the probe's harmless call of the register opcode was refused; otherwise skips.
+    static func register(_ op: RegisterOpcode, since linux: String, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+        guard let entry = probe.registerOpcodes.first(where: { $0.opcode == op }), case .refused = entry.result else { return true }
+        skip(.kernel, "\(entry.kernelName) needs Linux \(linux) (kernel \(kernelName): \(entry.result))", sourceLocation: sourceLocation)
+        return false
+    }
+
+    /// True when the kernel reports the feature bit; otherwise skips.
+    static func feature(_ feature: Features, since linux: String, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+        if probe.features.contains(feature) { return true }
+        let name = Features.allNamed.first { $0.flag == feature }?.kernelName ?? "\(feature)"
+        skip(.kernel, "\(name) needs Linux \(linux) (kernel \(kernelName) lacks it)", sourceLocation: sourceLocation)
+        return false
+    }
+
+    /// For what the probe cannot see (a flag inside an opcode's entry, which the kernel refuses
+    /// with EINVAL in the completion): true when the running release is at least `major.minor`;
+    /// otherwise skips naming `what`.
+    static func release(atLeast major: Int, _ minor: Int, for what: String, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+        if release >= (major, minor) { return true }
+        skip(.kernel, "\(what) needs Linux \(major).\(minor) (kernel \(kernelName))", sourceLocation: sourceLocation)
+        return false
+    }
 }

@@ -27,12 +27,7 @@ import Testing
 
     @Test func timeoutFlags() throws {
         var ring = try Ring(entries: 8)
-        // Multishot: three shots from one entry, F_MORE on all but the last.
         let tick = Pinned(KernelTimespec(.milliseconds(2)))
-        ring.mustPush(.timeout(tick.pointer, completionCount: 3, flags: .multishot).userData(1))
-        let shots = try ring.collect(3)
-        #expect(shots.map(\.result) == [-ETIME, -ETIME, -ETIME])
-        #expect(shots.map(\.hasMore) == [true, true, false])
         // ETIME_SUCCESS: an expiring timeout does not break its link.
         ring.mustPush(.timeout(tick.pointer, flags: .etimeSuccess).userData(2).flags(.link))
         ring.mustPush(.nop().userData(3))
@@ -55,6 +50,16 @@ import Testing
         // Bad input: a negative time is rejected.
         let negative = Pinned(KernelTimespec(seconds: -1, nanoseconds: 0))
         #expect(try ring.run(.timeout(negative.pointer)).result == -EINVAL)
+        // The probe cannot see flags inside an entry: older kernels refuse a multishot timeout
+        // with EINVAL and ignore an injected NOP result, so these go last, gated on the release.
+        // Multishot (io_uring_enter(2): since 6.4): three shots from one entry, F_MORE on all but the last.
+        guard KernelOffers.release(atLeast: 6, 4, for: "IORING_TIMEOUT_MULTISHOT") else { return }
+        ring.mustPush(.timeout(tick.pointer, completionCount: 3, flags: .multishot).userData(1))
+        let shots = try ring.collect(3)
+        #expect(shots.map(\.result) == [-ETIME, -ETIME, -ETIME])
+        #expect(shots.map(\.hasMore) == [true, true, false])
+        // IORING_NOP_INJECT_RESULT: Linux 6.10 (liburing took it with its 6.10 header sync).
+        guard KernelOffers.release(atLeast: 6, 10, for: "IORING_NOP_INJECT_RESULT") else { return }
         #expect(try ring.run(.nop(injectingResult: -EIO)).result == -EIO)
     }
 
@@ -70,13 +75,6 @@ import Testing
         #expect(byFD.filter { $0.userData < 3 }.allSatisfy { $0.result == -ECANCELED })
 
         let ts = Pinned(KernelTimespec(.seconds(30)))
-        ring.mustPush(.timeout(ts.pointer).userData(20))
-        ring.mustPush(.timeout(ts.pointer).userData(21))
-        try ring.submit()
-        ring.mustPush(.cancel(opcode: .timeout, flags: .all).userData(22))
-        let byOp = try ring.collect(3)
-        #expect(byOp.first { $0.userData == 22 }?.result == 2)
-
         ring.mustPush(.read(pipe.read, into: buffer.buffer, offset: 0).userData(30))
         ring.mustPush(.timeout(ts.pointer).userData(31))
         try ring.submit()
@@ -85,6 +83,15 @@ import Testing
         #expect(any.first { $0.userData == 32 }?.result == 2)
         let nothing = try ring.run(.cancelAny())
         #expect(nothing.result == 0, "with .all the result is the number cancelled: nothing was left")
+
+        // By opcode (IORING_ASYNC_CANCEL_OP, io_uring_prep_cancel(3): since 6.6; no probe bit).
+        guard KernelOffers.release(atLeast: 6, 6, for: "IORING_ASYNC_CANCEL_OP") else { return }
+        ring.mustPush(.timeout(ts.pointer).userData(20))
+        ring.mustPush(.timeout(ts.pointer).userData(21))
+        try ring.submit()
+        ring.mustPush(.cancel(opcode: .timeout, flags: .all).userData(22))
+        let byOp = try ring.collect(3)
+        #expect(byOp.first { $0.userData == 22 }?.result == 2)
     }
 
     @Test func messageRingDataAndFilePassing() throws {
@@ -114,6 +121,7 @@ import Testing
     }
 
     @Test func futexWaitWakeAndWaitv() throws {
+        guard KernelOffers.opcode(.futexWait, since: "6.7") else { return }
         var ring = try Ring(entries: 8)
         let word = PinnedBytes(count: 8, alignment: 8)
         let flags = Futex2.size32 | Futex2.privateFutex
@@ -139,6 +147,7 @@ import Testing
     }
 
     @Test func waitidForAChild() throws {
+        guard KernelOffers.opcode(.waitid, since: "6.7") else { return }
         var ring = try Ring(entries: 8)
         var pid: pid_t = 0
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/true"), nil]
@@ -170,7 +179,10 @@ import Testing
     @Test func bufferRingMultishotExhaustAndRecover() throws {
         var ring = try Ring(entries: 16)
         var buffers = try BufferRing(ring: ring, group: 3, count: 4, bufferSize: 32)
-        #expect(try buffers.availableCount() == 4)
+        // The kernel's head (IORING_REGISTER_PBUF_STATUS) is Linux 6.8: without it the rest runs
+        // and the skip is reported at the end.
+        let canAskHead = KernelOffers.probe.registerOpcodes.contains { $0.opcode == .registerBufferRingStatus && $0.result == .accepted }
+        if canAskHead { #expect(try buffers.availableCount() == 4) }
         let pair = try SocketPair(type: Int32(SOCK_DGRAM.rawValue))
         ring.mustPush(.recv(pair.b, bufferGroup: 3, options: .multishot).userData(1))
         try ring.submit()
@@ -191,17 +203,25 @@ import Testing
         }
         #expect(got.last?.result == -ENOBUFS)
         #expect(got.last?.hasMore == false)
-        #expect(try buffers.availableCount() == 0)
+        if canAskHead { #expect(try buffers.availableCount() == 0) }
         try writeAll(pair.a, [9])
         // Recycle and re-arm: the queued datagram arrives.
         buffers.recycle(data.compactMap(\.bufferID))
-        #expect(try buffers.availableCount() == 4)
+        if canAskHead { #expect(try buffers.availableCount() == 4) }
         ring.mustPush(.recv(pair.b, bufferGroup: 3, options: .multishot).userData(2))
         let again = try ring.collect(1)
         #expect(again.first?.result == 1)
         #expect(again.first.flatMap { buffers.bytes(of: $0) }.map(Array.init) == [9])
 
+        // Plain read with buffer select.
+        let file = try TemporaryFile()
+        try writeAll(file.fd, Array("sel".utf8))
+        let selected = try ring.run(.read(file.fd, bufferGroup: 3, offset: 0))
+        #expect(selected.result == 3)
+        #expect(selected.bufferID != nil)
+        guard canAskHead || KernelOffers.register(.registerBufferRingStatus, since: "6.8") else { return }
         // Multishot read from a pipe into the same group.
+        guard KernelOffers.opcode(.readMultishot, since: "6.7") else { return }
         let pipe = try TestPipe()
         ring.mustPush(.readMultishot(pipe.read, bufferGroup: 3).userData(3))
         try ring.submit()
@@ -209,12 +229,6 @@ import Testing
         let piped = try ring.collect(1)
         #expect(piped.first?.result == 3)
         #expect(piped.first?.hasMore == true)
-        // Plain read with buffer select.
-        let file = try TemporaryFile()
-        try writeAll(file.fd, Array("sel".utf8))
-        let selected = try ring.run(.read(file.fd, bufferGroup: 3, offset: 0))
-        #expect(selected.result == 3)
-        #expect(selected.bufferID != nil)
     }
 
     @Test func probeAgreesWithBehaviour() throws {
@@ -294,22 +308,32 @@ import Testing
 @Suite(.timeLimit(.minutes(1))) struct BundleAndRecvmsgTests {
     @Test func recvBundleFillsSeveralBuffers() throws {
         var ring = try Ring(entries: 8)
-        guard ring.features.contains(.recvSendBundle) else {
-            skip(.recvBundle, "the kernel lacks IORING_FEAT_RECVSEND_BUNDLE")
-            return
-        }
+        guard KernelOffers.feature(.recvSendBundle, since: "6.10") else { return }
         let buffers = try BufferRing(ring: ring, group: 11, count: 4, bufferSize: 8)
         let pair = try SocketPair()
         let message = Array("0123456789abcdefghij".utf8)  // 20 bytes: three 8-byte buffers
         try writeAll(pair.a, message)
-        let got = try ring.run(.recv(pair.b, bufferGroup: 11, options: .bundle))
-        let n = Int(got.result)
-        #expect(n > 8, "one bundle receive spans more than one 8-byte buffer (got \(n))")
-        let first = try #require(got.bufferID)
         // A bundle uses consecutive buffers in ring order, starting at the reported id.
-        var joined: [UInt8] = []
-        for k in 0..<((n + 7) / 8) { joined += Array(buffers.buffer(UInt16((Int(first) + k) % 4))) }
-        #expect(Array(joined.prefix(n)) == Array(message.prefix(n)))
+        func bytes(of got: Completion) throws -> [UInt8] {
+            let n = Int(got.result)
+            let first = try #require(got.bufferID)
+            var joined: [UInt8] = []
+            for k in 0..<((n + 7) / 8) { joined += Array(buffers.buffer(UInt16((Int(first) + k) % 4))) }
+            return Array(joined.prefix(n))
+        }
+        let got = try ring.run(.recv(pair.b, bufferGroup: 11, options: .bundle))
+        let received = try bytes(of: got)
+        let widest = Int(got.result)
+        #expect(received == Array(message.prefix(received.count)))
+        if widest == 8 && KernelOffers.release < (6, 18) {
+            // Booted 6.12.117: every bundle receive from this UNIX socket pair, one-shot or
+            // multishot, filled a single buffer (the kernel sizes a bundle from what the socket
+            // reports queued, which AF_UNIX does not report; liburing issue #1197 describes it
+            // for 6.10). 6.18 fills several; the releases in between were not booted.
+            skip(.kernel, "a bundle receive spanning buffers from a UNIX socket: 6.18 does it, \(KernelOffers.kernelName) filled one buffer")
+            return
+        }
+        #expect(widest > 8, "a bundle receive spans more than one 8-byte buffer (got \(widest))")
     }
 
     @Test func multishotRecvmsgHeadersAndPayloads() throws {

@@ -225,6 +225,9 @@ import Testing
     /// completions, but `bytes(of:)` always started at the buffer's beginning, so the second
     /// receive returned the first one's bytes.
     @Test func incrementalBufferCompletionsEachReturnTheirOwnBytes() throws {
+        // No probe bit: a kernel before 6.12 refuses the registration with EINVAL
+        // (io_uring_register_buf_ring(3): IOU_PBUF_RING_INC, available since 6.12).
+        guard KernelOffers.release(atLeast: 6, 12, for: "IOU_PBUF_RING_INC (incremental buffer consumption)") else { return }
         var ring = try Ring(entries: 8)
         var buffers = try BufferRing(ring: ring, group: 5, count: 1, bufferSize: 64, incremental: true)
         let pair = try SocketPair()
@@ -246,6 +249,8 @@ import Testing
     /// Bug: `messageRing(completionFlags:)` left out `IORING_MSG_RING_FLAGS_PASS`, so any
     /// non-zero flags made the request fail with EINVAL.
     @Test func messageRingHandsItsCompletionFlagsToTheTarget() throws {
+        // No probe bit: before 6.3 the kernel refuses the flag with EINVAL.
+        guard KernelOffers.release(atLeast: 6, 3, for: "IORING_MSG_RING_FLAGS_PASS") else { return }
         var source = try Ring(entries: 8)
         var target = try Ring(entries: 8)
         let flags: UInt32 = 1 << 12  // no meaning to the kernel: passed through as is
@@ -260,6 +265,7 @@ import Testing
     /// A resize whose new mappings fail after the kernel swapped the rings must not leave a ring
     /// that silently submits into stale memory: it says so, and later calls fail with EBADFD.
     @Test func resizeThatCannotMapTheNewRingsLeavesTheRingHonestlyUnusable() throws {
+        guard KernelOffers.setupFlag(.noSQArray, since: "6.6"), KernelOffers.register(.registerResizeRings, since: "6.13") else { return }
         var ring: Ring
         do {
             ring = try Ring(entries: 8, options: RingOptions(flags: [.singleIssuer, .deferTaskRun, .noSQArray]))
