@@ -27,7 +27,8 @@ struct RingCopy {
             break
         }
         // Like other Unix tools: messages on standard error, 2 for a usage error, 1 for a failure.
-        guard arguments.count == 2, !arguments.contains(where: { $0.hasPrefix("-") && $0 != "-" && $0.count > 1 }) else {
+        guard arguments.count == 2, !arguments.contains(where: { $0.hasPrefix("-") && $0 != "-" && $0.count > 1 })
+        else {
             fail(usage, status: 2)
         }
         let executor: RingExecutor
@@ -79,7 +80,8 @@ struct RingCopy {
         guard fstat(input.rawValue, &info) == 0 else { throw FileError(path: source, error: Errno(rawValue: errno)) }
         guard info.st_mode & S_IFMT != S_IFDIR else { throw FileError(path: source, error: Errno.isDirectory) }
         let output = try await on(target) {
-            try FileDescriptor.open(FilePath(target), .writeOnly, options: [.create, .truncate], permissions: .ownerReadWrite)
+            try FileDescriptor.open(
+                FilePath(target), .writeOnly, options: [.create, .truncate], permissions: .ownerReadWrite)
         }
         defer { try? output.close() }
         let size = Int(try await on(source) { try input.seek(offset: 0, from: .end) })
@@ -95,16 +97,19 @@ struct RingCopy {
                     while filled < min(chunk, size - offset) {  // short reads are legal: continue
                         let n = try await on(source) {
                             try await executor.read(
-                                input, into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]), offset: UInt64(offset + filled))
+                                input, into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]),
+                                offset: UInt64(offset + filled))
                         }
-                        guard n > 0 else { throw FileError(path: source, error: Errno.ioError) }  // the file shrank under us
+                        // The file shrank under us.
+                        guard n > 0 else { throw FileError(path: source, error: Errno.ioError) }
                         filled += n
                     }
                     var written = 0
                     while written < filled {
                         written += try await on(target) {
                             try await executor.write(
-                                output, from: UnsafeRawBufferPointer(rebasing: buffer[written..<filled]), offset: UInt64(offset + written))
+                                output, from: UnsafeRawBufferPointer(rebasing: buffer[written..<filled]),
+                                offset: UInt64(offset + written))
                         }
                     }
                 }

@@ -9,7 +9,8 @@ import SystemPackage
 
 @main
 struct RingEcho {
-    static let usage = "usage: ring-echo [PORT]   (PORT 0 to 65535, default 0: any; ring-echo --version prints the version)"
+    static let usage =
+        "usage: ring-echo [PORT]   (PORT 0 to 65535, default 0: any; ring-echo --version prints the version)"
 
     static func main() async {
         let arguments = Array(CommandLine.arguments.dropFirst())
@@ -27,7 +28,9 @@ struct RingEcho {
         guard arguments.count <= 1 else { fail(usage, status: 2) }
         let port: UInt16
         if let text = arguments.first {
-            guard let number = UInt16(text) else { fail("ring-echo: '\(text)' is not a port (0 to 65535)\n\(usage)", status: 2) }
+            guard let number = UInt16(text) else {
+                fail("ring-echo: '\(text)' is not a port (0 to 65535)\n\(usage)", status: 2)
+            }
             port = number
         } else {
             port = 0
@@ -64,7 +67,9 @@ struct RingEcho {
                 group.addTask {
                     defer { try? connection.close() }
                     do {
-                        for try await message in try await executor.messages(connection, bufferSize: 4096, bufferCount: 16) {
+                        for try await message in try await executor.messages(
+                            connection, bufferSize: 4096, bufferCount: 16)
+                        {
                             try await executor.send(connection, bytes: message)
                         }
                     } catch {

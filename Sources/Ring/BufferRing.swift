@@ -72,7 +72,8 @@ public struct BufferRing: ~Copyable {
         )
         do {
             _ = try withUnsafeMutablePointer(to: &reg) { pointer throws(Errno) in
-                try Syscall.register(ringFD, opcode: RegisterOpcode.registerBufferRing.rawValue, argument: pointer, count: 1)
+                try Syscall.register(
+                    ringFD, opcode: RegisterOpcode.registerBufferRing.rawValue, argument: pointer, count: 1)
             }
         } catch {
             Glibc.close(ringFD)
@@ -103,9 +104,11 @@ public struct BufferRing: ~Copyable {
 
     deinit {
         var reg: (UInt64, UInt32, UInt16, UInt16, UInt64, UInt64, UInt64) = (0, 0, group, 0, 0, 0, 0)
-        let unregistered = (try? withUnsafeMutablePointer(to: &reg) { pointer throws(Errno) in
-            try Syscall.register(ringFD, opcode: RegisterOpcode.unregisterBufferRing.rawValue, argument: pointer, count: 1)
-        }) != nil
+        let unregistered =
+            (try? withUnsafeMutablePointer(to: &reg) { pointer throws(Errno) in
+                try Syscall.register(
+                    ringFD, opcode: RegisterOpcode.unregisterBufferRing.rawValue, argument: pointer, count: 1)
+            }) != nil
         Glibc.close(ringFD)
         consumed?.deallocate()
         // Still registered means the kernel may still pick these buffers: keep the memory.
@@ -177,7 +180,9 @@ public struct BufferRing: ~Copyable {
         status[0] = UInt32(group)
         let result = status.withUnsafeMutableBytes { bytes in
             Result { () throws(Errno) -> Int32 in
-                try Syscall.register(ringFD, opcode: RegisterOpcode.registerBufferRingStatus.rawValue, argument: bytes.baseAddress, count: 1)
+                try Syscall.register(
+                    ringFD, opcode: RegisterOpcode.registerBufferRingStatus.rawValue, argument: bytes.baseAddress,
+                    count: 1)
             }
         }
         _ = try result.get()

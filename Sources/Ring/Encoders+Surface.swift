@@ -53,7 +53,9 @@ extension SubmissionEntry {
     /// `IORING_OP_READ` with `IOSQE_BUFFER_SELECT`: the kernel picks a buffer of `group`; the
     /// completion carries its id (`Completion.bufferID`). `length` 0 means the buffer's size.
     @inlinable
-    public static func read(_ fd: FileDescriptor, bufferGroup group: UInt16, length: UInt32 = 0, offset: UInt64) -> SubmissionEntry {
+    public static func read(_ fd: FileDescriptor, bufferGroup group: UInt16, length: UInt32 = 0, offset: UInt64)
+        -> SubmissionEntry
+    {
         var e = make(.read, fd: fd.rawValue, len: length, off: offset)
         e.bufIndex = group
         e.flags = SQEFlags.bufferSelect.rawValue
@@ -74,7 +76,9 @@ extension SubmissionEntry {
 
     /// `IORING_OP_SYNC_FILE_RANGE`: `sync_file_range(2)` over `offset..<offset+length`.
     @inlinable
-    public static func syncFileRange(_ fd: FileDescriptor, offset: UInt64, length: UInt32, flags: UInt32 = 0) -> SubmissionEntry {
+    public static func syncFileRange(_ fd: FileDescriptor, offset: UInt64, length: UInt32, flags: UInt32 = 0)
+        -> SubmissionEntry
+    {
         var e = make(.syncFileRange, fd: fd.rawValue, len: length, off: offset)
         e.opFlags = flags
         return e
@@ -82,7 +86,9 @@ extension SubmissionEntry {
 
     /// `IORING_OP_FALLOCATE`: `fallocate(2)` with `mode` (0 allocates and extends).
     @inlinable
-    public static func fallocate(_ fd: FileDescriptor, mode: Int32 = 0, offset: UInt64, length: UInt64) -> SubmissionEntry {
+    public static func fallocate(_ fd: FileDescriptor, mode: Int32 = 0, offset: UInt64, length: UInt64)
+        -> SubmissionEntry
+    {
         make(.fallocate, fd: fd.rawValue, addr: length, len: UInt32(bitPattern: mode), off: offset)
     }
 
@@ -167,7 +173,8 @@ extension SubmissionEntry {
         flags: UInt32 = 0
     ) -> SubmissionEntry {
         var e = make(
-            .renameat, fd: oldDirectory.rawValue, addr: address(oldPath), len: UInt32(bitPattern: newDirectory.rawValue),
+            .renameat, fd: oldDirectory.rawValue, addr: address(oldPath),
+            len: UInt32(bitPattern: newDirectory.rawValue),
             off: address(newPath))
         e.opFlags = flags
         return e
@@ -229,7 +236,9 @@ extension SubmissionEntry {
 
     /// `IORING_OP_TEE`: duplicates `length` bytes from pipe `input` into pipe `output`.
     @inlinable
-    public static func tee(from input: FileDescriptor, to output: FileDescriptor, length: UInt32, flags: UInt32 = 0) -> SubmissionEntry {
+    public static func tee(from input: FileDescriptor, to output: FileDescriptor, length: UInt32, flags: UInt32 = 0)
+        -> SubmissionEntry
+    {
         var e = make(.tee, fd: output.rawValue, len: length, off: 0)
         e.spliceFdIn = input.rawValue
         e.opFlags = flags
@@ -241,7 +250,9 @@ extension SubmissionEntry {
     public static func fsetxattr(
         _ fd: FileDescriptor, name: UnsafePointer<CChar>, value: UnsafeRawBufferPointer, flags: Int32 = 0
     ) -> SubmissionEntry {
-        var e = make(.fsetxattr, fd: fd.rawValue, addr: address(name), len: UInt32(clamping: value.count), off: address(value.baseAddress))
+        var e = make(
+            .fsetxattr, fd: fd.rawValue, addr: address(name), len: UInt32(clamping: value.count),
+            off: address(value.baseAddress))
         e.opFlags = UInt32(bitPattern: flags)
         return e
     }
@@ -251,7 +262,8 @@ extension SubmissionEntry {
     public static func setxattr(
         path: UnsafePointer<CChar>, name: UnsafePointer<CChar>, value: UnsafeRawBufferPointer, flags: Int32 = 0
     ) -> SubmissionEntry {
-        var e = make(.setxattr, fd: 0, addr: address(name), len: UInt32(clamping: value.count), off: address(value.baseAddress))
+        var e = make(
+            .setxattr, fd: 0, addr: address(name), len: UInt32(clamping: value.count), off: address(value.baseAddress))
         e.addr3 = address(path)
         e.opFlags = UInt32(bitPattern: flags)
         return e
@@ -259,8 +271,12 @@ extension SubmissionEntry {
 
     /// `IORING_OP_FGETXATTR`: reads extended attribute `name` of `fd` into `value`. Result: its size.
     @inlinable
-    public static func fgetxattr(_ fd: FileDescriptor, name: UnsafePointer<CChar>, into value: UnsafeMutableRawBufferPointer) -> SubmissionEntry {
-        make(.fgetxattr, fd: fd.rawValue, addr: address(name), len: UInt32(clamping: value.count), off: address(value.baseAddress))
+    public static func fgetxattr(
+        _ fd: FileDescriptor, name: UnsafePointer<CChar>, into value: UnsafeMutableRawBufferPointer
+    ) -> SubmissionEntry {
+        make(
+            .fgetxattr, fd: fd.rawValue, addr: address(name), len: UInt32(clamping: value.count),
+            off: address(value.baseAddress))
     }
 
     /// `IORING_OP_GETXATTR`: reads extended attribute `name` of `path` into `value`.
@@ -268,7 +284,8 @@ extension SubmissionEntry {
     public static func getxattr(
         path: UnsafePointer<CChar>, name: UnsafePointer<CChar>, into value: UnsafeMutableRawBufferPointer
     ) -> SubmissionEntry {
-        var e = make(.getxattr, fd: 0, addr: address(name), len: UInt32(clamping: value.count), off: address(value.baseAddress))
+        var e = make(
+            .getxattr, fd: 0, addr: address(name), len: UInt32(clamping: value.count), off: address(value.baseAddress))
         e.addr3 = address(path)
         return e
     }
@@ -277,7 +294,9 @@ extension SubmissionEntry {
     /// (-1 clears a slot; `IORING_FILE_INDEX_ALLOC` as offset allocates). Result: slots updated.
     @inlinable
     public static func filesUpdate(_ fds: UnsafeMutableBufferPointer<Int32>, offset: Int32) -> SubmissionEntry {
-        make(.filesUpdate, addr: address(fds.baseAddress), len: UInt32(clamping: fds.count), off: UInt64(UInt32(bitPattern: offset)))
+        make(
+            .filesUpdate, addr: address(fds.baseAddress), len: UInt32(clamping: fds.count),
+            off: UInt64(UInt32(bitPattern: offset)))
     }
 
     /// `IORING_OP_FIXED_FD_INSTALL`: installs fixed-file `slot` as a normal descriptor (result).
@@ -292,7 +311,9 @@ extension SubmissionEntry {
 
     /// `IORING_OP_PIPE`: `pipe2(2)` into `fds` (two `Int32`), or into fixed slots.
     @inlinable
-    public static func pipe(_ fds: UnsafeMutablePointer<Int32>, flags: Int32 = 0, destination: FileDestination = .descriptor) -> SubmissionEntry {
+    public static func pipe(
+        _ fds: UnsafeMutablePointer<Int32>, flags: Int32 = 0, destination: FileDestination = .descriptor
+    ) -> SubmissionEntry {
         var e = make(.pipe, fd: 0, addr: address(fds))
         e.opFlags = UInt32(bitPattern: flags)
         e.fileIndex = destination.fileIndex
@@ -305,7 +326,8 @@ extension SubmissionEntry {
     public static func provideBuffers(
         _ memory: UnsafeMutableRawPointer, length: UInt32, count: UInt32, group: UInt16, firstID: UInt16
     ) -> SubmissionEntry {
-        var e = make(.provideBuffers, fd: Int32(bitPattern: count), addr: address(memory), len: length, off: UInt64(firstID))
+        var e = make(
+            .provideBuffers, fd: Int32(bitPattern: count), addr: address(memory), len: length, off: UInt64(firstID))
         e.bufIndex = group
         return e
     }
@@ -338,7 +360,9 @@ extension SubmissionEntry {
 
     /// `IORING_OP_POLL_REMOVE` as an update: new events and/or new user data for the poll `target`.
     @inlinable
-    public static func pollUpdate(target: UInt64, newUserData: UInt64 = 0, events: PollEvents = [], flags: PollFlags) -> SubmissionEntry {
+    public static func pollUpdate(target: UInt64, newUserData: UInt64 = 0, events: PollEvents = [], flags: PollFlags)
+        -> SubmissionEntry
+    {
         var e = make(.pollRemove, addr: target, len: flags.rawValue, off: newUserData)
         e.opFlags = events.rawValue
         return e
@@ -349,12 +373,16 @@ extension SubmissionEntry {
     public static func epollCtl(
         _ epoll: FileDescriptor, operation: Int32, fd: FileDescriptor, event: UnsafeMutableRawPointer?
     ) -> SubmissionEntry {
-        make(.epollCtl, fd: epoll.rawValue, addr: address(event), len: UInt32(bitPattern: operation), off: UInt64(UInt32(bitPattern: fd.rawValue)))
+        make(
+            .epollCtl, fd: epoll.rawValue, addr: address(event), len: UInt32(bitPattern: operation),
+            off: UInt64(UInt32(bitPattern: fd.rawValue)))
     }
 
     /// `IORING_OP_EPOLL_WAIT`: `epoll_wait(2)` into `events` (an array of `struct epoll_event`).
     @inlinable
-    public static func epollWait(_ epoll: FileDescriptor, events: UnsafeMutableRawPointer, maxEvents: UInt32, flags: UInt32 = 0) -> SubmissionEntry {
+    public static func epollWait(
+        _ epoll: FileDescriptor, events: UnsafeMutableRawPointer, maxEvents: UInt32, flags: UInt32 = 0
+    ) -> SubmissionEntry {
         var e = make(.epollWait, fd: epoll.rawValue, addr: address(events), len: maxEvents)
         e.opFlags = flags
         return e
@@ -362,7 +390,9 @@ extension SubmissionEntry {
 
     /// `IORING_OP_WAITID`: `waitid(2)`; `info` receives a `siginfo_t` (may be nil).
     @inlinable
-    public static func waitid(idType: UInt32, id: Int32, info: UnsafeMutableRawPointer?, options: Int32) -> SubmissionEntry {
+    public static func waitid(idType: UInt32, id: Int32, info: UnsafeMutableRawPointer?, options: Int32)
+        -> SubmissionEntry
+    {
         var e = make(.waitid, fd: id, len: idType, off: address(info))
         e.spliceFdIn = options
         return e
@@ -400,7 +430,8 @@ extension SubmissionEntry {
     /// (`IORING_MSG_RING_FLAGS_PASS` is added for them; Linux 6.3).
     @inlinable
     public static func messageRing(
-        _ target: FileDescriptor, result: UInt32, userData: UInt64, flags: MessageRingFlags = [], completionFlags: UInt32 = 0
+        _ target: FileDescriptor, result: UInt32, userData: UInt64, flags: MessageRingFlags = [],
+        completionFlags: UInt32 = 0
     ) -> SubmissionEntry {
         var e = make(.msgRing, fd: target.rawValue, addr: 0, len: result, off: userData)
         // The kernel reads `file_index` as the target's CQE flags only with FLAGS_PASS (6.3);
@@ -457,7 +488,9 @@ extension SubmissionEntry {
 
     /// `IORING_OP_BIND`: `bind(2)`.
     @inlinable
-    public static func bind(_ fd: FileDescriptor, address sockaddr: UnsafeRawPointer, length: socklen_t) -> SubmissionEntry {
+    public static func bind(_ fd: FileDescriptor, address sockaddr: UnsafeRawPointer, length: socklen_t)
+        -> SubmissionEntry
+    {
         make(.bind, fd: fd.rawValue, addr: address(sockaddr), off: UInt64(length))
     }
 
@@ -469,7 +502,9 @@ extension SubmissionEntry {
 
     /// `IORING_OP_CONNECT`: `connect(2)` to the address (which must stay valid until completion).
     @inlinable
-    public static func connect(_ fd: FileDescriptor, address sockaddr: UnsafeRawPointer, length: socklen_t) -> SubmissionEntry {
+    public static func connect(_ fd: FileDescriptor, address sockaddr: UnsafeRawPointer, length: socklen_t)
+        -> SubmissionEntry
+    {
         make(.connect, fd: fd.rawValue, addr: address(sockaddr), off: UInt64(length))
     }
 
@@ -508,7 +543,8 @@ extension SubmissionEntry {
     /// `IORING_OP_RECV`: `recv(2)` into `buffer`.
     @inlinable
     public static func recv(
-        _ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, flags: Int32 = 0, options: SendReceiveFlags = []
+        _ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, flags: Int32 = 0,
+        options: SendReceiveFlags = []
     ) -> SubmissionEntry {
         var e = make(.recv, fd: fd.rawValue, addr: address(buffer.baseAddress), len: UInt32(clamping: buffer.count))
         e.opFlags = UInt32(bitPattern: flags)
@@ -532,7 +568,9 @@ extension SubmissionEntry {
 
     /// `IORING_OP_SENDMSG`: `sendmsg(2)`.
     @inlinable
-    public static func sendmsg(_ fd: FileDescriptor, _ message: UnsafePointer<msghdr>, flags: Int32 = 0, options: SendReceiveFlags = []) -> SubmissionEntry {
+    public static func sendmsg(
+        _ fd: FileDescriptor, _ message: UnsafePointer<msghdr>, flags: Int32 = 0, options: SendReceiveFlags = []
+    ) -> SubmissionEntry {
         var e = make(.sendmsg, fd: fd.rawValue, addr: address(message), len: 1)
         e.opFlags = UInt32(bitPattern: flags)
         e.ioprio = options.rawValue
@@ -576,7 +614,9 @@ extension SubmissionEntry {
 
     /// `IORING_OP_SENDMSG_ZC`: zero-copy `sendmsg`, with the same two completions as `sendZeroCopy`.
     @inlinable
-    public static func sendmsgZeroCopy(_ fd: FileDescriptor, _ message: UnsafePointer<msghdr>, flags: Int32 = 0) -> SubmissionEntry {
+    public static func sendmsgZeroCopy(_ fd: FileDescriptor, _ message: UnsafePointer<msghdr>, flags: Int32 = 0)
+        -> SubmissionEntry
+    {
         var e = make(.sendmsgZC, fd: fd.rawValue, addr: address(message), len: 1)
         e.opFlags = UInt32(bitPattern: flags)
         return e
@@ -585,7 +625,9 @@ extension SubmissionEntry {
     /// `IORING_OP_RECV_ZC`: zero-copy receive through zcrx interface queue `interfaceQueue`
     /// (needs a NIC queue registered with `IORING_REGISTER_ZCRX_IFQ`; otherwise `-EINVAL`).
     @inlinable
-    public static func recvZeroCopy(_ fd: FileDescriptor, interfaceQueue: UInt32, length: UInt32 = 0, multishot: Bool = true) -> SubmissionEntry {
+    public static func recvZeroCopy(
+        _ fd: FileDescriptor, interfaceQueue: UInt32, length: UInt32 = 0, multishot: Bool = true
+    ) -> SubmissionEntry {
         var e = make(.recvZC, fd: fd.rawValue, len: length)
         if multishot { e.ioprio = SendReceiveFlags.multishot.rawValue }
         e.fileIndex = interfaceQueue

@@ -125,7 +125,9 @@ extension SubmissionEntry {
     /// If the time passes first, that request is cancelled (`-ECANCELED`) and this one completes
     /// with `-ETIME`; otherwise this one completes with `-ECANCELED`.
     @inlinable
-    public static func linkTimeout(_ timespec: UnsafePointer<KernelTimespec>, flags: TimeoutFlags = []) -> SubmissionEntry {
+    public static func linkTimeout(_ timespec: UnsafePointer<KernelTimespec>, flags: TimeoutFlags = [])
+        -> SubmissionEntry
+    {
         var e = make(.linkTimeout, addr: address(timespec), len: 1)
         e.opFlags = flags.rawValue
         return e

@@ -1,7 +1,10 @@
 /// A kernel bit set whose bits have kernel names, so they can be printed, probed and compared
 /// against the system header.
-public protocol KernelFlags: OptionSet, Sendable, CustomStringConvertible where Element == Self,
-    RawValue: FixedWidthInteger & Sendable {
+public protocol KernelFlags: OptionSet, Sendable, CustomStringConvertible
+where
+    Element == Self,
+    RawValue: FixedWidthInteger & Sendable
+{
     /// Every bit this package knows, in ascending order, with its kernel name.
     static var allNamed: [(flag: Self, kernelName: String)] { get }
 }

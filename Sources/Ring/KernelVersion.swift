@@ -98,7 +98,9 @@ extension SetupFlags {
 
     /// The newest release among these flags: the oldest kernel that accepts them all.
     public var newestIntroduced: KernelVersion? {
-        (0..<32).compactMap { bit in contains(SetupFlags(rawValue: 1 << bit)) ? SetupFlags(rawValue: 1 << bit).introduced : nil }.max()
+        (0..<32).compactMap { bit in
+            contains(SetupFlags(rawValue: 1 << bit)) ? SetupFlags(rawValue: 1 << bit).introduced : nil
+        }.max()
     }
 
     /// Indexed by bit: IOPOLL, SQPOLL, SQ_AFF, CQSIZE, CLAMP, ATTACH_WQ, R_DISABLED, SUBMIT_ALL,

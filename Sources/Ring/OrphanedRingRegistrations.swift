@@ -89,13 +89,14 @@ enum OrphanedRingRegistrations {
             var update = ResourceUpdate()
             update.offset = UInt32(index)
             if let ringFD,
-                (try? Syscall.register(ringFD, opcode: RegisterOpcode.unregisterRingFDs.rawValue, argument: &update, count: 1)) != nil
+                (try? Syscall.register(
+                    ringFD, opcode: RegisterOpcode.unregisterRingFDs.rawValue, argument: &update, count: 1)) != nil
             {
                 continue
             }
             _ = try? Syscall.register(
-                index, opcode: RegisterOpcode.unregisterRingFDs.rawValue | useRegisteredRing, argument: &update, count: 1)
+                index, opcode: RegisterOpcode.unregisterRingFDs.rawValue | useRegisteredRing, argument: &update,
+                count: 1)
         }
     }
 }
-

@@ -70,7 +70,9 @@ public enum Probe {
             report.lastOpcode = limit
             report.supportedOpcodes = ops
         }
-        report.setupFlags = SetupFlags.allNamed.map { ($0.flag, $0.kernelName, trySetupFlag($0.flag, sibling: ring.fd)) }
+        report.setupFlags = SetupFlags.allNamed.map {
+            ($0.flag, $0.kernelName, trySetupFlag($0.flag, sibling: ring.fd))
+        }
         if (try? Ring(entries: Int(Ring.maximumEntries), options: RingOptions())) != nil {
             report.maximumEntries = Ring.maximumEntries
         }
@@ -187,10 +189,14 @@ public enum Probe {
         switch op {
         case .registerBuffers: return outcome { () throws(Errno) in try ring.registerBuffers(iov) }
         case .unregisterBuffers:
-            return outcome { () throws(Errno) in try ring.registerBuffers(iov); try ring.unregisterBuffers() }
+            return outcome { () throws(Errno) in
+                try ring.registerBuffers(iov); try ring.unregisterBuffers()
+            }
         case .registerFiles: return outcome { () throws(Errno) in try ring.registerFiles(oneFD) }
         case .unregisterFiles:
-            return outcome { () throws(Errno) in try ring.registerFiles(oneFD); try ring.unregisterFiles() }
+            return outcome { () throws(Errno) in
+                try ring.registerFiles(oneFD); try ring.unregisterFiles()
+            }
         case .registerFilesUpdate:
             return outcome { () throws(Errno) in
                 try ring.registerFiles(sparse: 2)
@@ -219,13 +225,19 @@ public enum Probe {
             }
         case .registerFiles2: return outcome { () throws(Errno) in try ring.registerFiles(sparse: 4) }
         case .registerFilesUpdate2:
-            return outcome { () throws(Errno) in try ring.registerFiles(sparse: 4); try ring.updateFiles(at: 1, oneFD) }
+            return outcome { () throws(Errno) in
+                try ring.registerFiles(sparse: 4); try ring.updateFiles(at: 1, oneFD)
+            }
         case .registerBuffers2: return outcome { () throws(Errno) in try ring.registerBuffers(nil, count: 4) }
         case .registerBuffersUpdate:
-            return outcome { () throws(Errno) in try ring.registerBuffers(nil, count: 4); try ring.updateBuffers(at: 1, iov) }
+            return outcome { () throws(Errno) in
+                try ring.registerBuffers(nil, count: 4); try ring.updateBuffers(at: 1, iov)
+            }
         case .registerIOWQAffinity: return outcome { () throws(Errno) in try ring.setIOWorkerAffinity(cpus: [0]) }
         case .unregisterIOWQAffinity:
-            return outcome { () throws(Errno) in try ring.setIOWorkerAffinity(cpus: [0]); try ring.clearIOWorkerAffinity() }
+            return outcome { () throws(Errno) in
+                try ring.setIOWorkerAffinity(cpus: [0]); try ring.clearIOWorkerAffinity()
+            }
         case .registerIOWQMaxWorkers: return outcome { () throws(Errno) in _ = try ring.setIOWorkerLimits() }
         case .registerRingFDs, .unregisterRingFDs:
             return outcome { () throws(Errno) in
@@ -234,8 +246,11 @@ public enum Probe {
                 update.data = UInt64(UInt32(bitPattern: ring.fd.rawValue))
                 _ = try ring.registerValue(.registerRingFDs, &update)
                 update.data = 0  // unregistering names the slot only
-                if op == .unregisterRingFDs { _ = try ring.registerValue(.unregisterRingFDs, &update) }
-                else { _ = try? ring.registerValue(.unregisterRingFDs, &update) }
+                if op == .unregisterRingFDs {
+                    _ = try ring.registerValue(.unregisterRingFDs, &update)
+                } else {
+                    _ = try? ring.registerValue(.unregisterRingFDs, &update)
+                }
             }
         case .registerBufferRing, .unregisterBufferRing, .registerBufferRingStatus:
             return outcome { () throws(Errno) in
@@ -251,15 +266,21 @@ public enum Probe {
                 return error == .noSuchFileOrDirectory ? .accepted : .refused(error)
             }
         case .registerFileAllocRange:
-            return outcome { () throws(Errno) in try ring.registerFiles(sparse: 4); try ring.setFileAllocationRange(offset: 0, length: 4) }
+            return outcome { () throws(Errno) in
+                try ring.registerFiles(sparse: 4); try ring.setFileAllocationRange(offset: 0, length: 4)
+            }
         case .registerNAPI: return outcome { () throws(Errno) in try ring.registerNAPI(busyPollTimeout: 1) }
         case .unregisterNAPI:
-            return outcome { () throws(Errno) in try ring.registerNAPI(busyPollTimeout: 1); try ring.unregisterNAPI() }
+            return outcome { () throws(Errno) in
+                try ring.registerNAPI(busyPollTimeout: 1); try ring.unregisterNAPI()
+            }
         case .registerClock: return outcome { () throws(Errno) in try ring.setWaitClock(CLOCK_MONOTONIC) }
         case .registerResizeRings:
             var options = plainOptions
             options.flags = [.noSQArray, .singleIssuer, .deferTaskRun]
-            guard var resizable = try? Ring(entries: 8, options: options) else { return .notTried("no DEFER_TASKRUN ring") }
+            guard var resizable = try? Ring(entries: 8, options: options) else {
+                return .notTried("no DEFER_TASKRUN ring")
+            }
             return outcome { () throws(Errno) in try resizable.resize(entries: 16) }
         case .registerCloneBuffers:
             return .notTried("needs a second ring with registered buffers (struct io_uring_clone_buffers)")

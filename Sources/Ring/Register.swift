@@ -37,7 +37,9 @@ public struct Restriction: Sendable, Equatable {
     var value: UInt8
 
     /// `IORING_RESTRICTION_REGISTER_OP`: allow this register opcode.
-    public static func allowRegister(_ op: RegisterOpcode) -> Restriction { Restriction(kind: 0, value: UInt8(op.rawValue)) }
+    public static func allowRegister(_ op: RegisterOpcode) -> Restriction {
+        Restriction(kind: 0, value: UInt8(op.rawValue))
+    }
     /// `IORING_RESTRICTION_SQE_OP`: allow this submission opcode.
     public static func allowOperation(_ op: Opcode) -> Restriction { Restriction(kind: 1, value: op.rawValue) }
     /// `IORING_RESTRICTION_SQE_FLAGS_ALLOWED`: these SQE flags may be used.
@@ -79,13 +81,16 @@ extension Ring {
 
     /// `IORING_REGISTER_BUFFERS_UPDATE`: replaces buffers from slot `offset`. Returns slots updated.
     @discardableResult
-    public func updateBuffers(at offset: UInt32, _ buffers: UnsafeBufferPointer<iovec>, tags: UnsafeBufferPointer<UInt64>? = nil) throws(Errno) -> Int {
+    public func updateBuffers(
+        at offset: UInt32, _ buffers: UnsafeBufferPointer<iovec>, tags: UnsafeBufferPointer<UInt64>? = nil
+    ) throws(Errno) -> Int {
         var update = ResourceUpdate2()
         update.offset = offset
         update.data = UInt64(UInt(bitPattern: buffers.baseAddress))
         if let tags { update.tags = UInt64(UInt(bitPattern: tags.baseAddress)) }
         update.count = UInt32(buffers.count)
-        return Int(try registerValue(.registerBuffersUpdate, &update, count: UInt32(MemoryLayout<ResourceUpdate2>.size)))
+        return Int(
+            try registerValue(.registerBuffersUpdate, &update, count: UInt32(MemoryLayout<ResourceUpdate2>.size)))
     }
 
     /// `IORING_UNREGISTER_BUFFERS`. `ENXIO` if none are registered.
@@ -180,7 +185,9 @@ extension Ring {
     /// `IORING_REGISTER_IOWQ_MAX_WORKERS`: caps bounded (disk) and unbounded (network, etc.)
     /// io-wq workers; 0 leaves a value unchanged. Returns the previous limits.
     @discardableResult
-    public func setIOWorkerLimits(bounded: UInt32 = 0, unbounded: UInt32 = 0) throws(Errno) -> (bounded: UInt32, unbounded: UInt32) {
+    public func setIOWorkerLimits(bounded: UInt32 = 0, unbounded: UInt32 = 0) throws(Errno) -> (
+        bounded: UInt32, unbounded: UInt32
+    ) {
         var values: (UInt32, UInt32) = (bounded, unbounded)
         _ = try registerValue(.registerIOWQMaxWorkers, &values, count: 2)
         return values
@@ -223,7 +230,9 @@ extension Ring {
         raw[3] = UInt64(bitPattern: ts.nanoseconds)
         raw[4] = UInt64(opcode?.rawValue ?? 0)
         let result = raw.withUnsafeBytes { bytes in
-            Result { () throws(Errno) -> Int32 in try register(.registerSyncCancel, argument: bytes.baseAddress, count: 1) }
+            Result { () throws(Errno) -> Int32 in
+                try register(.registerSyncCancel, argument: bytes.baseAddress, count: 1)
+            }
         }
         _ = try result.get()
     }

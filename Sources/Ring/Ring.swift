@@ -135,10 +135,13 @@ public struct Ring: ~Copyable, @unchecked Sendable {
 
         let emulated = KernelEmulation.effective(options.emulatedKernel)
         if let emulated, let needed = flags.newestIntroduced, needed > emulated {
-            let newer = SetupFlags.allNamed.filter { flags.contains($0.flag) && ($0.flag.introduced ?? needed) > emulated }
+            let newer = SetupFlags.allNamed.filter {
+                flags.contains($0.flag) && ($0.flag.introduced ?? needed) > emulated
+            }
             throw RingSetupError(
                 errno: .invalidArgument,
-                explanation: newer.map { "\($0.kernelName) needs Linux \($0.flag.introduced ?? needed)" }.joined(separator: ", ")
+                explanation: newer.map { "\($0.kernelName) needs Linux \($0.flag.introduced ?? needed)" }.joined(
+                    separator: ", ")
                     + " (emulating Linux \(emulated))")
         }
 
@@ -243,7 +246,8 @@ public struct Ring: ~Copyable, @unchecked Sendable {
             p.flags = SetupFlags.cqSize.rawValue
         }
         _ = try withUnsafeMutablePointer(to: &p) { pointer throws(Errno) in
-            try Syscall.register(fd.rawValue, opcode: RegisterOpcode.registerResizeRings.rawValue, argument: pointer, count: 1)
+            try Syscall.register(
+                fd.rawValue, opcode: RegisterOpcode.registerResizeRings.rawValue, argument: pointer, count: 1)
         }
         // The kernel wrote back the new sizes and offsets; the flags that shape the rings are
         // the ring's own.
@@ -279,8 +283,9 @@ public struct Ring: ~Copyable, @unchecked Sendable {
         var update = ResourceUpdate()
         update.offset = UInt32.max  // -1: let the kernel pick a free slot
         update.data = UInt64(UInt32(bitPattern: ringFD))
-        guard let n = try? Syscall.register(
-            ringFD, opcode: RegisterOpcode.registerRingFDs.rawValue, argument: &update, count: 1), n == 1
+        guard
+            let n = try? Syscall.register(
+                ringFD, opcode: RegisterOpcode.registerRingFDs.rawValue, argument: &update, count: 1), n == 1
         else { return -1 }
         OrphanedRingRegistrations.watchThisThread()
         return Int32(bitPattern: update.offset)
@@ -503,7 +508,8 @@ public struct Ring: ~Copyable, @unchecked Sendable {
         if useRegistered { flags |= EnterFlags.registeredRing.rawValue }
         let target = useRegistered ? registeredIndex : fd.rawValue
         while true {
-            let result = Syscall.enter(target, toSubmit: 0, minComplete: 0, flags: flags, argument: nil, argumentSize: 0)
+            let result = Syscall.enter(
+                target, toSubmit: 0, minComplete: 0, flags: flags, argument: nil, argumentSize: 0)
             if result >= 0 { return }
             if result == -Errno.interrupted.rawValue { continue }
             throw Errno(rawValue: -result)
@@ -546,7 +552,8 @@ public struct Ring: ~Copyable, @unchecked Sendable {
             if let cq = options.completionEntries, Int(cq) < entries {
                 return "completion entries \(cq) is smaller than entries \(entries)"
             }
-            return "the kernel rejected the setup flags \(options.flags): unknown to this kernel, or a combination it forbids "
+            return
+                "the kernel rejected the setup flags \(options.flags): unknown to this kernel, or a combination it forbids "
                 + "(e.g. DEFER_TASKRUN needs SINGLE_ISSUER, TASKRUN_FLAG needs COOP_TASKRUN or DEFER_TASKRUN)"
         case .noFunction:
             return "the kernel has no io_uring (built without CONFIG_IO_URING) or a seccomp filter hides "
@@ -555,7 +562,8 @@ public struct Ring: ~Copyable, @unchecked Sendable {
             switch KernelSettings.ioUringDisabled {
             case 2?: return "kernel.io_uring_disabled=2: io_uring is disabled for every process on this host"
             case 1?:
-                return "kernel.io_uring_disabled=1: only CAP_SYS_ADMIN or members of kernel.io_uring_group may create rings"
+                return
+                    "kernel.io_uring_disabled=1: only CAP_SYS_ADMIN or members of kernel.io_uring_group may create rings"
             default:
                 if options.flags.contains(.sqPoll) {
                     return "SQPOLL was refused: this kernel or policy requires privileges for a poll thread"
@@ -623,7 +631,8 @@ struct Mappings {
             guard let address, address != UnsafeMutableRawPointer(bitPattern: -1) else {
                 throw RingSetupError(
                     errno: Syscall.currentErrno(),
-                    explanation: "mmap of the \(what) failed; ENOMEM here usually means RLIMIT_MEMLOCK or memory is short")
+                    explanation:
+                        "mmap of the \(what) failed; ENOMEM here usually means RLIMIT_MEMLOCK or memory is short")
             }
             return address
         }

@@ -3,7 +3,9 @@ import Glibc
 /// Creates the engine an `EngineChoice` asks for, recording why earlier candidates were passed
 /// over. Runs on the executor's loop thread (io_uring rings belong to the thread that made them).
 enum EngineFactory {
-    static func make(_ choice: EngineChoice, entries: Int, submitBatch: Int) throws(EngineError) -> (any IOEngine, EngineSelection) {
+    static func make(_ choice: EngineChoice, entries: Int, submitBatch: Int) throws(EngineError) -> (
+        any IOEngine, EngineSelection
+    ) {
         var choice = choice
         var fromEnvironment = false
         if choice == .automatic, let raw = getenv(EngineChoice.environmentVariable) {
@@ -34,7 +36,9 @@ enum EngineFactory {
         }
     }
 
-    static func selection(_ engine: any IOEngine, passedOver: [EngineSelection.PassedOver], fromEnvironment: Bool) -> EngineSelection {
+    static func selection(_ engine: any IOEngine, passedOver: [EngineSelection.PassedOver], fromEnvironment: Bool)
+        -> EngineSelection
+    {
         let uring = engine as? URingEngine
         return EngineSelection(
             engine: engine.kind, passedOver: passedOver, fromEnvironment: fromEnvironment,

@@ -109,14 +109,19 @@ extension RingExecutor {
     }
 
     /// `READ_FIXED` into `buffer` (its first `count` bytes, default all) at `offset`.
-    public func read(_ fd: FileDescriptor, into buffer: borrowing FixedBuffers.Buffer, count: Int? = nil, offset: UInt64? = nil) async throws -> Int {
-        let bytes = UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[..<min(count ?? buffer.bytes.count, buffer.bytes.count)])
+    public func read(
+        _ fd: FileDescriptor, into buffer: borrowing FixedBuffers.Buffer, count: Int? = nil, offset: UInt64? = nil
+    ) async throws -> Int {
+        let bytes = UnsafeMutableRawBufferPointer(
+            rebasing: buffer.bytes[..<min(count ?? buffer.bytes.count, buffer.bytes.count)])
         return try await perform(
             .readFixed(fd, into: bytes, offset: try position(offset), bufferIndex: UInt16(buffer.index)))
     }
 
     /// `WRITE_FIXED` of the first `count` bytes of `buffer` at `offset`.
-    public func write(_ fd: FileDescriptor, from buffer: borrowing FixedBuffers.Buffer, count: Int, offset: UInt64? = nil) async throws -> Int {
+    public func write(
+        _ fd: FileDescriptor, from buffer: borrowing FixedBuffers.Buffer, count: Int, offset: UInt64? = nil
+    ) async throws -> Int {
         let bytes = UnsafeRawBufferPointer(rebasing: buffer.bytes[..<min(count, buffer.bytes.count)])
         return try await perform(
             .writeFixed(fd, from: bytes, offset: try position(offset), bufferIndex: UInt16(buffer.index)))

@@ -1,5 +1,5 @@
-public import Ring
 import Glibc
+public import Ring
 
 /// The I/O mechanisms a `RingExecutor` can drive.
 public enum EngineKind: String, Sendable, CaseIterable, CustomStringConvertible {
@@ -91,7 +91,10 @@ public struct EngineSelection: Sendable, Equatable, CustomStringConvertible {
     public var adaptations: [String] = []
 
     /// A selection as the executor records it (tests and scripted engines build them).
-    public init(engine: EngineKind, passedOver: [PassedOver], fromEnvironment: Bool, ringFlags: SetupFlags = [], adaptations: [String] = []) {
+    public init(
+        engine: EngineKind, passedOver: [PassedOver], fromEnvironment: Bool, ringFlags: SetupFlags = [],
+        adaptations: [String] = []
+    ) {
         self.engine = engine
         self.passedOver = passedOver
         self.fromEnvironment = fromEnvironment

@@ -52,7 +52,8 @@ struct LibAIO: @unchecked Sendable {
     // Swift structs are not C types, so control blocks and events pass as raw pointers.
     typealias Submit = @convention(c) (OpaquePointer?, Int, UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> Int32
     typealias Cancel = @convention(c) (OpaquePointer?, UnsafeMutableRawPointer, UnsafeMutableRawPointer) -> Int32
-    typealias GetEvents = @convention(c) (OpaquePointer?, Int, Int, UnsafeMutableRawPointer, UnsafeMutablePointer<timespec>?) -> Int32
+    typealias GetEvents =
+        @convention(c) (OpaquePointer?, Int, Int, UnsafeMutableRawPointer, UnsafeMutablePointer<timespec>?) -> Int32
 
     /// The file name that loaded (one of `LibAIOLibrary.candidateNames`).
     let libraryName: String
@@ -124,7 +125,8 @@ final class LibAIOEngine: IOEngine {
             if errno == .resourceTemporarilyUnavailable {
                 let limit = KernelSettings.readInteger("/proc/sys/fs/aio-max-nr").map(String.init) ?? "?"
                 let used = KernelSettings.readInteger("/proc/sys/fs/aio-nr").map(String.init) ?? "?"
-                reason += " (the system-wide limit fs.aio-max-nr=\(limit) is reached: aio-nr=\(used); raise it with sysctl)"
+                reason +=
+                    " (the system-wide limit fs.aio-max-nr=\(limit) is reached: aio-nr=\(used); raise it with sysctl)"
             } else if errno == .noFunction || errno == .notPermitted {
                 reason += " (the system call is blocked, e.g. by a seccomp profile)"
             }
@@ -155,7 +157,8 @@ final class LibAIOEngine: IOEngine {
         var armed: UnsafeMutableRawPointer? = UnsafeMutableRawPointer(wakeBlock)
         let submitted = aio.submit(context, 1, &armed)
         guard submitted == 1 else {
-            let reason = "io_submit of the wake-up poll failed: \(Errno(rawValue: submitted < 0 ? -submitted : EIO)) (aio poll needs Linux 4.18)"
+            let reason =
+                "io_submit of the wake-up poll failed: \(Errno(rawValue: submitted < 0 ? -submitted : EIO)) (aio poll needs Linux 4.18)"
             _ = aio.destroy(context)
             self.context = nil
             throw .unavailable(engine: .libaio, reason: reason)
@@ -281,7 +284,9 @@ final class LibAIOEngine: IOEngine {
     private var completionsReady: Bool {
         guard let context else { return false }
         let raw = UnsafeMutableRawPointer(context)
-        guard raw.load(fromByteOffset: MemoryLayout<AIORingHeader>.offset(of: \.magic)!, as: UInt32.self) == AIORingHeader.expectedMagic
+        guard
+            raw.load(fromByteOffset: MemoryLayout<AIORingHeader>.offset(of: \.magic)!, as: UInt32.self)
+                == AIORingHeader.expectedMagic
         else { return true }  // not the layout we know: let io_getevents decide (reap only)
         // Both indices change under us (the kernel moves `tail`, io_getevents moves `head`), so
         // read them as atomics. Relaxed is enough: the events themselves are read by the

@@ -31,13 +31,16 @@ extension RingExecutor {
     }
 
     /// Opens `path` with `openat2(2)`'s extended controls (`RESOLVE_*`).
-    public func open(_ path: FilePath, how: OpenHow, relativeTo directory: FileDescriptor? = nil) async throws -> FileDescriptor {
+    public func open(_ path: FilePath, how: OpenHow, relativeTo directory: FileDescriptor? = nil) async throws
+        -> FileDescriptor
+    {
         let path = try OwnedPath(path)
         defer { path.free() }
         let howPointer = UnsafeMutablePointer<OpenHow>.allocate(capacity: 1)
         howPointer.initialize(to: how)
         defer { howPointer.deallocate() }
-        let entry = SubmissionEntry.openat2(directory: directory ?? FileDescriptor(rawValue: AT_FDCWD), path: path.pointer, how: howPointer)
+        let entry = SubmissionEntry.openat2(
+            directory: directory ?? FileDescriptor(rawValue: AT_FDCWD), path: path.pointer, how: howPointer)
         return FileDescriptor(rawValue: Int32(try await perform(entry)))
     }
 
@@ -61,7 +64,9 @@ extension RingExecutor {
     /// take `UInt64.max` for "the file position"). Only io_uring reads or writes at the file
     /// position: libaio and POSIX aio throw `EngineError.unsupported` naming "read at the file
     /// position" for `offset: nil` (the same for every read and write below).
-    public func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, offset: UInt64? = nil) async throws -> Int {
+    public func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, offset: UInt64? = nil)
+        async throws -> Int
+    {
         try await perform(.read(fd, into: buffer, offset: try position(offset)))
     }
 
@@ -70,13 +75,16 @@ extension RingExecutor {
         guard count >= 0 else { throw Errno.invalidArgument }
         let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 16)
         defer { storage.deallocate() }  // after the completion: the kernel is done with it
-        let read = try await self.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: storage[..<count]), offset: offset)
+        let read = try await self.read(
+            fd, into: UnsafeMutableRawBufferPointer(rebasing: storage[..<count]), offset: offset)
         return Array(storage[..<read])
     }
 
     /// Writes `buffer` at `offset`, or at the file position when `offset` is nil. Returns the
     /// bytes written (possibly fewer than asked).
-    public func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, offset: UInt64? = nil) async throws -> Int {
+    public func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, offset: UInt64? = nil) async throws
+        -> Int
+    {
         try await perform(.write(fd, from: buffer, offset: try position(offset)))
     }
 
@@ -89,14 +97,18 @@ extension RingExecutor {
     }
 
     /// Scatter read into `buffers` in order (`preadv2(2)`). Returns the total bytes read.
-    public func read(_ fd: FileDescriptor, into buffers: [UnsafeMutableRawBufferPointer], offset: UInt64? = nil) async throws -> Int {
+    public func read(_ fd: FileDescriptor, into buffers: [UnsafeMutableRawBufferPointer], offset: UInt64? = nil)
+        async throws -> Int
+    {
         let vectors = IOVectors(buffers.map { ($0.baseAddress, $0.count) })
         defer { vectors.free() }
         return try await perform(.readv(fd, vectors.buffer, offset: try position(offset)))
     }
 
     /// Gather write from `buffers` in order (`pwritev2(2)`). Returns the total bytes written.
-    public func write(_ fd: FileDescriptor, from buffers: [UnsafeRawBufferPointer], offset: UInt64? = nil) async throws -> Int {
+    public func write(_ fd: FileDescriptor, from buffers: [UnsafeRawBufferPointer], offset: UInt64? = nil) async throws
+        -> Int
+    {
         let vectors = IOVectors(buffers.map { (UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count) })
         defer { vectors.free() }
         return try await perform(.writev(fd, vectors.buffer, offset: try position(offset)))
@@ -123,7 +135,8 @@ extension RingExecutor {
 
     /// `statx(2)` on `path` (or on `directory` itself with an empty path and `AT_EMPTY_PATH`).
     public func status(
-        of path: FilePath, relativeTo directory: FileDescriptor? = nil, flags: Int32 = 0, mask: UInt32 = FileStatus.basicMask
+        of path: FilePath, relativeTo directory: FileDescriptor? = nil, flags: Int32 = 0,
+        mask: UInt32 = FileStatus.basicMask
     ) async throws -> FileStatus {
         let path = try OwnedPath(path)
         defer { path.free() }
@@ -131,7 +144,9 @@ extension RingExecutor {
         defer { buffer.deallocate() }
         buffer.initializeMemory(as: UInt8.self, repeating: 0, count: FileStatus.byteCount)
         _ = try await perform(
-            .statx(directory: directory ?? FileDescriptor(rawValue: AT_FDCWD), path: path.pointer, flags: flags, mask: mask, into: buffer))
+            .statx(
+                directory: directory ?? FileDescriptor(rawValue: AT_FDCWD), path: path.pointer, flags: flags,
+                mask: mask, into: buffer))
         return FileStatus(UnsafeRawBufferPointer(start: buffer, count: FileStatus.byteCount))
     }
 
@@ -157,7 +172,9 @@ extension RingExecutor {
     }
 
     /// `mkdirat(2)`.
-    public func makeDirectory(_ path: FilePath, permissions: FilePermissions = [.ownerReadWriteExecute, .groupReadExecute, .otherReadExecute]) async throws {
+    public func makeDirectory(
+        _ path: FilePath, permissions: FilePermissions = [.ownerReadWriteExecute, .groupReadExecute, .otherReadExecute]
+    ) async throws {
         let path = try OwnedPath(path)
         defer { path.free() }
         _ = try await perform(.mkdirat(path: path.pointer, mode: permissions.rawValue))
@@ -166,7 +183,8 @@ extension RingExecutor {
     /// `splice(2)`: moves up to `length` bytes between two descriptors, one of them a pipe
     /// (offsets nil for pipes and for the file position). Returns the bytes moved.
     public func splice(
-        from input: FileDescriptor, offset inputOffset: UInt64? = nil, to output: FileDescriptor, offset outputOffset: UInt64? = nil,
+        from input: FileDescriptor, offset inputOffset: UInt64? = nil, to output: FileDescriptor,
+        offset outputOffset: UInt64? = nil,
         length: Int
     ) async throws -> Int {
         try await perform(

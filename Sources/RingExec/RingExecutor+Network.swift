@@ -36,7 +36,9 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path), !bytes.contains(0) else { throw .invalidArgument }
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path), !bytes.contains(0) else {
+            throw .invalidArgument
+        }
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
         length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + 1)
         storage = Self.store(address)
@@ -107,7 +109,9 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible {
 extension RingExecutor {
     /// `socket(2)` (close-on-exec): io_uring `SOCKET` (Linux 5.19+), or the plain system call on
     /// older kernels (it never blocks).
-    public func socket(domain: Int32 = AF_INET, type: Int32 = Int32(SOCK_STREAM.rawValue), protocol proto: Int32 = 0) async throws -> FileDescriptor {
+    public func socket(domain: Int32 = AF_INET, type: Int32 = Int32(SOCK_STREAM.rawValue), protocol proto: Int32 = 0)
+        async throws -> FileDescriptor
+    {
         let type = type | Int32(SOCK_CLOEXEC.rawValue)
         if systemCallInstead(of: .socket) {
             return FileDescriptor(rawValue: try systemCall { Glibc.socket(domain, type, proto) })
@@ -121,7 +125,9 @@ extension RingExecutor {
         let memory = address.copied()
         defer { memory.deallocate() }
         if systemCallInstead(of: .bind) {
-            _ = try systemCall { Glibc.bind(fd.rawValue, memory.bindMemory(to: sockaddr.self, capacity: 1), address.length) }
+            _ = try systemCall {
+                Glibc.bind(fd.rawValue, memory.bindMemory(to: sockaddr.self, capacity: 1), address.length)
+            }
             return
         }
         _ = try await perform(.bind(fd, address: memory, length: address.length))
@@ -178,10 +184,13 @@ extension RingExecutor {
     ///
     /// Before Linux 5.19 (no multishot accept) each connection is accepted by its own request,
     /// re-armed as each completes, with the same stream, ownership and `bufferLimit` rules.
-    public func connections(_ fd: FileDescriptor, bufferLimit: Int = 64) -> AsyncThrowingStream<FileDescriptor, any Error> {
+    public func connections(_ fd: FileDescriptor, bufferLimit: Int = 64) -> AsyncThrowingStream<
+        FileDescriptor, any Error
+    > {
         let multishot = (engine as? URingEngine)?.supportsMultishotAccept ?? true
         return multishotStream(
-            "multishot accept", .accept(fd, flags: Int32(SOCK_CLOEXEC.rawValue), multishot: multishot), bufferLimit: bufferLimit,
+            "multishot accept", .accept(fd, flags: Int32(SOCK_CLOEXEC.rawValue), multishot: multishot),
+            bufferLimit: bufferLimit,
             decode: { result, _ in .element(FileDescriptor(rawValue: result)) }, discard: { try? $0.close() })
     }
 
@@ -215,7 +224,8 @@ extension RingExecutor {
             let error = EngineError.unsupported(operation: operation, engine: engineSelection.engine)
             return AsyncThrowingStream { $0.finish(throwing: error) }
         }
-        return Multishot(executor: self, entry: entry, bufferLimit: bufferLimit, decode: decode, discard: discard).start()
+        return Multishot(executor: self, entry: entry, bufferLimit: bufferLimit, decode: decode, discard: discard)
+            .start()
     }
 
     /// Sends from `buffer`; returns the bytes sent. `MSG_NOSIGNAL` is always added.
@@ -235,7 +245,9 @@ extension RingExecutor {
     }
 
     /// Receives into `buffer`; returns the bytes received (0: the peer closed).
-    public func receive(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, flags: Int32 = 0) async throws -> Int {
+    public func receive(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, flags: Int32 = 0) async throws
+        -> Int
+    {
         try await perform(.recv(fd, into: buffer, flags: flags))
     }
 
@@ -260,7 +272,8 @@ extension RingExecutor {
     /// Before Linux 6.0 (no multishot receive into a buffer ring) each message is received by its
     /// own request into one buffer of `bufferSize` bytes that the stream owns, re-armed as each
     /// completes: the same stream, ending and `bufferLimit` rules, without the group id.
-    public func messages(_ fd: FileDescriptor, bufferSize: Int = 16384, bufferCount: Int = 64, bufferLimit: Int = 64) async throws
+    public func messages(_ fd: FileDescriptor, bufferSize: Int = 16384, bufferCount: Int = 64, bufferLimit: Int = 64)
+        async throws
         -> AsyncThrowingStream<[UInt8], any Error>
     {
         guard engineSelection.engine == .ioURing else {
@@ -320,7 +333,9 @@ extension RingExecutor {
             do {
                 let ids = bufferGroups
                 let buffers = try withRing { ring throws(Errno) in
-                    ProvidedBuffers(try BufferRing(ring: ring, group: group, count: count, bufferSize: size), group: group, ids: ids)
+                    ProvidedBuffers(
+                        try BufferRing(ring: ring, group: group, count: count, bufferSize: size), group: group, ids: ids
+                    )
                 }
                 return (group, buffers)
             } catch Errno.fileExists where skipped.count < 64 {
@@ -506,7 +521,9 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
                         result = .success(buffered.removeFirst())
                         // Caught up with a paused request: arm it again (its final completion
                         // has arrived, so there is no request in flight).
-                        if paused && current == nil && buffered.count <= bufferLimit / 2 && outcome == nil && !terminated {
+                        if paused && current == nil && buffered.count <= bufferLimit / 2 && outcome == nil
+                            && !terminated
+                        {
                             paused = false
                             rearm = true
                         }
@@ -533,7 +550,8 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
 
     /// The consumer is gone or cancelled: cancel the request, wake waiters, discard what is left.
     func terminate() {
-        let (operation, leftovers, woken, idle) = lock.withLock { () -> (Operation?, [Element], [UnsafeContinuation<Element?, any Error>], Bool) in
+        let (operation, leftovers, woken, idle) = lock.withLock {
+            () -> (Operation?, [Element], [UnsafeContinuation<Element?, any Error>], Bool) in
             if terminated { return (nil, [], [], false) }
             terminated = true
             defer {

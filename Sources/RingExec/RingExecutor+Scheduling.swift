@@ -1,3 +1,6 @@
+import Glibc
+import Ring
+import Synchronization
 // Task.sleep on the ring. Swift 6.3's scheduling hooks are experimental SPI
 // (`_Concurrency.SchedulingExecutor`, `@_spi(ExperimentalScheduling)`), so everything that
 // touches them lives in this one file. With it, `Task.sleep(for:)` in a task that prefers a
@@ -6,16 +9,15 @@
 // executor: code isolated to an actor pinned to the ring, in a task without that preference,
 // sleeps on the global executor's timer and then comes back to the actor.)
 @_spi(ExperimentalScheduling) @_spi(ExperimentalCustomExecutors) import _Concurrency
-import Glibc
-import Ring
-import Synchronization
 
 @_spi(ExperimentalScheduling)
 extension RingExecutor: SchedulingExecutor {
     /// Runs `job` on the ring after `delay`: a ring timeout for `Duration` clocks, a wait elsewhere
     /// for others.
     @_spi(ExperimentalScheduling)
-    public func enqueue<C: Clock>(_ job: consuming ExecutorJob, after delay: C.Duration, tolerance: C.Duration?, clock: C) {
+    public func enqueue<C: Clock>(
+        _ job: consuming ExecutorJob, after delay: C.Duration, tolerance: C.Duration?, clock: C
+    ) {
         let isTask = job.kind == .task
         let unowned = UnownedJob(job)
         if let duration = delay as? Duration {
@@ -32,7 +34,8 @@ extension RingExecutor: SchedulingExecutor {
 
     /// Runs `job` on the ring at `instant` (see the `after:` form).
     @_spi(ExperimentalScheduling)
-    public func enqueue<C: Clock>(_ job: consuming ExecutorJob, at instant: C.Instant, tolerance: C.Duration?, clock: C) {
+    public func enqueue<C: Clock>(_ job: consuming ExecutorJob, at instant: C.Instant, tolerance: C.Duration?, clock: C)
+    {
         enqueue(job, after: clock.now.duration(to: instant), tolerance: tolerance, clock: clock)
     }
 

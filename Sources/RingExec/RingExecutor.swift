@@ -109,7 +109,9 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     public convenience init(
         entries: Int = 256, engine choice: EngineChoice = .automatic, submitBatch: Int = RingExecutor.defaultSubmitBatch
     ) throws(EngineError) {
-        try self.init { () throws(EngineError) in try EngineFactory.make(choice, entries: entries, submitBatch: submitBatch) }
+        try self.init { () throws(EngineError) in
+            try EngineFactory.make(choice, entries: entries, submitBatch: submitBatch)
+        }
     }
 
     /// The default of `init`'s `submitBatch`.
@@ -117,19 +119,23 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
 
     /// Starts the loop with the engine `makeEngine` creates on the loop thread (tests and the
     /// fuzz target use this to drive the executor with a scripted engine).
-    init(makeEngine: @escaping @Sendable () throws(EngineError) -> (any IOEngine, EngineSelection)) throws(EngineError) {
+    init(makeEngine: @escaping @Sendable () throws(EngineError) -> (any IOEngine, EngineSelection)) throws(EngineError)
+    {
         actorFace.owner = Unmanaged.passUnretained(self)
         let context = StartContext(executor: self, makeEngine: makeEngine)
         let retained = Unmanaged.passRetained(context)
         var thread = pthread_t()
-        let created = pthread_create(&thread, nil, { raw in
-            let context = Unmanaged<StartContext>.fromOpaque(raw!).takeRetainedValue()
-            context.executor.threadMain(context)
-            return nil
-        }, retained.toOpaque())
+        let created = pthread_create(
+            &thread, nil,
+            { raw in
+                let context = Unmanaged<StartContext>.fromOpaque(raw!).takeRetainedValue()
+                context.executor.threadMain(context)
+                return nil
+            }, retained.toOpaque())
         guard created == 0 else {
             retained.release()
-            throw .unavailable(engine: .ioURing, reason: "could not start the executor thread: \(Errno(rawValue: created))")
+            throw .unavailable(
+                engine: .ioURing, reason: "could not start the executor thread: \(Errno(rawValue: created))")
         }
         joinHandle = thread
         // Acquire pairs with the loop thread's release once the engine exists (or failed).
@@ -161,7 +167,10 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         /// 0 starting, 1 running, 2 failed (then `error` is set before the release store).
         let state = Atomic<Int>(0)
         var error: EngineError?
-        init(executor: RingExecutor, makeEngine: @escaping @Sendable () throws(EngineError) -> (any IOEngine, EngineSelection)) {
+        init(
+            executor: RingExecutor,
+            makeEngine: @escaping @Sendable () throws(EngineError) -> (any IOEngine, EngineSelection)
+        ) {
             self.executor = executor
             self.makeEngine = makeEngine
         }
@@ -682,11 +691,13 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                     sleeping.store(false, ordering: .relaxed)
                     engine.submit(wait: false, timeout: nil)
                 } else {
-                    inFlightCounter.store(inFlight + localSubmissions.count, ordering: .relaxed)  // current while blocked
+                    // Current while blocked.
+                    inFlightCounter.store(inFlight + localSubmissions.count, ordering: .relaxed)
                     // While stopping, wake every 10 ms to re-check; while sleeps are watched, wake
                     // for the next sweep.
                     let timeout: Duration? =
-                        isStopping ? .milliseconds(10)
+                        isStopping
+                        ? .milliseconds(10)
                         : watchedSleeps.isEmpty ? nil : max(.milliseconds(1), nextSweep - .now)
                     engine.submit(wait: true, timeout: timeout)
                     sleeping.store(false, ordering: .relaxed)
@@ -717,7 +728,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         var ran = 0
         while ran < Self.jobBatch, let next = localJobs.popFirst() {
             if next.forActor {
-                next.job.runSynchronously(isolatedTo: actorFace.asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+                next.job.runSynchronously(
+                    isolatedTo: actorFace.asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
             } else {
                 next.job.runSynchronously(on: asUnownedTaskExecutor())
             }
@@ -884,10 +896,12 @@ func startThread(_ body: @escaping @Sendable () -> Void) -> Bool {
     }
     let box = Unmanaged.passRetained(Box(body))
     var thread = pthread_t()
-    let created = pthread_create(&thread, nil, { raw in
-        Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
-        return nil
-    }, box.toOpaque())
+    let created = pthread_create(
+        &thread, nil,
+        { raw in
+            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, box.toOpaque())
     guard created == 0 else {
         box.release()
         return false
@@ -957,7 +971,11 @@ final class WakeRegistry: @unchecked Sendable {
     private var next: UInt64 = 1
     private var entries: [UInt64: Entry] = [:]
 
-    func nextID() -> UInt64 { lock.withLock { defer { next += 1 }; return next } }
+    func nextID() -> UInt64 {
+        lock.withLock {
+            defer { next += 1 }; return next
+        }
+    }
     func register(_ executor: RingExecutor) { lock.withLock { entries[executor.wakeID] = Entry(executor: executor) } }
     func unregister(_ id: UInt64) { _ = lock.withLock { entries.removeValue(forKey: id) } }
     func executor(_ id: UInt64) -> RingExecutor? { lock.withLock { entries[id]?.executor } }

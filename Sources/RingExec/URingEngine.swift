@@ -63,12 +63,16 @@ final class URingEngine: IOEngine {
     /// - `COOP_TASKRUN|TASKRUN_FLAG` (5.19): completion work waits for the loop's next system
     ///   call instead of interrupting it; the ring's flags say when there is some.
     /// - plain: the kernel interrupts the loop thread to finish completions.
-    static let shapes: [SetupFlags] = [[.singleIssuer, .deferTaskRun, .taskRunFlag], [.coopTaskRun, .taskRunFlag], []]
+    static let shapes: [SetupFlags] = [
+        [.singleIssuer, .deferTaskRun, .taskRunFlag], [.coopTaskRun, .taskRunFlag], [],
+    ]
 
     /// The setup flags the kernel accepted.
     var ringFlags: SetupFlags { ring.setupFlags }
 
-    init(entries: Int, submitBatch: Int, emulating: KernelVersion? = KernelEmulation.fromEnvironment) throws(EngineError) {
+    init(entries: Int, submitBatch: Int, emulating: KernelVersion? = KernelEmulation.fromEnvironment)
+        throws(EngineError)
+    {
         self.submitBatch = max(submitBatch, 1)
         var notes: [String] = []
         do {
@@ -92,7 +96,9 @@ final class URingEngine: IOEngine {
             Glibc.close(fd)
             wakeBuffer.deallocate()
             waitTimespecs.deallocate()
-            throw .unavailable(engine: .ioURing, reason: "IORING_REGISTER_PROBE failed (\(error)): the executor needs Linux 5.6 or later")
+            throw .unavailable(
+                engine: .ioURing,
+                reason: "IORING_REGISTER_PROBE failed (\(error)): the executor needs Linux 5.6 or later")
         }
         var bits: [UInt64] = [0, 0, 0, 0]
         for op in opcodes { bits[Int(op) >> 6] |= 1 << UInt64(op & 63) }
@@ -103,18 +109,31 @@ final class URingEngine: IOEngine {
         canCancelAny = Self.acceptsCancelAny(&ring)
         supportsMultishotAccept = opcodes.contains(Opcode.socket.rawValue)
         supportsMultishotReceive =
-            opcodes.contains(Opcode.sendZC.rawValue) && !Ring.refuses(.registerBufferRing, emulating: ring.emulatedKernel)
+            opcodes.contains(Opcode.sendZC.rawValue)
+            && !Ring.refuses(.registerBufferRing, emulating: ring.emulatedKernel)
         supportsBindAndListen = opcodes.contains(Opcode.bind.rawValue) && opcodes.contains(Opcode.listen.rawValue)
         let fallbacks: [(offered: Bool, note: String)] = [
-            (ring.usesRegisteredRingFD, "ring fd not registered (IORING_REGISTER_RING_FDS needs Linux 5.18): each enter looks the fd up"),
+            (
+                ring.usesRegisteredRingFD,
+                "ring fd not registered (IORING_REGISTER_RING_FDS needs Linux 5.18): each enter looks the fd up"
+            ),
             (hasTimedWaits, "no IORING_FEAT_EXT_ARG (Linux 5.11): timed waits arm a TIMEOUT entry"),
             (canMessage, "no IORING_OP_MSG_RING (Linux 5.18): other executors wake this one through its eventfd"),
             (canCancelAny, "no IORING_ASYNC_CANCEL_ANY (Linux 5.19): shutdown cancels operations one by one"),
             (supportsBindAndListen, "no IORING_OP_BIND/LISTEN (Linux 6.11): bind and listen are plain system calls"),
-            (opcodes.contains(Opcode.socket.rawValue), "no IORING_OP_SOCKET (Linux 5.19): socket() is a plain system call"),
-            (opcodes.contains(Opcode.shutdown.rawValue), "no IORING_OP_SHUTDOWN (Linux 5.11): shutdown() is a plain system call"),
+            (
+                opcodes.contains(Opcode.socket.rawValue),
+                "no IORING_OP_SOCKET (Linux 5.19): socket() is a plain system call"
+            ),
+            (
+                opcodes.contains(Opcode.shutdown.rawValue),
+                "no IORING_OP_SHUTDOWN (Linux 5.11): shutdown() is a plain system call"
+            ),
             (supportsMultishotAccept, "no multishot accept (Linux 5.19): connections() accepts one at a time"),
-            (supportsMultishotReceive, "no multishot receive into a buffer ring (Linux 6.0): messages() receives one at a time"),
+            (
+                supportsMultishotReceive,
+                "no multishot receive into a buffer ring (Linux 6.0): messages() receives one at a time"
+            ),
         ]
         notes += fallbacks.filter { !$0.offered }.map(\.note)
         adaptations = notes

@@ -37,7 +37,8 @@ struct Latency: Sendable {
 /// A latency histogram in nanoseconds, 1 ns to 60 s, two significant digits (1% resolution,
 /// small enough to keep one per task).
 func makeHistogram() -> Histogram<UInt64> {
-    Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .two)
+    Histogram<UInt64>(
+        lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .two)
 }
 
 /// Monotonic nanoseconds (vDSO clock_gettime: no system call).
@@ -85,7 +86,8 @@ struct TestFile {
         self.path = "/tmp/ring-bench-\(getpid()).dat"
         bytes = sizeMiB << 20
         owned = true
-        let writer = try FileDescriptor.open(self.path, .writeOnly, options: [.create, .truncate], permissions: .ownerReadWrite)
+        let writer = try FileDescriptor.open(
+            self.path, .writeOnly, options: [.create, .truncate], permissions: .ownerReadWrite)
         defer { try? writer.close() }
         var random = SplitMix(seed: 42)
         var chunk = [UInt64](repeating: 0, count: (1 << 20) / 8)

@@ -4,7 +4,8 @@ import RingToolSupport
 
 enum Report {
     static let headers = [
-        "engine", "mode", "qd", "IOPS", "MiB/s", "p50 µs", "p99 µs", "p99.9 µs", "CPU %", "syscalls/op", "fio IOPS", "fio p99 µs",
+        "engine", "mode", "qd", "IOPS", "MiB/s", "p50 µs", "p99 µs", "p99.9 µs", "CPU %", "syscalls/op", "fio IOPS",
+        "fio p99 µs",
         "fio CPU %", "vs fio",
     ]
 
@@ -36,7 +37,9 @@ enum Report {
     }
 
     static func failures(_ rows: [Row]) -> String {
-        let failed = rows.compactMap { row in row.measured.flatMap { $0.failures > 0 ? "\(row.label) qd \(row.depth): \($0.failures)" : nil } }
+        let failed = rows.compactMap { row in
+            row.measured.flatMap { $0.failures > 0 ? "\(row.label) qd \(row.depth): \($0.failures)" : nil }
+        }
         return failed.isEmpty ? "" : "\nshort or failed operations: " + failed.joined(separator: "; ")
     }
 
@@ -45,7 +48,8 @@ enum Report {
         let widths = headers.indices.map { column in all.map { $0.count > column ? $0[column].count : 0 }.max()! }
         let lines = all.map { line in
             line.enumerated().map { column, text in
-                column < 3 ? text.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+                column < 3
+                    ? text.padding(toLength: widths[column], withPad: " ", startingAt: 0)
                     : String(repeating: " ", count: widths[column] - text.count) + text
             }.joined(separator: "  ")
         }
@@ -104,9 +108,11 @@ enum Report {
         enum CodingKeys: String, CodingKey {
             case schema, toolVersion = "tool_version", command, workload, blockSize = "block_size", direct
             case runtimeSeconds = "runtime_s", engine, mode, file, sizeMiB = "size_mib", threads
-            case submitBatch = "submit_batch", rawSubmitBatch = "raw_submit_batch", asyncSubmitBatch = "async_submit_batch"
+            case submitBatch = "submit_batch", rawSubmitBatch = "raw_submit_batch", asyncSubmitBatch =
+                "async_submit_batch"
             case batch, sqpoll, fixedFiles = "fixed_files", fixedBuffers = "fixed_buffers", repeatCount = "repeat"
-            case opsLimit = "ops_limit", rwmixRead = "rwmix_read", compareFio = "compare_fio", fioFirst = "fio_first", rows
+            case opsLimit = "ops_limit", rwmixRead = "rwmix_read", compareFio = "compare_fio", fioFirst = "fio_first",
+                rows
         }
 
         // Every key present; absent values are null (synthesized Encodable would drop them).
@@ -220,8 +226,12 @@ enum Report {
         for label in rowsLabels(rows) {
             let points = rows.filter { $0.label == label }.compactMap { row in row.iops.map { (row.depth, $0) } }
             series.append((label, points, false))
-            let fioPoints = rows.filter { $0.label == label && $0.mode == "async" }.compactMap { row in row.fio.map { (row.depth, $0.iops) } }
-            if !fioPoints.isEmpty { series.append(("fio \(Fio.engineName(rows.first { $0.label == label }!.engine))", fioPoints, true)) }
+            let fioPoints = rows.filter { $0.label == label && $0.mode == "async" }.compactMap { row in
+                row.fio.map { (row.depth, $0.iops) }
+            }
+            if !fioPoints.isEmpty {
+                series.append(("fio \(Fio.engineName(rows.first { $0.label == label }!.engine))", fioPoints, true))
+            }
         }
         let values = series.flatMap { $0.1.map(\.1) }.filter { $0 > 0 }
         let low = log10(max(1, (values.min() ?? 1) / 2)), high = log10((values.max() ?? 10) * 1.5)
@@ -229,7 +239,9 @@ enum Report {
             let index = Double(depths.firstIndex(of: depth) ?? 0)
             return left + (depths.count > 1 ? index / Double(depths.count - 1) : 0.5) * (width - left - right)
         }
-        func y(_ value: Double) -> Double { top + (1 - (log10(max(value, 1)) - low) / (high - low)) * (height - top - bottom) }
+        func y(_ value: Double) -> Double {
+            top + (1 - (log10(max(value, 1)) - low) / (high - low)) * (height - top - bottom)
+        }
         let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
         var out = [
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">",
@@ -241,7 +253,9 @@ enum Report {
             for mantissa in [1.0, 2.0, 5.0] {
                 let value = mantissa * pow(10, exponent)
                 guard log10(value) >= low && log10(value) <= high else { continue }
-                out.append("<line x1=\"\(left)\" x2=\"\(width - right)\" y1=\"\(y(value))\" y2=\"\(y(value))\" stroke=\"#ddd\"/>")
+                out.append(
+                    "<line x1=\"\(left)\" x2=\"\(width - right)\" y1=\"\(y(value))\" y2=\"\(y(value))\" stroke=\"#ddd\"/>"
+                )
                 out.append("<text x=\"\(left - 6)\" y=\"\(y(value) + 4)\" text-anchor=\"end\">\(compact(value))</text>")
             }
             exponent += 1
@@ -249,14 +263,21 @@ enum Report {
         for depth in depths {
             out.append("<text x=\"\(x(depth))\" y=\"\(height - bottom + 18)\" text-anchor=\"middle\">\(depth)</text>")
         }
-        out.append("<text x=\"\((left + width - right) / 2)\" y=\"\(height - 12)\" text-anchor=\"middle\">queue depth</text>")
+        out.append(
+            "<text x=\"\((left + width - right) / 2)\" y=\"\(height - 12)\" text-anchor=\"middle\">queue depth</text>")
         for (index, (label, points, dashed)) in series.enumerated() {
             let color = colors[(dashed ? index - 1 : index) % colors.count]
             let path = points.map { "\(x($0.0)),\(y($0.1))" }.joined(separator: " ")
-            out.append("<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(dashed ? " stroke-dasharray=\"5,4\"" : "") points=\"\(path)\"/>")
-            for point in points { out.append("<circle cx=\"\(x(point.0))\" cy=\"\(y(point.1))\" r=\"3\" fill=\"\(color)\"/>") }
+            out.append(
+                "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(dashed ? " stroke-dasharray=\"5,4\"" : "") points=\"\(path)\"/>"
+            )
+            for point in points {
+                out.append("<circle cx=\"\(x(point.0))\" cy=\"\(y(point.1))\" r=\"3\" fill=\"\(color)\"/>")
+            }
             let legendY = top + 18 * Double(index)
-            out.append("<line x1=\"\(width - right + 15)\" x2=\"\(width - right + 40)\" y1=\"\(legendY)\" y2=\"\(legendY)\" stroke=\"\(color)\" stroke-width=\"2\"\(dashed ? " stroke-dasharray=\"5,4\"" : "")/>")
+            out.append(
+                "<line x1=\"\(width - right + 15)\" x2=\"\(width - right + 40)\" y1=\"\(legendY)\" y2=\"\(legendY)\" stroke=\"\(color)\" stroke-width=\"2\"\(dashed ? " stroke-dasharray=\"5,4\"" : "")/>"
+            )
             out.append("<text x=\"\(width - right + 46)\" y=\"\(legendY + 4)\">\(label)</text>")
         }
         out.append("</svg>")
@@ -271,5 +292,7 @@ enum Report {
 
     static func integer(_ x: Double) -> String { String(Int(x.rounded())) }
     static func fixed(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }
-    static func compact(_ x: Double) -> String { x >= 1e6 ? "\(fixed(x / 1e6, 0))M" : x >= 1e3 ? "\(fixed(x / 1e3, 0))k" : fixed(x, 0) }
+    static func compact(_ x: Double) -> String {
+        x >= 1e6 ? "\(fixed(x / 1e6, 0))M" : x >= 1e3 ? "\(fixed(x / 1e3, 0))k" : fixed(x, 0)
+    }
 }

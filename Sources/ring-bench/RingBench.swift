@@ -104,16 +104,28 @@ struct RingBench: AsyncParsableCommand {
             throw ValidationError("--bs must be a multiple of 512 with O_DIRECT, not \(bs) (or use --no-direct)")
         }
         guard bs <= 1 << 30 else { throw ValidationError("--bs must be at most 1 GiB, not \(bs)") }
-        guard (1...(1 << 20)).contains(size) else { throw ValidationError("--size must be 1 to 1048576 MiB, not \(size)") }
-        guard runtime.isFinite, runtime > 0 else { throw ValidationError("--runtime must be a positive number of seconds, not \(runtime)") }
-        guard runtime <= 86_400 else { throw ValidationError("--runtime must be at most 86400 seconds, not \(runtime)") }
+        guard (1...(1 << 20)).contains(size) else {
+            throw ValidationError("--size must be 1 to 1048576 MiB, not \(size)")
+        }
+        guard runtime.isFinite, runtime > 0 else {
+            throw ValidationError("--runtime must be a positive number of seconds, not \(runtime)")
+        }
+        guard runtime <= 86_400 else {
+            throw ValidationError("--runtime must be at most 86400 seconds, not \(runtime)")
+        }
         if let ops, ops < 1 { throw ValidationError("--ops must be at least 1, not \(ops)") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1, not \(batch)") }
         guard (1...1024).contains(threads) else { throw ValidationError("--threads must be 1 to 1024, not \(threads)") }
-        if let submitBatch, submitBatch < 1 { throw ValidationError("--submit-batch must be at least 1, not \(submitBatch)") }
-        guard (0...100).contains(rwmixRead) else { throw ValidationError("--rwmix-read is a percentage (0 to 100), not \(rwmixRead)") }
+        if let submitBatch, submitBatch < 1 {
+            throw ValidationError("--submit-batch must be at least 1, not \(submitBatch)")
+        }
+        guard (0...100).contains(rwmixRead) else {
+            throw ValidationError("--rwmix-read is a percentage (0 to 100), not \(rwmixRead)")
+        }
         guard rounds >= 1 else { throw ValidationError("--repeat must be at least 1, not \(rounds)") }
-        guard !(json && markdown) else { throw ValidationError("--json and --markdown cannot be used together: choose one") }
+        guard !(json && markdown) else {
+            throw ValidationError("--json and --markdown cannot be used together: choose one")
+        }
         if let file, file.isEmpty { throw ValidationError("--file needs a path") }
     }
 
@@ -125,7 +137,9 @@ struct RingBench: AsyncParsableCommand {
             guard let depth = Int(trimmed), depth > 0 else {
                 throw ValidationError("--qd takes comma-separated positive integers: '\(item)' in '\(text)' is not one")
             }
-            guard depth <= 65536 else { throw ValidationError("--qd: \(depth) is more than 65536 operations in flight") }
+            guard depth <= 65536 else {
+                throw ValidationError("--qd: \(depth) is more than 65536 operations in flight")
+            }
             return depth
         }
         guard !depths.isEmpty else { throw ValidationError("--qd needs at least one queue depth") }
@@ -172,7 +186,9 @@ struct RingBench: AsyncParsableCommand {
         }
         defer { testFile?.remove() }
         let useFio = compareFio && workload.isIO && Fio.path != nil
-        if compareFio && workload.isIO && Fio.path == nil { printError("ring-bench: fio is not on PATH: no fio column") }
+        if compareFio && workload.isIO && Fio.path == nil {
+            printError("ring-bench: fio is not on PATH: no fio column")
+        }
 
         var rows: [Row] = []
         for (kind, rowMode) in plan {
@@ -186,7 +202,9 @@ struct RingBench: AsyncParsableCommand {
                     let note = rounds > 1 ? " (round \(round + 1) of \(rounds))" : ""
                     func runFio() {
                         progress.show("running fio \(Fio.engineName(kind)) qd \(depth)\(note)")
-                        if let result = Fio.run(engine: kind, spec: spec, depth: depth, file: testFile!) { theirs.append(result) }
+                        if let result = Fio.run(engine: kind, spec: spec, depth: depth, file: testFile!) {
+                            theirs.append(result)
+                        }
                     }
                     // Later rounds alternate the order, so neither side always runs on a warmer disk.
                     let fioBefore = wantFio && (fioFirst || round % 2 == 1)

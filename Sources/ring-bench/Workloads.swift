@@ -76,7 +76,9 @@ func runRaw(_ spec: Spec, depth: Int, file: TestFile?) throws -> Measured {
     }
 
     var patterns = (0..<depth).map {
-        AccessPattern(workload: spec.workload, fileBytes: file.bytes, blockSize: bs, slot: $0, slots: depth, readPercent: spec.readPercent)
+        AccessPattern(
+            workload: spec.workload, fileBytes: file.bytes, blockSize: bs, slot: $0, slots: depth,
+            readPercent: spec.readPercent)
     }
     let started = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: depth)
     defer { started.deallocate() }
@@ -92,7 +94,8 @@ func runRaw(_ spec: Spec, depth: Int, file: TestFile?) throws -> Measured {
             case (true, false): .read(target, into: memory, offset: offset)
             case (false, false): .write(target, from: UnsafeRawBufferPointer(memory), offset: offset)
             case (true, true): .readFixed(target, into: memory, offset: offset, bufferIndex: UInt16(slot))
-            case (false, true): .writeFixed(target, from: UnsafeRawBufferPointer(memory), offset: offset, bufferIndex: UInt16(slot))
+            case (false, true):
+                .writeFixed(target, from: UnsafeRawBufferPointer(memory), offset: offset, bufferIndex: UInt16(slot))
             }
         return e.userData(UInt64(slot)).flags(extraFlags)
     }
@@ -145,7 +148,8 @@ private func push(_ entry: SubmissionEntry, to ring: inout Ring, submittingEvery
 }
 
 /// `depth` NOPs per submit, all waited for in the same system call.
-private func rawNop(_ ring: inout Ring, _ spec: Spec, depth: Int, histogram: inout Histogram<UInt64>) throws -> Measured {
+private func rawNop(_ ring: inout Ring, _ spec: Spec, depth: Int, histogram: inout Histogram<UInt64>) throws -> Measured
+{
     let watch = Stopwatch()
     let deadline = nanoseconds() + UInt64(spec.runtime * 1e9)
     var done = 0
@@ -173,7 +177,8 @@ func runAsync(_ spec: Spec, engine: EngineKind, depth: Int, file: TestFile?) asy
     let group = try RingExecutorGroup(
         threads: spec.threads, entries: max(depth, 32), engine: .only(engine), submitBatch: spec.asyncSubmitBatch)
     defer { group.shutdownGracefully() }
-    let fd: FileDescriptor? = spec.workload.isIO ? try file!.open(direct: spec.direct, forWriting: spec.workload.writes) : nil
+    let fd: FileDescriptor? =
+        spec.workload.isIO ? try file!.open(direct: spec.direct, forWriting: spec.workload.writes) : nil
     defer { try? fd?.close() }
     let stop = StopFlag()
     let watch = Stopwatch()
@@ -186,7 +191,9 @@ func runAsync(_ spec: Spec, engine: EngineKind, depth: Int, file: TestFile?) asy
         return Task(executorPreference: executor) { () async throws -> TaskResult in
             var result = TaskResult(histogram: makeHistogram())
             if let fd {
-                try await asyncIOLoop(executor, fd: fd, spec: spec, file: file!, slot: slot, slots: depth, limit: perTaskLimit, stop: stop, into: &result)
+                try await asyncIOLoop(
+                    executor, fd: fd, spec: spec, file: file!, slot: slot, slots: depth, limit: perTaskLimit,
+                    stop: stop, into: &result)
             } else {
                 while !stop.isSet && result.ops < perTaskLimit {
                     let start = nanoseconds()
@@ -220,14 +227,16 @@ func runAsync(_ spec: Spec, engine: EngineKind, depth: Int, file: TestFile?) asy
 }
 
 private func asyncIOLoop(
-    _ executor: RingExecutor, fd: FileDescriptor, spec: Spec, file: TestFile, slot: Int, slots: Int, limit: Int, stop: StopFlag,
+    _ executor: RingExecutor, fd: FileDescriptor, spec: Spec, file: TestFile, slot: Int, slots: Int, limit: Int,
+    stop: StopFlag,
     into result: inout TaskResult
 ) async throws {
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: spec.blockSize, alignment: 4096)
     defer { buffer.deallocate() }
     buffer.initializeMemory(as: UInt8.self, repeating: 0xA5)
     var pattern = AccessPattern(
-        workload: spec.workload, fileBytes: file.bytes, blockSize: spec.blockSize, slot: slot, slots: slots, readPercent: spec.readPercent)
+        workload: spec.workload, fileBytes: file.bytes, blockSize: spec.blockSize, slot: slot, slots: slots,
+        readPercent: spec.readPercent)
     while !stop.isSet && result.ops < limit {
         let (offset, isRead) = pattern.next()
         let start = nanoseconds()

@@ -26,7 +26,10 @@ struct RingProbe: ParsableCommand {
     /// Usage errors exit 2, failures 1, messages on standard error (RingToolSupport).
     static func main() async { await runAsTool() }
 
-    @Option(help: "Comma-separated capabilities that must be present (opcodes, setup flags, features, or the engines io_uring, libaio, posix-aio).")
+    @Option(
+        help:
+            "Comma-separated capabilities that must be present (opcodes, setup flags, features, or the engines io_uring, libaio, posix-aio)."
+    )
     var require: String?
 
     func run() throws {
@@ -90,12 +93,15 @@ enum Requirement {
             }
             // RingExec's other engines, by the names EngineKind and SWIFT_RING_ENGINE use.
             if let engine = engines.first(where: {
-                $0.kind != .ioURing && ($0.kind.rawValue.uppercased() == name || $0.kind.rawValue.uppercased() == name.replacingUnderscores)
+                $0.kind != .ioURing
+                    && ($0.kind.rawValue.uppercased() == name
+                        || $0.kind.rawValue.uppercased() == name.replacingUnderscores)
             }) {
                 if let reason = engine.unavailable { missing.append("\(engine.kind.rawValue) (\(reason))") }
                 continue
             }
-            if let op = Opcode.allKnown.first(where: { $0.kernelName == name || $0.kernelName == "IORING_OP_" + name }) {
+            if let op = Opcode.allKnown.first(where: { $0.kernelName == name || $0.kernelName == "IORING_OP_" + name })
+            {
                 if !report.supports(op.opcode) { missing.append(op.kernelName) }
             } else if let flag = report.setupFlags.first(where: {
                 $0.kernelName == name || $0.kernelName == "IORING_SETUP_" + name
@@ -133,7 +139,9 @@ enum Render {
         var out: [String] = []
         out.append("Kernel           \(r.kernelRelease)")
         if let emulated = r.emulatedKernel {
-            out.append("Emulating        Linux \(emulated) (\(KernelEmulation.environmentVariable)): answers below are that kernel's, not this one's")
+            out.append(
+                "Emulating        Linux \(emulated) (\(KernelEmulation.environmentVariable)): answers below are that kernel's, not this one's"
+            )
         }
         let sysctl = r.ioUringDisabledSysctl.map(String.init) ?? "absent"
         if let reason = r.unavailableReason {
@@ -142,11 +150,14 @@ enum Render {
         } else {
             out.append("io_uring         available (kernel.io_uring_disabled = \(sysctl))")
             out.append("Max entries      \(r.maximumEntries.map(String.init) ?? "unknown") without CLAMP")
-            out.append("Ring fd          \(r.registeredRingFD ? "registered (IORING_REGISTER_RING_FDS)" : "not registrable")")
+            out.append(
+                "Ring fd          \(r.registeredRingFD ? "registered (IORING_REGISTER_RING_FDS)" : "not registrable")")
             out.append("")
             out.append("(Linux X.Y: the mainline release that added it)")
             out.append("")
-            out.append("Features (\(Features.allNamed.filter { r.features.contains($0.flag) }.count)/\(Features.allNamed.count))")
+            out.append(
+                "Features (\(Features.allNamed.filter { r.features.contains($0.flag) }.count)/\(Features.allNamed.count))"
+            )
             for (flag, name) in Features.allNamed {
                 out.append("  \(r.features.contains(flag) ? "yes" : " no")  \(pad(name, 34)) \(since(flag.introduced))")
             }
@@ -154,11 +165,14 @@ enum Render {
             let known = Opcode.allKnown.filter { r.supports($0.opcode) }.count
             out.append("Opcodes (\(known)/\(Opcode.allKnown.count) supported; kernel's last opcode is \(r.lastOpcode))")
             for (op, name) in Opcode.allKnown {
-                out.append("  \(r.supports(op) ? "yes" : " no")  \(pad(String(op.rawValue), 3)) \(pad(name, 30)) \(since(op.introduced))")
+                out.append(
+                    "  \(r.supports(op) ? "yes" : " no")  \(pad(String(op.rawValue), 3)) \(pad(name, 30)) \(since(op.introduced))"
+                )
             }
             let extra = r.supportedOpcodes.filter { Int($0) >= Opcode.allKnown.count }.sorted()
             if !extra.isEmpty {
-                out.append("  also supported, unknown to this package: \(extra.map(String.init).joined(separator: ", "))")
+                out.append(
+                    "  also supported, unknown to this package: \(extra.map(String.init).joined(separator: ", "))")
             }
             out.append("")
             out.append("Setup flags (each tried on a throwaway ring)")
@@ -168,16 +182,20 @@ enum Render {
             out.append("")
             out.append("Register opcodes (each exercised with a small valid call)")
             for (op, name, result) in r.registerOpcodes {
-                out.append("  \(pad(String(op.rawValue), 3)) \(pad(name, 34)) \(pad(since(op.introduced), 12)) \(result)")
+                out.append(
+                    "  \(pad(String(op.rawValue), 3)) \(pad(name, 34)) \(pad(since(op.introduced), 12)) \(result)")
             }
         }
         out.append("")
-        out.append("Linux AIO        \(aio.library.map { "\($0) loaded" } ?? "libaio missing (install \(LibAIOLibrary.installAdvice))"); "
-            + "fs.aio-nr \(aio.aioNr.map(String.init) ?? "?") of fs.aio-max-nr \(aio.aioMaxNr.map(String.init) ?? "?")")
+        out.append(
+            "Linux AIO        \(aio.library.map { "\($0) loaded" } ?? "libaio missing (install \(LibAIOLibrary.installAdvice))"); "
+                + "fs.aio-nr \(aio.aioNr.map(String.init) ?? "?") of fs.aio-max-nr \(aio.aioMaxNr.map(String.init) ?? "?")"
+        )
         out.append("")
         out.append("RingExec engines")
         for engine in aio.engines {
-            out.append("  \(pad(engine.kind.rawValue, 10)) \(engine.unavailable.map { "unavailable: \($0)" } ?? "available")")
+            out.append(
+                "  \(pad(engine.kind.rawValue, 10)) \(engine.unavailable.map { "unavailable: \($0)" } ?? "available")")
         }
         switch aio.selection {
         case .success(let selection): out.append("  automatic  -> \(selection)")

@@ -15,7 +15,8 @@ func posixAIOWakeCheck(threads: Int, executors count: Int) -> Never {
         do {
             let path = "/tmp/ring-fault-helper-aio-\(getpid())"
             defer { unlink(path) }
-            let fd = try FileDescriptor.open(path, .readWrite, options: [.create, .truncate], permissions: .ownerReadWrite)
+            let fd = try FileDescriptor.open(
+                path, .readWrite, options: [.create, .truncate], permissions: .ownerReadWrite)
             defer { try? fd.close() }
             var executors: [RingExecutor] = []
             for _ in 0..<count { executors.append(try RingExecutor(entries: 8, engine: .posixAIO)) }

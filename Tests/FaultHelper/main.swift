@@ -14,8 +14,8 @@ import CSyscalls
 import Glibc
 import Ring
 import RingExec
-import SystemPackage
 import Synchronization
+import SystemPackage
 
 let syscallNumbers: [String: UInt32] = [
     "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
@@ -163,7 +163,9 @@ func memoryLockLimit() async {
             defer { vector.deallocate() }
             vector.initialize(to: iovec(iov_base: memory.baseAddress, iov_len: memory.count))
             do {
-                try executor.withRing { ring throws(Errno) in try ring.registerBuffers(UnsafeBufferPointer(start: vector, count: 1)) }
+                try executor.withRing { ring throws(Errno) in
+                    try ring.registerBuffers(UnsafeBufferPointer(start: vector, count: 1))
+                }
                 return "none"
             } catch let error as Errno {
                 return "\(error.rawValue)"
@@ -182,7 +184,9 @@ var limitMode = false
 var memlockMode = false
 var teardownEngine: EngineKind?
 var arguments = Array(CommandLine.arguments.dropFirst())
-if arguments.first == "--posix-aio-wake", arguments.count == 3, let threads = Int(arguments[1]), let count = Int(arguments[2]) {
+if arguments.first == "--posix-aio-wake", arguments.count == 3, let threads = Int(arguments[1]),
+    let count = Int(arguments[2])
+{
     posixAIOWakeCheck(threads: threads, executors: count)
 }
 if arguments.first == "--memlock" {
@@ -229,7 +233,9 @@ let installed = program.withUnsafeBufferPointer { filters -> Int32 in
         var filter: UnsafeRawPointer?
     }
     var fprog = SockFprog(len: UInt16(filters.count), filter: UnsafeRawPointer(filters.baseAddress))
-    return withUnsafePointer(to: &fprog) { cs_prctl(22 /* PR_SET_SECCOMP */, 2 /* FILTER */, UInt(bitPattern: $0), 0, 0) }
+    return withUnsafePointer(to: &fprog) {
+        cs_prctl(22 /* PR_SET_SECCOMP */, 2 /* FILTER */, UInt(bitPattern: $0), 0, 0)
+    }
 }
 guard installed == 0 else {
     print("error: PR_SET_SECCOMP failed")

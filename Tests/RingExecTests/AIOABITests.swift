@@ -1,6 +1,7 @@
 import CKernelHeader
-@testable import RingExec
 import Testing
+
+@testable import RingExec
 
 /// The libaio engine's control block and event, and FileStatus's statx offsets, against the
 /// system's <linux/aio_abi.h> and <linux/stat.h>.
@@ -41,7 +42,8 @@ import Testing
         let h = Self.header
         #expect(h["sizeof statx"] == UInt64(FileStatus.byteCount))
         let expected: [String: UInt64] = [
-            "stx_mask": 0, "stx_blksize": 4, "stx_nlink": 16, "stx_uid": 20, "stx_gid": 24, "stx_mode": 28, "stx_ino": 32,
+            "stx_mask": 0, "stx_blksize": 4, "stx_nlink": 16, "stx_uid": 20, "stx_gid": 24, "stx_mode": 28,
+            "stx_ino": 32,
             "stx_size": 40, "stx_blocks": 48, "stx_mtime": 112,
         ]
         for (name, offset) in expected { #expect(h["statx.\(name)"] == offset, "\(name)") }

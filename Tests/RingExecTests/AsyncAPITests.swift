@@ -18,9 +18,11 @@ import Testing
         await #expect(throws: Errno.fileExists) { try await executor.makeDirectory(directory) }
 
         let first = directory.appending("a")
-        let fd = try await executor.open(first, .readWrite, options: [.create, .exclusiveCreate], permissions: .ownerReadWrite)
+        let fd = try await executor.open(
+            first, .readWrite, options: [.create, .exclusiveCreate], permissions: .ownerReadWrite)
         #expect(try await executor.write(fd, bytes: pattern(count: 5000), offset: nil) == 5000)
-        #expect(try await executor.write(fd, bytes: pattern(count: 10, from: 5000), offset: nil) == 10)  // file position moved
+        // The file position moved.
+        #expect(try await executor.write(fd, bytes: pattern(count: 10, from: 5000), offset: nil) == 10)
         try await executor.fallocate(fd, offset: 0, length: 1 << 20)
         #expect(try await executor.status(of: fd).size == 1 << 20)
         if executor.kernelOffers(.ftruncate) {
@@ -64,12 +66,14 @@ import Testing
         defer { pipe.close() }
         var copied = 0
         while copied < 40_000 {
-            let moved = try await executor.splice(from: source.fd, offset: UInt64(copied), to: pipe.write, length: 40_000 - copied)
+            let moved = try await executor.splice(
+                from: source.fd, offset: UInt64(copied), to: pipe.write, length: 40_000 - copied)
             #expect(moved > 0)
             var drained = 0
             while drained < moved {
                 drained += try await executor.splice(
-                    from: pipe.read, offset: nil, to: target.fd, offset: UInt64(copied + drained), length: moved - drained)
+                    from: pipe.read, offset: nil, to: target.fd, offset: UInt64(copied + drained),
+                    length: moved - drained)
             }
             copied += moved
         }
@@ -130,7 +134,11 @@ import Testing
         defer { executor.shutdownGracefully() }
         let total = try await executor.run { () async throws -> Int in
             try await withThrowingTaskGroup(of: Int.self) { group in
-                for _ in 0..<5_000 { group.addTask { try await executor.nop(); return 1 } }
+                for _ in 0..<5_000 {
+                    group.addTask {
+                        try await executor.nop(); return 1
+                    }
+                }
                 return try await group.reduce(0, +)
             }
         }
@@ -156,7 +164,9 @@ import Testing
                 for try await connection in executor.connections(listener) {
                     group.addTask {
                         defer { try? connection.close() }
-                        for try await message in try await executor.messages(connection, bufferSize: 512, bufferCount: 8) {
+                        for try await message in try await executor.messages(
+                            connection, bufferSize: 512, bufferCount: 8)
+                        {
                             try await executor.send(connection, bytes: message)
                         }
                     }
@@ -186,7 +196,9 @@ import Testing
             }
             return count
         }
-        #expect(await waitForOperationsInFlight(executor, atLeast: 1), "the multishot accept is armed before it is cancelled")
+        #expect(
+            await waitForOperationsInFlight(executor, atLeast: 1),
+            "the multishot accept is armed before it is cancelled")
         acceptor.cancel()
         let result = await acceptor.result
         if case .success(let count) = result { #expect(count == 0) }
@@ -283,7 +295,9 @@ func boundPort(_ fd: FileDescriptor) -> UInt16 {
         #expect(pool.available == 0, "all four are checked out")
         func write(_ buffer: borrowing FixedBuffers.Buffer) async throws {
             buffer.bytes.copyBytes(from: pattern(count: 8192, from: buffer.index * 8192))
-            #expect(try await executor.write(file.fd, from: buffer, count: 8192, offset: UInt64(buffer.index * 8192)) == 8192)
+            #expect(
+                try await executor.write(file.fd, from: buffer, count: 8192, offset: UInt64(buffer.index * 8192))
+                    == 8192)
             buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0)
         }
         func read(_ buffer: borrowing FixedBuffers.Buffer) async throws {

@@ -30,14 +30,24 @@ import Testing
     }
 
     static let cases: [Case] = [
-        Case(name: "read from fd -1", expected: .badFileDescriptor) { e, _ in _ = try await e.read(FileDescriptor(rawValue: -1), upTo: 8, offset: 0) },
-        Case(name: "read from a closed fd", expected: .badFileDescriptor) { e, f in _ = try await e.read(f.closed, upTo: 8, offset: 0) },
-        Case(name: "write to a read-only fd", expected: .badFileDescriptor) { e, f in _ = try await e.write(f.readOnly, bytes: [1], offset: 0) },
-        Case(name: "read from a write-only fd", expected: .badFileDescriptor) { e, f in _ = try await e.read(f.writeOnly, upTo: 8, offset: 0) },
+        Case(name: "read from fd -1", expected: .badFileDescriptor) { e, _ in
+            _ = try await e.read(FileDescriptor(rawValue: -1), upTo: 8, offset: 0)
+        },
+        Case(name: "read from a closed fd", expected: .badFileDescriptor) { e, f in
+            _ = try await e.read(f.closed, upTo: 8, offset: 0)
+        },
+        Case(name: "write to a read-only fd", expected: .badFileDescriptor) { e, f in
+            _ = try await e.write(f.readOnly, bytes: [1], offset: 0)
+        },
+        Case(name: "read from a write-only fd", expected: .badFileDescriptor) { e, f in
+            _ = try await e.read(f.writeOnly, upTo: 8, offset: 0)
+        },
         Case(name: "negative offset", expected: .invalidArgument) { e, f in
             _ = try await e.read(f.file.fd, upTo: 8, offset: UInt64(bitPattern: -2))
         },
-        Case(name: "negative length", expected: .invalidArgument) { e, f in _ = try await e.read(f.file.fd, upTo: -1, offset: 0) },
+        Case(name: "negative length", expected: .invalidArgument) { e, f in
+            _ = try await e.read(f.file.fd, upTo: -1, offset: 0)
+        },
         Case(name: "zero-length read returns 0", expected: nil) { e, f in
             let n = try await e.read(f.file.fd, into: UnsafeMutableRawBufferPointer(start: nil, count: 0), offset: 0)
             #expect(n == 0)
@@ -49,21 +59,26 @@ import Testing
         Case(name: "misaligned O_DIRECT buffer", expected: .invalidArgument) { e, f in
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096 + 1, alignment: 4096)
             defer { buffer.deallocate() }
-            _ = try await e.read(f.directFile.fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[1...]), offset: 0)
+            _ = try await e.read(
+                f.directFile.fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[1...]), offset: 0)
         },
         Case(name: "misaligned O_DIRECT offset", expected: .invalidArgument) { e, f in
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
             defer { buffer.deallocate() }
             _ = try await e.read(f.directFile.fd, into: buffer, offset: 100)
         },
-        Case(name: "read on a directory", expected: .isDirectory) { e, f in _ = try await e.read(f.directory, upTo: 8, offset: 0) },
+        Case(name: "read on a directory", expected: .isDirectory) { e, f in
+            _ = try await e.read(f.directory, upTo: 8, offset: 0)
+        },
         Case(name: "path too long", expected: .fileNameTooLong) { e, _ in
             _ = try await e.open(FilePath(String(repeating: "a", count: 5000)), .readOnly)
         },
         Case(name: "path component too long", expected: .fileNameTooLong) { e, _ in
             _ = try await e.open(FilePath("/tmp/" + String(repeating: "b", count: 300)), .readOnly)
         },
-        Case(name: "open a missing file", expected: .noSuchFileOrDirectory) { e, _ in _ = try await e.open("/nonexistent/ring", .readOnly) },
+        Case(name: "open a missing file", expected: .noSuchFileOrDirectory) { e, _ in
+            _ = try await e.open("/nonexistent/ring", .readOnly)
+        },
         Case(name: "create where the file system refuses it", expected: nil) { e, _ in
             // sysfs has no create operation: EACCES (root too); where /sys is mounted read-only,
             // as in many containers, EROFS. A missing parent (ENOENT) would not test this.
@@ -75,19 +90,34 @@ import Testing
                 #expect(error == .permissionDenied || error == .readOnlyFileSystem, "got \(error)")
             }
         },
-        Case(name: "mkdir an existing directory", expected: .fileExists, needs: .mkdirat) { e, _ in try await e.makeDirectory("/tmp") },
-        Case(name: "unlink a missing file", expected: .noSuchFileOrDirectory, needs: .unlinkat) { e, _ in try await e.remove(FilePath("/tmp/ring-missing-\(getpid())")) },
-        Case(name: "rename a missing file", expected: .noSuchFileOrDirectory, needs: .renameat) { e, _ in
-            try await e.rename(FilePath("/tmp/ring-missing-\(getpid())"), to: FilePath("/tmp/ring-missing-2-\(getpid())"))
+        Case(name: "mkdir an existing directory", expected: .fileExists, needs: .mkdirat) { e, _ in
+            try await e.makeDirectory("/tmp")
         },
-        Case(name: "statx a missing file", expected: .noSuchFileOrDirectory) { e, _ in _ = try await e.status(of: "/nonexistent/ring") },
-        Case(name: "fallocate on a pipe", expected: .illegalSeek) { e, f in try await e.fallocate(f.pipe.write, offset: 0, length: 4096) },
-        Case(name: "truncate a read-only fd", expected: .invalidArgument, needs: .ftruncate) { e, f in try await e.truncate(f.readOnly, length: 0) },
+        Case(name: "unlink a missing file", expected: .noSuchFileOrDirectory, needs: .unlinkat) { e, _ in
+            try await e.remove(FilePath("/tmp/ring-missing-\(getpid())"))
+        },
+        Case(name: "rename a missing file", expected: .noSuchFileOrDirectory, needs: .renameat) { e, _ in
+            try await e.rename(
+                FilePath("/tmp/ring-missing-\(getpid())"), to: FilePath("/tmp/ring-missing-2-\(getpid())"))
+        },
+        Case(name: "statx a missing file", expected: .noSuchFileOrDirectory) { e, _ in
+            _ = try await e.status(of: "/nonexistent/ring")
+        },
+        Case(name: "fallocate on a pipe", expected: .illegalSeek) { e, f in
+            try await e.fallocate(f.pipe.write, offset: 0, length: 4096)
+        },
+        Case(name: "truncate a read-only fd", expected: .invalidArgument, needs: .ftruncate) { e, f in
+            try await e.truncate(f.readOnly, length: 0)
+        },
         Case(name: "splice between two files", expected: .invalidArgument) { e, f in
             _ = try await e.splice(from: f.file.fd, offset: 0, to: f.directFile.fd, offset: 0, length: 4096)
         },
-        Case(name: "fsync on a bad fd", expected: .badFileDescriptor) { e, _ in try await e.fsync(FileDescriptor(rawValue: 9999)) },
-        Case(name: "poll on a bad fd", expected: .badFileDescriptor) { e, _ in _ = try await e.poll(FileDescriptor(rawValue: 9999), for: .readable) },
+        Case(name: "fsync on a bad fd", expected: .badFileDescriptor) { e, _ in
+            try await e.fsync(FileDescriptor(rawValue: 9999))
+        },
+        Case(name: "poll on a bad fd", expected: .badFileDescriptor) { e, _ in
+            _ = try await e.poll(FileDescriptor(rawValue: 9999), for: .readable)
+        },
         Case(name: "listen on a regular file", expected: .notSocket) { e, f in try await e.listen(f.file.fd) },
         Case(name: "accept on a socket that does not listen", expected: .invalidArgument) { e, _ in
             let socket = try await e.socket()
@@ -119,7 +149,8 @@ import Testing
         Case(name: "invalid register arguments", expected: .badAddress) { e, _ in
             try await e.run {
                 // IORING_REGISTER_BUFFERS from a null array.
-                _ = try e.withRing { ring throws(Errno) in try ring.register(.registerBuffers, argument: nil, count: 0) }
+                _ = try e.withRing { ring throws(Errno) in try ring.register(.registerBuffers, argument: nil, count: 0)
+                }
             }
         },
         Case(name: "chain longer than 16 entries", expected: .invalidArgument) { e, _ in
@@ -192,7 +223,8 @@ import Testing
             pipe.close()
         }
         let fixture = Fixture(
-            file: file, directFile: TemporaryFile(path: directFile.path, fd: direct), readOnly: readOnly, writeOnly: writeOnly,
+            file: file, directFile: TemporaryFile(path: directFile.path, fd: direct), readOnly: readOnly,
+            writeOnly: writeOnly,
             directory: directory, closed: closed, pipe: pipe)
         if let op = testCase.needs, let lacks = executor.errorForLacking(op) {
             await #expect(throws: lacks) { try await testCase.body(executor, fixture) }

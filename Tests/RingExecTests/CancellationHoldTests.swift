@@ -77,9 +77,13 @@ import Testing
             resumed.store(true, ordering: .releasing)
             return result
         }
-        #expect(await waitUntil(.seconds(60)) { engine.heldCount.load(ordering: .acquiring) == 1 }, "the operation reached the engine")
+        #expect(
+            await waitUntil(.seconds(60)) { engine.heldCount.load(ordering: .acquiring) == 1 },
+            "the operation reached the engine")
         task.cancel()
-        #expect(await waitUntil(.seconds(60)) { engine.cancelRequests.load(ordering: .acquiring) == 1 }, "the cancel reached the engine")
+        #expect(
+            await waitUntil(.seconds(60)) { engine.cancelRequests.load(ordering: .acquiring) == 1 },
+            "the cancel reached the engine")
         // Many more loop ticks: the task must still be suspended, the engine still holds it.
         for _ in 0..<50 { _ = await executor.run { 0 } }
         let resumedEarly = resumed.load(ordering: .acquiring)

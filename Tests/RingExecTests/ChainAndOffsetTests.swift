@@ -15,8 +15,12 @@ import Testing
         let file = try TemporaryFile()
         defer { file.remove() }
         for offset in [UInt64.max, UInt64(Int64.max) + 1] {
-            await #expect(throws: Errno.invalidArgument) { _ = try await executor.write(file.fd, bytes: [1, 2, 3], offset: offset) }
-            await #expect(throws: Errno.invalidArgument) { _ = try await executor.read(file.fd, upTo: 3, offset: offset) }
+            await #expect(throws: Errno.invalidArgument) {
+                _ = try await executor.write(file.fd, bytes: [1, 2, 3], offset: offset)
+            }
+            await #expect(throws: Errno.invalidArgument) {
+                _ = try await executor.read(file.fd, upTo: 3, offset: offset)
+            }
         }
         #expect(try file.fd.seek(offset: 0, from: .end) == 0)  // nothing was written anywhere
         // The largest valid offset is accepted (and reads nothing).
@@ -64,7 +68,8 @@ import Testing
         defer { buffer.deallocate() }
         let before = Set(openDescriptors(to: file.path))
         let entries: [SubmissionEntry] = [
-            .openat(directory: FileDescriptor(rawValue: AT_FDCWD), path: path, flags: O_RDONLY | O_CLOEXEC, mode: 0).flags(.link),
+            .openat(directory: FileDescriptor(rawValue: AT_FDCWD), path: path, flags: O_RDONLY | O_CLOEXEC, mode: 0)
+                .flags(.link),
             .read(pipe.read, into: buffer, offset: SubmissionEntry.currentPosition),  // waits: nothing is written
         ]
         let chain = Task { try await executor.submitChain(entries) }
@@ -99,7 +104,9 @@ func openDescriptors(to path: String) -> [Int32] {
     var found: [Int32] = []
     var target = [CChar](repeating: 0, count: Int(PATH_MAX))
     while let entry = readdir(directory) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        let name = withUnsafeBytes(of: entry.pointee.d_name) {
+            String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
+        }
         guard let fd = Int32(name) else { continue }
         let length = readlink("/proc/self/fd/\(fd)", &target, target.count - 1)
         guard length > 0 else { continue }

@@ -17,7 +17,9 @@ import Testing
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
             directory = (directory as NSString).deletingLastPathComponent
         }
-        skip(.helpers, "\(name) is not built next to the tests (run `swift build` first)", sourceLocation: sourceLocation)
+        skip(
+            .helpers, "\(name) is not built next to the tests (run `swift build` first)", sourceLocation: sourceLocation
+        )
         return nil
     }
 
@@ -64,7 +66,8 @@ import Testing
             line.append(byte)
         }
         let text = String(decoding: line, as: UTF8.self)
-        let port = try #require(UInt16(text.split(separator: ":").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""), "\(text)")
+        let port = try #require(
+            UInt16(text.split(separator: ":").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""), "\(text)")
 
         let executor = try RingExecutor(entries: 128)
         defer { executor.shutdownGracefully() }
@@ -105,8 +108,11 @@ import Testing
         let ok = try await runProcess(probe, ["--require", "io_uring,posix-aio,NOP"], standardError: true)
         #expect(ok.status == 0, "\(ok.output)")
         let libaio = try await runProcess(probe, ["--require", "libaio"], standardError: true)
-        let libaioStarts = (try? RingExecutor(entries: 4, engine: .libaio))
-            .map { executor in executor.shutdownGracefully(); return true } ?? false
+        let libaioStarts =
+            (try? RingExecutor(entries: 4, engine: .libaio))
+            .map { executor in
+                executor.shutdownGracefully(); return true
+            } ?? false
         if libaioStarts {
             #expect(libaio.status == 0, "\(libaio.output)")
         } else {

@@ -57,21 +57,22 @@ import Testing
             var tasks: [Task<Void, Never>] = []
             for slot in 0..<32 {
                 let index = wave * 32 + slot
-                tasks.append(Task(executorPreference: executor) {
-                    let buffer = GuardedMemory.allocate(byteCount: 4096, alignment: 4096)
-                    defer { GuardedMemory.release(buffer) }  // as a caller would free it
-                    let offset = UInt64(index % blocks) * 4096
-                    do {
-                        if index % 2 == 0 {
-                            _ = try await executor.read(fd, into: buffer, offset: offset)
-                        } else {
-                            buffer.initializeMemory(as: UInt8.self, repeating: UInt8(truncatingIfNeeded: index))
-                            _ = try await executor.write(fd, from: UnsafeRawBufferPointer(buffer), offset: offset)
-                        }
-                    } catch Errno.badAddress {
-                        faults.count.add(1, ordering: .relaxed)
-                    } catch {}
-                })
+                tasks.append(
+                    Task(executorPreference: executor) {
+                        let buffer = GuardedMemory.allocate(byteCount: 4096, alignment: 4096)
+                        defer { GuardedMemory.release(buffer) }  // as a caller would free it
+                        let offset = UInt64(index % blocks) * 4096
+                        do {
+                            if index % 2 == 0 {
+                                _ = try await executor.read(fd, into: buffer, offset: offset)
+                            } else {
+                                buffer.initializeMemory(as: UInt8.self, repeating: UInt8(truncatingIfNeeded: index))
+                                _ = try await executor.write(fd, from: UnsafeRawBufferPointer(buffer), offset: offset)
+                            }
+                        } catch Errno.badAddress {
+                            faults.count.add(1, ordering: .relaxed)
+                        } catch {}
+                    })
             }
             // Cancel a third of the wave at a random moment, most of them while in the kernel.
             let deadline = ContinuousClock.now + .milliseconds(Int.random(in: 0...2))

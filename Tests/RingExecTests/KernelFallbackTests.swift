@@ -12,19 +12,21 @@ import Testing
     /// An executor whose ring answers as `version` would.
     static func executor(emulating version: KernelVersion, entries: Int = 64) throws -> RingExecutor {
         try RingExecutor(makeEngine: { () throws(EngineError) -> (any IOEngine, EngineSelection) in
-            let engine = try URingEngine(entries: entries, submitBatch: RingExecutor.defaultSubmitBatch, emulating: version)
+            let engine = try URingEngine(
+                entries: entries, submitBatch: RingExecutor.defaultSubmitBatch, emulating: version)
             return (engine, EngineFactory.selection(engine, passedOver: [], fromEnvironment: false))
         })
     }
 
     static let versions: [KernelVersion] = [.init(5, 10), .init(5, 15), .init(5, 19), .init(6, 0)]
 
-    @Test(arguments: [
-        (KernelVersion(5, 10), SetupFlags()),
-        (KernelVersion(5, 19), SetupFlags([.coopTaskRun, .taskRunFlag])),
-        (KernelVersion(6, 0), SetupFlags([.coopTaskRun, .taskRunFlag])),
-        (KernelVersion(6, 1), SetupFlags([.singleIssuer, .deferTaskRun, .taskRunFlag])),
-    ] as [(KernelVersion, SetupFlags)])
+    @Test(
+        arguments: [
+            (KernelVersion(5, 10), SetupFlags()),
+            (KernelVersion(5, 19), SetupFlags([.coopTaskRun, .taskRunFlag])),
+            (KernelVersion(6, 0), SetupFlags([.coopTaskRun, .taskRunFlag])),
+            (KernelVersion(6, 1), SetupFlags([.singleIssuer, .deferTaskRun, .taskRunFlag])),
+        ] as [(KernelVersion, SetupFlags)])
     func theRingTakesTheBestShapeTheKernelAccepts(version: KernelVersion, shape: SetupFlags) throws {
         let executor = try Self.executor(emulating: version)
         defer { executor.shutdownGracefully() }
@@ -41,7 +43,9 @@ import Testing
         let executor = try Self.executor(emulating: KernelVersion(5, 10))
         defer { executor.shutdownGracefully() }
         let notes = executor.engineSelection.adaptations.joined(separator: "\n")
-        for expected in ["Linux 5.11", "Linux 5.18", "Linux 5.19", "Linux 6.0", "Linux 6.11", "EXT_ARG", "MSG_RING", "CANCEL_ANY"] {
+        for expected in [
+            "Linux 5.11", "Linux 5.18", "Linux 5.19", "Linux 6.0", "Linux 6.11", "EXT_ARG", "MSG_RING", "CANCEL_ANY",
+        ] {
             #expect(notes.contains(expected), "\(expected) missing from:\n\(notes)")
         }
         let uring = try #require(executor.engine as? URingEngine)
@@ -50,9 +54,12 @@ import Testing
     }
 
     @Test func aKernelWithEverythingNeedsNoFallback() throws {
-        guard let running = KernelEmulation.fromEnvironment ?? KernelVersion.running, running >= KernelVersion(6, 11) else {
+        guard let running = KernelEmulation.fromEnvironment ?? KernelVersion.running, running >= KernelVersion(6, 11)
+        else {
             let release = (KernelEmulation.fromEnvironment ?? KernelVersion.running)?.description ?? "unknown"
-            skip(.kernel, "every feature the executor uses needs Linux 6.11 (bind/listen); this kernel answers as \(release)")
+            skip(
+                .kernel,
+                "every feature the executor uses needs Linux 6.11 (bind/listen); this kernel answers as \(release)")
             return
         }
         let executor = try RingExecutor(entries: 16, engine: .ioURing)
@@ -157,7 +164,9 @@ import Testing
                 for try await connection in executor.connections(listener, bufferLimit: 2) {
                     group.addTask {
                         defer { try? connection.close() }
-                        for try await message in try await executor.messages(connection, bufferSize: 256, bufferLimit: 2) {
+                        for try await message in try await executor.messages(
+                            connection, bufferSize: 256, bufferLimit: 2)
+                        {
                             try await executor.send(connection, bytes: message)
                         }
                     }
@@ -181,7 +190,9 @@ import Testing
         await #expect(throws: EngineError.kernelLacks(operation: "ftruncate", needs: KernelVersion(6, 9))) {
             try await executor.truncate(file.fd, length: 10)
         }
-        #expect(EngineError.kernelLacks(operation: "ftruncate", needs: KernelVersion(6, 9)).description.contains("Linux 6.9"))
+        #expect(
+            EngineError.kernelLacks(operation: "ftruncate", needs: KernelVersion(6, 9)).description.contains(
+                "Linux 6.9"))
         #expect(try await executor.read(file.fd, upTo: 100, offset: 0) == pattern(count: 100))
     }
 
@@ -232,7 +243,8 @@ extension RingExecutor {
         let (offered, what): (Bool, String) =
             switch feature {
             case .messageRing: (uring?.canMessage ?? false, "MSG_RING wake-ups need Linux 5.18")
-            case .multishotReceive: (uring?.supportsMultishotReceive ?? false, "multishot receive into a buffer ring needs Linux 6.0")
+            case .multishotReceive:
+                (uring?.supportsMultishotReceive ?? false, "multishot receive into a buffer ring needs Linux 6.0")
             case .opcode(let op): (uring?.offers(op) ?? false, "\(op) needs Linux \(op.introduced?.description ?? "?")")
             }
         if !offered { skip(.kernel, what, sourceLocation: sourceLocation) }

@@ -1,16 +1,19 @@
 import Foundation
 import Glibc
 import Ring
-@testable import RingExec
 import Synchronization
 import SystemPackage
 import Testing
+
+@testable import RingExec
 
 /// Polls `condition` (a state the test can observe) until it holds or `timeout` passes; returns
 /// whether it held. For bounded waits on another thread's progress, not as synchronisation.
 /// The default bound matches `waitForOperationsInFlight`: under a sanitizer, with other tests
 /// holding the two cooperative threads, a task can wait tens of seconds before it first runs.
-func waitUntil(_ timeout: Duration = underSanitizer ? .seconds(120) : .seconds(30), _ condition: () -> Bool) async -> Bool {
+func waitUntil(_ timeout: Duration = onASlowMachine ? .seconds(120) : .seconds(30), _ condition: () -> Bool) async
+    -> Bool
+{
     let end = ContinuousClock.now + timeout
     while !condition() {
         if ContinuousClock.now >= end { return false }
@@ -191,7 +194,9 @@ actor GuardedCounter {
         let pipe = try PipePair()
         defer { pipe.close() }
         await #expect(throws: Errno(rawValue: ESHUTDOWN)) { _ = try await executor.messages(pipe.read) }
-        await #expect(throws: Errno(rawValue: ESHUTDOWN)) { _ = try await executor.registerFixedBuffers(count: 2, size: 4096) }
+        await #expect(throws: Errno(rawValue: ESHUTDOWN)) {
+            _ = try await executor.registerFixedBuffers(count: 2, size: 4096)
+        }
     }
 
     /// Item 15: withRing off the loop thread (or after shutdown) throws instead of trapping.
@@ -226,13 +231,16 @@ actor GuardedCounter {
                 for _ in 0..<count { group.addTask { try? await Task.sleep(for: .seconds(60)) } }
             }
         }
-        #expect(await waitUntil(.seconds(60)) {
-            executor.scheduledTimers.load(ordering: .relaxed) - before == count && executor.operationsInFlight >= count
-        })
+        #expect(
+            await waitUntil(.seconds(60)) {
+                executor.scheduledTimers.load(ordering: .relaxed) - before == count
+                    && executor.operationsInFlight >= count
+            })
         sleepers.cancel()
         await sleepers.value
-        #expect(await waitUntil(.seconds(10)) { executor.operationsInFlight == 0 },
-                "\(executor.operationsInFlight) timers still armed")
+        #expect(
+            await waitUntil(.seconds(10)) { executor.operationsInFlight == 0 },
+            "\(executor.operationsInFlight) timers still armed")
     }
 
     /// Item 22: an open connections() stream does not hold shutdown for its whole deadline.
@@ -296,7 +304,9 @@ actor GuardedCounter {
             }
             done.set()
         }
-        #expect(await waitUntil(.seconds(10)) { done.isSet }, "b missed a wake-up after \(rounds.load(ordering: .relaxed)) rounds")
+        #expect(
+            await waitUntil(.seconds(10)) { done.isSet },
+            "b missed a wake-up after \(rounds.load(ordering: .relaxed)) rounds")
         #expect(a.messagesFailed.load(ordering: .relaxed) > 0, "no MSG_RING failed: the test did not test the fallback")
         b.ringFD = nil
     }
@@ -319,7 +329,9 @@ actor GuardedCounter {
         await withTaskGroup(of: Void.self) { group in
             for executor in started { group.addTask { await executor.shutdown(deadline: .seconds(30)) } }
             group.addTask {
-                for executor in started { _ = await waitUntil { executor.ticksWhileStopping.load(ordering: .relaxed) > 0 } }
+                for executor in started {
+                    _ = await waitUntil { executor.ticksWhileStopping.load(ordering: .relaxed) > 0 }
+                }
                 for pipe in ends { _ = try? pipe.write.writeAll([7]) }
             }
         }
@@ -350,7 +362,8 @@ actor GuardedCounter {
             try await withRingExecutor(entries: 8) { _ in throw Failure() }
         }
         let settled = await waitUntil(.seconds(10)) {
-            openDescriptorCount() <= fdsBefore + 40 && threads() <= threadsBefore + 20 && RingExecutor.liveCount <= liveBefore + 10
+            openDescriptorCount() <= fdsBefore + 40 && threads() <= threadsBefore + 20
+                && RingExecutor.liveCount <= liveBefore + 10
         }
         #expect(settled, "fds \(fdsBefore) -> \(openDescriptorCount()), threads \(threadsBefore) -> \(threads())")
     }
@@ -395,12 +408,15 @@ actor GuardedCounter {
                 for _ in 0..<count { group.addTask { try? await Task.sleep(for: .seconds(60)) } }
             }
         }
-        #expect(await waitUntil(.seconds(30)) {
-            executor.scheduledTimers.load(ordering: .relaxed) - before == count && executor.operationsInFlight >= count
-        })
+        #expect(
+            await waitUntil(.seconds(30)) {
+                executor.scheduledTimers.load(ordering: .relaxed) - before == count
+                    && executor.operationsInFlight >= count
+            })
         sleepers.cancel()
         await sleepers.value
-        #expect(await waitUntil(.seconds(10)) { executor.operationsInFlight == 0 },
-                "\(executor.operationsInFlight) timers still armed")
+        #expect(
+            await waitUntil(.seconds(10)) { executor.operationsInFlight == 0 },
+            "\(executor.operationsInFlight) timers still armed")
     }
 }

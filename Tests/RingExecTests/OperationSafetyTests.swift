@@ -1,8 +1,8 @@
 import Glibc
 import Ring
 import RingExec
-import SystemPackage
 import Synchronization
+import SystemPackage
 import Testing
 
 /// A connected pair of Unix stream sockets; both closed by `close()`.
@@ -88,8 +88,14 @@ func pendingBytes(_ fd: FileDescriptor) -> Int32 {
             ("skip success", .nop().flags(.skipSuccess)),
             ("trailing link", .nop().flags(.link)),
             ("trailing hard link", .nop().flags(.hardLink)),
-            ("poll update of another request's user data", .pollUpdate(target: 16, newUserData: 32, flags: .updateUserData)),
-            ("poll update to multishot", .pollUpdate(target: 16, events: .readable, flags: [.updateEvents, .multishot])),
+            (
+                "poll update of another request's user data",
+                .pollUpdate(target: 16, newUserData: 32, flags: .updateUserData)
+            ),
+            (
+                "poll update to multishot",
+                .pollUpdate(target: 16, events: .readable, flags: [.updateEvents, .multishot])
+            ),
             ("MSG_RING data", .messageRing(FileDescriptor(rawValue: 0), result: 1, userData: 16)),
         ]
         shapes.append(("multishot recvmsg", .recvmsg(pair.a, header, options: .multishot, bufferGroup: 900)))
@@ -97,7 +103,9 @@ func pendingBytes(_ fd: FileDescriptor) -> Int32 {
         for (name, entry) in shapes {
             let result = await executor.submit(entry)
             #expect(result == -EINVAL, "\(name)")
-            await #expect(throws: Errno.invalidArgument, "\(name) in a chain") { _ = try await executor.submitChain([entry]) }
+            await #expect(throws: Errno.invalidArgument, "\(name) in a chain") {
+                _ = try await executor.submitChain([entry])
+            }
         }
         // Nothing reached the kernel: no byte was sent, nothing is in flight, the executor works.
         #expect(pendingBytes(pair.a) == 0)
@@ -155,5 +163,3 @@ func pendingBytes(_ fd: FileDescriptor) -> Int32 {
         #expect(pendingBytes(pair.a) == 0)
     }
 }
-
-

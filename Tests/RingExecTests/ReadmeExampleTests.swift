@@ -35,7 +35,9 @@ func countBytes(of path: FilePath, on executor: RingExecutor) async throws -> In
         let file = try TemporaryFile(contents: pattern(count: 300_000))
         defer { file.remove() }
         #expect(try await countBytes(of: FilePath(file.path), on: executor) == 300_000)
-        await #expect(throws: Errno.noSuchFileOrDirectory) { _ = try await countBytes(of: "/nonexistent/ring", on: executor) }
+        await #expect(throws: Errno.noSuchFileOrDirectory) {
+            _ = try await countBytes(of: "/nonexistent/ring", on: executor)
+        }
     }
 
     /// The README shows exactly the code compiled above.

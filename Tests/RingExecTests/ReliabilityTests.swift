@@ -71,14 +71,20 @@ func openDescriptorCount() -> Int {
                                     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
                                     defer { scratch.deallocate() }
                                     let n = try await executor.read(fd, into: scratch, offset: block)
-                                    let same = expected.withUnsafeBytes { memcmp(scratch.baseAddress!, $0.baseAddress! + Int(block), 4096) == 0 }
+                                    let same = expected.withUnsafeBytes {
+                                        memcmp(scratch.baseAddress!, $0.baseAddress! + Int(block), 4096) == 0
+                                    }
                                     if n != 4096 || !same { throw Errno.ioError }
                                 case 2:
                                     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
                                     defer { scratch.deallocate() }
                                     // Rewrite the block with its own content: reads stay verifiable.
-                                    expected.withUnsafeBytes { scratch.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[Int(block)..<Int(block) + 4096])) }
-                                    _ = try await executor.write(fd, from: UnsafeRawBufferPointer(scratch), offset: block)
+                                    expected.withUnsafeBytes {
+                                        scratch.copyMemory(
+                                            from: UnsafeRawBufferPointer(rebasing: $0[Int(block)..<Int(block) + 4096]))
+                                    }
+                                    _ = try await executor.write(
+                                        fd, from: UnsafeRawBufferPointer(scratch), offset: block)
                                 case 3: try await executor.sleep(for: .microseconds(Int.random(in: 1...200)))
                                 default: _ = try await executor.poll(readEnd, for: .readable)
                                 }
@@ -108,7 +114,8 @@ func openDescriptorCount() -> Int {
         await sampler.value
         let highest = peak.load(ordering: .relaxed)
         #expect(highest <= tasks, "the executor reported \(highest) in flight; the tasks can have at most \(tasks)")
-        #expect(highest >= tasks / 4, "the executor never had more than \(highest) in flight: the load was not concurrent")
+        #expect(
+            highest >= tasks / 4, "the executor never had more than \(highest) in flight: the load was not concurrent")
         #expect(tally.failed.load(ordering: .relaxed) == 0)
         #expect(tally.cancelled.load(ordering: .relaxed) > 0, "some cancellations must have won")
         try await executor.nop()  // one more tick so the in-flight count is current
@@ -171,7 +178,8 @@ func openDescriptorCount() -> Int {
         defer { executor.shutdownGracefully() }
         let pipe = try PipePair()
         let reader = Task { try await executor.read(pipe.read, upTo: 8) }
-        #expect(await waitForOperationsInFlight(executor, atLeast: 1), "the read is pending before the writer goes away")
+        #expect(
+            await waitForOperationsInFlight(executor, atLeast: 1), "the read is pending before the writer goes away")
         try pipe.write.close()  // the writer goes away: the pending read sees end of file
         #expect(try await reader.value == [])
         try? pipe.read.close()
@@ -185,7 +193,9 @@ func openDescriptorCount() -> Int {
             let bytes = try await read.value
             let offset = i * 16384
             // Either before the truncation (full block) or after (short or empty): never garbage.
-            #expect(bytes == pattern(count: 4096, from: offset) || bytes == pattern(count: max(0, min(4096, 100_000 - offset)), from: offset))
+            #expect(
+                bytes == pattern(count: 4096, from: offset)
+                    || bytes == pattern(count: max(0, min(4096, 100_000 - offset)), from: offset))
         }
         try await executor.nop()
     }
@@ -212,8 +222,10 @@ func openDescriptorCount() -> Int {
     /// errors (status 2), and an engine asked for that cannot run is a failure (status 3).
     @Test func soakRejectsBadArguments() async throws {
         guard let soak = ExampleTests.binary("ring-soak") else { return }
-        for arguments in [["--engine", "posix"], ["--engine", "io_uring,"], ["--size", "abc"], ["--size", "0"],
-                          ["--cancel-percent", "101"], ["--direct", "maybe"], ["--minutes", "-1"], ["--bogus", "1"], ["--size"]] {
+        for arguments in [
+            ["--engine", "posix"], ["--engine", "io_uring,"], ["--size", "abc"], ["--size", "0"],
+            ["--cancel-percent", "101"], ["--direct", "maybe"], ["--minutes", "-1"], ["--bogus", "1"], ["--size"],
+        ] {
             let (status, text) = try await runProcess(soak, arguments, standardError: true)  // usage goes there
             #expect(status == 2, "ring-soak \(arguments.joined(separator: " ")) -> \(status): \(text)")
             #expect(text.contains("usage:"), "\(text)")
@@ -225,7 +237,10 @@ func openDescriptorCount() -> Int {
     @Test func descriptorLimitGivesEMFILE() async throws {
         guard let helper = ExampleTests.binary("ring-fault-helper") else { return }
         if underThreadSanitizer {
-            skip(.withoutTSan, "descriptorLimitGivesEMFILE under ThreadSanitizer: its report symbolizer needs descriptors the test takes away")
+            skip(
+                .withoutTSan,
+                "descriptorLimitGivesEMFILE under ThreadSanitizer: its report symbolizer needs descriptors the test takes away"
+            )
             return
         }
         let (_, text) = try await runProcess(helper, ["--nofile"])

@@ -68,7 +68,10 @@ enum Need: String, CaseIterable, Sendable {
 /// Reports that the current test (or parameterized case) cannot run here because `need` is
 /// missing: a skip with `reason`, or a failure naming `need` when `RING_REQUIRE` requires it.
 /// Returns normally; the caller then returns at once.
-func skip(_ need: Need, _ reason: String, required: Set<Need> = Need.required, sourceLocation: SourceLocation = #_sourceLocation) {
+func skip(
+    _ need: Need, _ reason: String, required: Set<Need> = Need.required,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     if required.contains(need) {
         Issue.record(
             "RING_REQUIRE requires \(need.rawValue), but this did not run: \(reason)", sourceLocation: sourceLocation)

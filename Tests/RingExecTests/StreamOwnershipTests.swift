@@ -1,8 +1,9 @@
 import Glibc
 import Ring
-@testable import RingExec
 import SystemPackage
 import Testing
+
+@testable import RingExec
 
 /// The descriptors of this process that are TCP sockets bound to `localPort` and connected to
 /// one of `peerPorts` (the server side of our test's connections; other tests running in
@@ -12,7 +13,9 @@ func serverSideSockets(localPort: UInt16, peerPorts: Set<UInt16>) -> [Int32] {
     defer { closedir(directory) }
     var numbers: [Int32] = []
     while let entry = readdir(directory) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        let name = withUnsafeBytes(of: entry.pointee.d_name) {
+            String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
+        }
         if let fd = Int32(name) { numbers.append(fd) }
     }
     return numbers.filter { fd in
@@ -25,7 +28,9 @@ private func port(of fd: Int32, peer: Bool) -> UInt16? {
     var address = sockaddr_in()
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
     let status = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { peer ? getpeername(fd, $0, &length) : getsockname(fd, $0, &length) }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            peer ? getpeername(fd, $0, &length) : getsockname(fd, $0, &length)
+        }
     }
     guard status == 0, address.sin_family == sa_family_t(AF_INET) else { return nil }
     return UInt16(bigEndian: address.sin_port)
@@ -106,7 +111,9 @@ func pollUntil(_ condition: () -> Bool) async throws {
                 try await executor.connect(client, to: .loopback(port: listenPort))
             }
         }
-        func accepted() -> Int { serverSideSockets(localPort: listenPort, peerPorts: Set(clients.map { boundPort($0) })).count }
+        func accepted() -> Int {
+            serverSideSockets(localPort: listenPort, peerPorts: Set(clients.map { boundPort($0) })).count
+        }
 
         let stream = executor.connections(listener, bufferLimit: 2)
         // Two or three (what the kernel accepted before the cancel took effect), then a pause.
@@ -183,10 +190,13 @@ func pollUntil(_ condition: () -> Bool) async throws {
         let third = try SocketPair()
         defer { third.close() }
 
-        var firstStream: AsyncThrowingStream<[UInt8], any Error>? = try await executor.messages(first.a, bufferSize: 64, bufferCount: 4)
+        var firstStream: AsyncThrowingStream<[UInt8], any Error>? = try await executor.messages(
+            first.a, bufferSize: 64, bufferCount: 4)
         let secondStream = try await executor.messages(second.a, bufferSize: 64, bufferCount: 4)
         #expect(executor.bufferGroups.ownedCount == 2)
-        await #expect(throws: Errno.resourceBusy) { _ = try await executor.messages(third.a, bufferSize: 64, bufferCount: 4) }
+        await #expect(throws: Errno.resourceBusy) {
+            _ = try await executor.messages(third.a, bufferSize: 64, bufferCount: 4)
+        }
 
         firstStream = nil  // ends it: the request is cancelled, the ring released, the id freed
         _ = firstStream

@@ -20,7 +20,9 @@ struct TemporaryFile: Sendable {
         guard raw >= 0 else { throw Errno(rawValue: errno) }
         path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         if !contents.isEmpty {
-            let written = try contents.withUnsafeBytes { try FileDescriptor(rawValue: raw).writeAll(toAbsoluteOffset: 0, $0) }
+            let written = try contents.withUnsafeBytes {
+                try FileDescriptor(rawValue: raw).writeAll(toAbsoluteOffset: 0, $0)
+            }
             precondition(written == contents.count)
         }
         if direct {
@@ -54,6 +56,10 @@ let underThreadSanitizer = ProcessInfo.processInfo.environment["TSAN_OPTIONS"] !
 /// LSAN_OPTIONS.
 let underSanitizer = underThreadSanitizer || ProcessInfo.processInfo.environment["LSAN_OPTIONS"] != nil
 
+/// Whether waits for state should allow for a slow machine: a sanitizer, or CPUs emulated by
+/// qemu (Scripts/kernel-matrix sets RING_TEST_SLOW=1 in its guests).
+let onASlowMachine = underSanitizer || ProcessInfo.processInfo.environment["RING_TEST_SLOW"] != nil
+
 extension EngineKind {
     /// What RING_REQUIRE calls this engine.
     var need: Need { Need(rawValue: rawValue)! }
@@ -64,7 +70,9 @@ extension EngineKind {
 /// ThreadSanitizer does not intercept, and TSan then crashes in its allocator on those threads.
 func skippedUnderSanitizer(_ engine: EngineKind, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
     guard engine == .posixAIO && underThreadSanitizer else { return false }
-    skip(.withoutTSan, "posix-aio under ThreadSanitizer: glibc's aio helper threads are invisible to it and crash it", sourceLocation: sourceLocation)
+    skip(
+        .withoutTSan, "posix-aio under ThreadSanitizer: glibc's aio helper threads are invisible to it and crash it",
+        sourceLocation: sourceLocation)
     return true
 }
 
@@ -159,7 +167,7 @@ func waitOffThePool(_ process: Process, output: Pipe) async -> (status: Int32, o
 /// value read is the one the loop stored after its previous tick handed its submissions to the
 /// engine, so it does not depend on when the loop last chose to publish it.
 func waitForOperationsInFlight(
-    _ executor: RingExecutor, atLeast count: Int, timeout: Duration = underSanitizer ? .seconds(120) : .seconds(30)
+    _ executor: RingExecutor, atLeast count: Int, timeout: Duration = onASlowMachine ? .seconds(120) : .seconds(30)
 ) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     var polls = 0

@@ -13,7 +13,10 @@ import Testing
         let written = Atomic<Bool>(false)
     }
 
-    @Test(.enabled(if: ProcessInfo.processInfo.environment["RING_TSAN_CANARY"] == "1", "set RING_TSAN_CANARY=1 under ThreadSanitizer"))
+    @Test(
+        .enabled(
+            if: ProcessInfo.processInfo.environment["RING_TSAN_CANARY"] == "1",
+            "set RING_TSAN_CANARY=1 under ThreadSanitizer"))
     func plantedRaceInsideAContinuationIsReported() async {
         let racy = Racy()
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in

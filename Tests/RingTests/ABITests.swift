@@ -128,7 +128,9 @@ import Testing
         #expect(h.count == mine.count, "every header layout entry has a Swift counterpart")
         for (name, value) in h.sorted(by: { $0.key < $1.key }) {
             let swiftValue = mine[name] ?? nil
-            #expect(swiftValue.map(UInt64.init) == value, "\(name): header \(value), Swift \(String(describing: swiftValue))")
+            #expect(
+                swiftValue.map(UInt64.init) == value,
+                "\(name): header \(value), Swift \(String(describing: swiftValue))")
         }
         #expect(MemoryLayout<SubmissionEntry>.size == 64)
         #expect(MemoryLayout<RingParameters>.size == 120)

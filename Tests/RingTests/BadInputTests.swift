@@ -26,7 +26,9 @@ import Testing
         let buffer = PinnedBytes(count: 8192)
         let file = try TemporaryFile(size: 8192)
         try expectFailure(&ring, .read(FileDescriptor(rawValue: -1), into: buffer.buffer, offset: 0), [-EBADF], "fd -1")
-        try expectFailure(&ring, .read(FileDescriptor(rawValue: 987_654), into: buffer.buffer, offset: 0), [-EBADF], "never-opened fd")
+        try expectFailure(
+            &ring, .read(FileDescriptor(rawValue: 987_654), into: buffer.buffer, offset: 0), [-EBADF], "never-opened fd"
+        )
         let closed = try FileDescriptor.open(file.path, .readOnly)
         try closed.close()
         try expectFailure(&ring, .read(closed, into: buffer.buffer, offset: 0), [-EBADF], "closed fd")
@@ -37,7 +39,8 @@ import Testing
         defer { try? readOnly.close() }
         try expectFailure(&ring, .write(readOnly, from: buffer.readOnly, offset: 0), [-EBADF], "write on read-only fd")
         // Offsets: -2 is neither a position nor "current position".
-        try expectFailure(&ring, .read(file.fd, into: buffer.buffer, offset: UInt64(bitPattern: -2)), [-EINVAL], "offset -2")
+        try expectFailure(
+            &ring, .read(file.fd, into: buffer.buffer, offset: UInt64(bitPattern: -2)), [-EINVAL], "offset -2")
         // Zero length reads succeed with 0; a huge length is clamped by the kernel, not an error,
         // but pointing it at unmapped memory is EFAULT.
         let zero = UnsafeMutableRawBufferPointer(start: buffer.buffer.baseAddress, count: 0)
@@ -66,10 +69,12 @@ import Testing
         }
         defer { try? direct.close() }
         let aligned = PinnedBytes(count: 8192, alignment: 4096)
-        let good = try ring.run(.read(direct, into: UnsafeMutableRawBufferPointer(rebasing: aligned.buffer[0..<4096]), offset: 0))
+        let good = try ring.run(
+            .read(direct, into: UnsafeMutableRawBufferPointer(rebasing: aligned.buffer[0..<4096]), offset: 0))
         #expect(good.result == 4096)
         let misalignedBuffer = UnsafeMutableRawBufferPointer(rebasing: aligned.buffer[1..<4097])
-        try expectFailure(&ring, .read(direct, into: misalignedBuffer, offset: 0), [-EINVAL], "misaligned O_DIRECT buffer")
+        try expectFailure(
+            &ring, .read(direct, into: misalignedBuffer, offset: 0), [-EINVAL], "misaligned O_DIRECT buffer")
         let alignedBuffer = UnsafeMutableRawBufferPointer(rebasing: aligned.buffer[0..<4096])
         try expectFailure(&ring, .read(direct, into: alignedBuffer, offset: 1), [-EINVAL], "misaligned O_DIRECT offset")
         let oddLength = UnsafeMutableRawBufferPointer(rebasing: aligned.buffer[0..<1000])
@@ -83,21 +88,31 @@ import Testing
         #expect(zeroResult == -ETIME, "a zero timeout fires at once")
         let negative = Pinned(KernelTimespec(seconds: -5, nanoseconds: 0))
         try expectFailure(&ring, .timeout(negative.pointer), [-EINVAL], "negative timeout")
-        try expectFailure(&ring, .timeout(zero.pointer, flags: TimeoutFlags(rawValue: 1 << 20)), [-EINVAL], "unknown timeout flag")
+        try expectFailure(
+            &ring, .timeout(zero.pointer, flags: TimeoutFlags(rawValue: 1 << 20)), [-EINVAL], "unknown timeout flag")
         try expectFailure(&ring, .cancel(userData: 0xDEAD), [-ENOENT], "cancel of nothing")
-        try expectFailure(&ring, .cancel(userData: 1, flags: CancelFlags(rawValue: 1 << 20)), [-EINVAL], "unknown cancel flag")
+        try expectFailure(
+            &ring, .cancel(userData: 1, flags: CancelFlags(rawValue: 1 << 20)), [-EINVAL], "unknown cancel flag")
         try expectFailure(&ring, .nop().flags(SQEFlags(rawValue: 0x80)), [-EINVAL], "unknown SQE flag")
         try expectFailure(&ring, .nop().flags(.bufferSelect), [-EINVAL, -EOPNOTSUPP], "buffer select on NOP")
         var withPersonality = SubmissionEntry.nop()
         withPersonality.personality = 999
         try expectFailure(&ring, withPersonality, [-EINVAL], "unknown personality")
-        try expectFailure(&ring, .read(FileDescriptor(rawValue: 3), into: UnsafeMutableRawBufferPointer(start: nil, count: 0), offset: 0).flags(.fixedFile),
-                          [-EBADF], "fixed file without a table")
-        try expectFailure(&ring, .readFixed(FileDescriptor(rawValue: 0), into: UnsafeMutableRawBufferPointer(start: nil, count: 0), offset: 0, bufferIndex: 0),
-                          [-EFAULT, -EBADF], "fixed buffer without a table")
+        try expectFailure(
+            &ring,
+            .read(FileDescriptor(rawValue: 3), into: UnsafeMutableRawBufferPointer(start: nil, count: 0), offset: 0)
+                .flags(.fixedFile),
+            [-EBADF], "fixed file without a table")
+        try expectFailure(
+            &ring,
+            .readFixed(
+                FileDescriptor(rawValue: 0), into: UnsafeMutableRawBufferPointer(start: nil, count: 0), offset: 0,
+                bufferIndex: 0),
+            [-EFAULT, -EBADF], "fixed buffer without a table")
         let path = PinnedString("")
         try expectFailure(&ring, .openat(path: path.pointer, flags: O_RDONLY), [-ENOENT], "empty path")
-        try expectFailure(&ring, .pollAdd(FileDescriptor(rawValue: -5), events: .readable), [-EBADF], "poll on a bad fd")
+        try expectFailure(
+            &ring, .pollAdd(FileDescriptor(rawValue: -5), events: .readable), [-EBADF], "poll on a bad fd")
         try expectFailure(&ring, .socket(domain: 9999, type: 1), [-EAFNOSUPPORT, -EINVAL], "unknown socket family")
     }
 }

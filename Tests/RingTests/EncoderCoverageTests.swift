@@ -13,13 +13,15 @@ import Testing
     nonisolated(unsafe) static let chars = UnsafePointer<CChar>(OpaquePointer(raw))
     nonisolated(unsafe) static let ts = UnsafePointer<KernelTimespec>(OpaquePointer(raw))
     nonisolated(unsafe) static let vecs = UnsafeBufferPointer<iovec>(start: UnsafePointer(OpaquePointer(raw)), count: 2)
-    nonisolated(unsafe) static let ints = UnsafeMutableBufferPointer<Int32>(start: UnsafeMutablePointer(OpaquePointer(raw)), count: 2)
+    nonisolated(unsafe) static let ints = UnsafeMutableBufferPointer<Int32>(
+        start: UnsafeMutablePointer(OpaquePointer(raw)), count: 2)
 
     static var oneOfEach: [SubmissionEntry] {
         let r = UnsafeRawBufferPointer(buffer)
         return [
             .nop(), .readv(fd, vecs, offset: 1), .writev(fd, vecs, offset: 1), .fsync(fd),
-            .readFixed(fd, into: buffer, offset: 0, bufferIndex: 1), .writeFixed(fd, from: r, offset: 0, bufferIndex: 1),
+            .readFixed(fd, into: buffer, offset: 0, bufferIndex: 1),
+            .writeFixed(fd, from: r, offset: 0, bufferIndex: 1),
             .pollAdd(fd, events: .readable), .pollRemove(target: 1), .syncFileRange(fd, offset: 0, length: 1),
             .sendmsg(fd, UnsafePointer(OpaquePointer(raw))), .recvmsg(fd, UnsafeMutablePointer(OpaquePointer(raw))),
             .timeout(ts), .timeoutRemove(target: 1), .accept(fd), .cancel(userData: 1), .linkTimeout(ts),
@@ -35,7 +37,8 @@ import Testing
             .messageRing(fd, result: 0, userData: 0), .fsetxattr(fd, name: chars, value: r),
             .setxattr(path: chars, name: chars, value: r), .fgetxattr(fd, name: chars, into: buffer),
             .getxattr(path: chars, name: chars, into: buffer), .socket(domain: 2, type: 1),
-            .uringCommand(fd, commandOp: 1), .sendZeroCopy(fd, r), .sendmsgZeroCopy(fd, UnsafePointer(OpaquePointer(raw))),
+            .uringCommand(fd, commandOp: 1), .sendZeroCopy(fd, r),
+            .sendmsgZeroCopy(fd, UnsafePointer(OpaquePointer(raw))),
             .readMultishot(fd, bufferGroup: 1), .waitid(idType: 1, id: 1, info: nil, options: 4),
             .futexWait(raw, expected: 0, futexFlags: 2), .futexWake(raw, count: 1, futexFlags: 2),
             .futexWaitv(UnsafeBufferPointer(start: UnsafePointer(OpaquePointer(raw)), count: 1)),
@@ -72,7 +75,8 @@ import Testing
         #expect(poll.opFlags == 5 && poll.len == 1)
         let socket = SubmissionEntry.socket(domain: 10, type: 2, protocol: 17, destination: .fixedSlot(2))
         #expect(socket.fd == 10 && socket.off == 2 && socket.len == 17 && socket.fileIndex == 3)
-        let splice = SubmissionEntry.splice(from: FileDescriptor(rawValue: 3), offset: 7, to: FileDescriptor(rawValue: 4), offset: 8, length: 9)
+        let splice = SubmissionEntry.splice(
+            from: FileDescriptor(rawValue: 3), offset: 7, to: FileDescriptor(rawValue: 4), offset: 8, length: 9)
         #expect(splice.spliceFdIn == 3 && splice.fd == 4 && splice.addr == 7 && splice.off == 8 && splice.len == 9)
         let futex = SubmissionEntry.futexWait(Self.raw, expected: 11, mask: 0xF, futexFlags: 0x82)
         #expect(futex.fd == 0x82 && futex.off == 11 && futex.addr3 == 0xF && futex.opFlags == 0)

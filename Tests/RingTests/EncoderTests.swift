@@ -24,9 +24,11 @@ import Testing
     @Test func nopIsAllZeroButFd() {
         // NOP carries fd -1 like every fd-less opcode; everything else is zero.
         #expect(Self.bytes(.nop()) == Self.golden([(4, 0xFFFF_FFFF, 4)]))
-        #expect(Self.bytes(.nop().userData(0x1122_3344_5566_7788)) == Self.golden([
-            (4, 0xFFFF_FFFF, 4), (32, 0x1122_3344_5566_7788, 8),
-        ]))
+        #expect(
+            Self.bytes(.nop().userData(0x1122_3344_5566_7788))
+                == Self.golden([
+                    (4, 0xFFFF_FFFF, 4), (32, 0x1122_3344_5566_7788, 8),
+                ]))
         #expect(Self.bytes(.nop().flags([.link, .skipSuccess])) == Self.golden([(1, 0x44, 1), (4, 0xFFFF_FFFF, 4)]))
     }
 
@@ -35,13 +37,18 @@ import Testing
         defer { buffer.deallocate() }
         let address = UInt64(UInt(bitPattern: buffer.baseAddress))
         let read = SubmissionEntry.read(FileDescriptor(rawValue: 7), into: buffer, offset: 8192, flags: .noWait)
-        #expect(Self.bytes(read) == Self.golden([
-            (0, 22, 1), (4, 7, 4), (8, 8192, 8), (16, address, 8), (24, 4096, 4), (28, 0x08, 4),
-        ]))
-        let write = SubmissionEntry.write(FileDescriptor(rawValue: 9), from: UnsafeRawBufferPointer(buffer), offset: .max)
-        #expect(Self.bytes(write) == Self.golden([
-            (0, 23, 1), (4, 9, 4), (8, .max, 8), (16, address, 8), (24, 4096, 4),
-        ]))
+        #expect(
+            Self.bytes(read)
+                == Self.golden([
+                    (0, 22, 1), (4, 7, 4), (8, 8192, 8), (16, address, 8), (24, 4096, 4), (28, 0x08, 4),
+                ]))
+        let write = SubmissionEntry.write(
+            FileDescriptor(rawValue: 9), from: UnsafeRawBufferPointer(buffer), offset: .max)
+        #expect(
+            Self.bytes(write)
+                == Self.golden([
+                    (0, 23, 1), (4, 9, 4), (8, .max, 8), (16, address, 8), (24, 4096, 4),
+                ]))
     }
 
     @Test func vectored() {
@@ -57,25 +64,33 @@ import Testing
 
     @Test func fsync() {
         #expect(Self.bytes(.fsync(FileDescriptor(rawValue: 5))) == Self.golden([(0, 3, 1), (4, 5, 4)]))
-        #expect(Self.bytes(.fsync(FileDescriptor(rawValue: 5), flags: .dataSync, offset: 4096, length: 512))
-            == Self.golden([(0, 3, 1), (4, 5, 4), (8, 4096, 8), (24, 512, 4), (28, 1, 4)]))
+        #expect(
+            Self.bytes(.fsync(FileDescriptor(rawValue: 5), flags: .dataSync, offset: 4096, length: 512))
+                == Self.golden([(0, 3, 1), (4, 5, 4), (8, 4096, 8), (24, 512, 4), (28, 1, 4)]))
     }
 
     @Test func timeoutsAndCancel() {
         var ts = KernelTimespec(seconds: 1, nanoseconds: 5)
         withUnsafePointer(to: &ts) { p in
             let address = UInt64(UInt(bitPattern: p))
-            #expect(Self.bytes(.timeout(p, completionCount: 3, flags: [.absolute, .bootTime]))
-                == Self.golden([(0, 11, 1), (4, 0xFFFF_FFFF, 4), (8, 3, 8), (16, address, 8), (24, 1, 4), (28, 5, 4)]))
-            #expect(Self.bytes(.linkTimeout(p))
-                == Self.golden([(0, 15, 1), (4, 0xFFFF_FFFF, 4), (16, address, 8), (24, 1, 4)]))
+            #expect(
+                Self.bytes(.timeout(p, completionCount: 3, flags: [.absolute, .bootTime]))
+                    == Self.golden([
+                        (0, 11, 1), (4, 0xFFFF_FFFF, 4), (8, 3, 8), (16, address, 8), (24, 1, 4), (28, 5, 4),
+                    ]))
+            #expect(
+                Self.bytes(.linkTimeout(p))
+                    == Self.golden([(0, 15, 1), (4, 0xFFFF_FFFF, 4), (16, address, 8), (24, 1, 4)]))
         }
-        #expect(Self.bytes(.timeoutRemove(target: 99))
-            == Self.golden([(0, 12, 1), (4, 0xFFFF_FFFF, 4), (16, 99, 8)]))
-        #expect(Self.bytes(.cancel(userData: 0xABCD, flags: .all))
-            == Self.golden([(0, 14, 1), (4, 0xFFFF_FFFF, 4), (16, 0xABCD, 8), (28, 1, 4)]))
-        #expect(Self.bytes(.cancel(fd: FileDescriptor(rawValue: 6)))
-            == Self.golden([(0, 14, 1), (4, 6, 4), (28, 2, 4)]))
+        #expect(
+            Self.bytes(.timeoutRemove(target: 99))
+                == Self.golden([(0, 12, 1), (4, 0xFFFF_FFFF, 4), (16, 99, 8)]))
+        #expect(
+            Self.bytes(.cancel(userData: 0xABCD, flags: .all))
+                == Self.golden([(0, 14, 1), (4, 0xFFFF_FFFF, 4), (16, 0xABCD, 8), (28, 1, 4)]))
+        #expect(
+            Self.bytes(.cancel(fd: FileDescriptor(rawValue: 6)))
+                == Self.golden([(0, 14, 1), (4, 6, 4), (28, 2, 4)]))
         #expect(Self.bytes(.cancelAny()) == Self.golden([(0, 14, 1), (4, 0xFFFF_FFFF, 4), (28, 5, 4)]))
     }
 
@@ -86,7 +101,8 @@ import Testing
     }
 
     @Test func completionDecoding() {
-        let c = Completion(userData: 5, result: -9, flags: CQEFlags.buffer.rawValue | CQEFlags.more.rawValue | (77 << 16))
+        let c = Completion(
+            userData: 5, result: -9, flags: CQEFlags.buffer.rawValue | CQEFlags.more.rawValue | (77 << 16))
         #expect(c.bufferID == 77)
         #expect(c.hasMore)
         #expect(c.error == .badFileDescriptor)

@@ -1,8 +1,7 @@
 import Foundation
 import Glibc
-import Testing
-
 import Ring
+import Testing
 
 /// Whether the dynamic loader finds libaio under either name the libaio engine tries
 /// (`LibAIOLibrary.candidateNames`: `libaio.so.1`, or `libaio.so.1t64` on Debian 13 and Ubuntu 24.04).
@@ -37,7 +36,9 @@ let libaioInstalled: Bool = ["libaio.so.1", "libaio.so.1t64"].contains { name in
         _ arguments: [String], environment: [String: String] = [:], sourceLocation: SourceLocation = #_sourceLocation
     ) async throws -> String? {
         guard let path = helperPath else {
-            skip(.helpers, "ring-fault-helper is not built next to the tests (run `swift build` first)", sourceLocation: sourceLocation)
+            skip(
+                .helpers, "ring-fault-helper is not built next to the tests (run `swift build` first)",
+                sourceLocation: sourceLocation)
             return nil
         }
         let process = Process()
@@ -102,7 +103,9 @@ let libaioInstalled: Bool = ["libaio.so.1", "libaio.so.1t64"].contains { name in
 
     @Test(arguments: ["ENOSYS", "EPERM"])
     func automaticFallsBackToPosixAIO(errno name: String) async throws {
-        guard let out = try await Self.runHelper(["--engine", "io_uring_setup=\(name)", "io_setup=\(name)"]) else { return }
+        guard let out = try await Self.runHelper(["--engine", "io_uring_setup=\(name)", "io_setup=\(name)"]) else {
+            return
+        }
         #expect(out.hasPrefix("engine=posix-aio io=ok"), "\(out)")
         #expect(out.contains("passed-over io_uring:"), "\(out)")
         #expect(out.contains("passed-over libaio:"), "\(out)")
@@ -114,9 +117,13 @@ let libaioInstalled: Bool = ["libaio.so.1", "libaio.so.1t64"].contains { name in
     }
 
     @Test func environmentOverridesAutomatic() async throws {
-        guard let out = try await Self.runHelper(["--engine"], environment: ["SWIFT_RING_ENGINE": "posix-aio"]) else { return }
+        guard let out = try await Self.runHelper(["--engine"], environment: ["SWIFT_RING_ENGINE": "posix-aio"]) else {
+            return
+        }
         #expect(out == "engine=posix-aio io=ok")
-        guard let bad = try await Self.runHelper(["--engine"], environment: ["SWIFT_RING_ENGINE": "bogus"]) else { return }
+        guard let bad = try await Self.runHelper(["--engine"], environment: ["SWIFT_RING_ENGINE": "bogus"]) else {
+            return
+        }
         #expect(bad.hasPrefix("error SWIFT_RING_ENGINE=bogus names no engine"), "\(bad)")
     }
 }

@@ -39,7 +39,11 @@ import Testing
         #expect(try ring.run(.symlinkat(target: renamed.pointer, linkPath: soft.pointer)).result == 0)
         var linkTarget = [CChar](repeating: 0, count: 256)
         let n = readlink(dir.child("soft.txt"), &linkTarget, 255)
-        #expect(n > 0 && String(decoding: linkTarget.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self) == dir.child("b.txt"))
+        #expect(
+            n > 0
+                && String(decoding: linkTarget.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                    == dir.child("b.txt")
+        )
 
         let sub = PinnedString(dir.child("sub"))
         #expect(try ring.run(.mkdirat(path: sub.pointer, mode: 0o755)).result == 0)

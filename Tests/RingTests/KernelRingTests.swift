@@ -260,8 +260,12 @@ import Testing
         #expect(done.map(\.userData) == Array(1...6))
         for c in done {
             #expect(c.result == 0)
-            #expect(c.extra1 == 0x1111_0000_0000_0000 | c.userData, "big_cqe[0] of \(c.userData): \(String(c.extra1, radix: 16))")
-            #expect(c.extra2 == 0x2222_0000_0000_0000 | (c.userData << 8), "big_cqe[1] of \(c.userData): \(String(c.extra2, radix: 16))")
+            #expect(
+                c.extra1 == 0x1111_0000_0000_0000 | c.userData,
+                "big_cqe[0] of \(c.userData): \(String(c.extra1, radix: 16))")
+            #expect(
+                c.extra2 == 0x2222_0000_0000_0000 | (c.userData << 8),
+                "big_cqe[1] of \(c.userData): \(String(c.extra2, radix: 16))")
         }
     }
 

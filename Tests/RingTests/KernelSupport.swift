@@ -13,12 +13,16 @@ struct RingShape: Sendable, CustomTestStringConvertible {
 
     static let all: [RingShape] = [
         RingShape(name: "default", options: RingOptions()),
-        RingShape(name: "sqpoll", options: {
-            var o = RingOptions(flags: .sqPoll)
-            o.sqThreadIdle = .milliseconds(50)
-            return o
-        }()),
-        RingShape(name: "single-issuer+defer-taskrun", options: RingOptions(flags: [.singleIssuer, .deferTaskRun, .taskRunFlag])),
+        RingShape(
+            name: "sqpoll",
+            options: {
+                var o = RingOptions(flags: .sqPoll)
+                o.sqThreadIdle = .milliseconds(50)
+                return o
+            }()),
+        RingShape(
+            name: "single-issuer+defer-taskrun",
+            options: RingOptions(flags: [.singleIssuer, .deferTaskRun, .taskRunFlag])),
         RingShape(name: "cqe32", options: RingOptions(flags: .cqe32)),
         RingShape(name: "no-sqarray", options: RingOptions(flags: .noSQArray)),
     ]
@@ -28,16 +32,22 @@ struct RingShape: Sendable, CustomTestStringConvertible {
 
     /// Creates the ring, or returns nil when this kernel refuses the shape: the test case is then
     /// reported as skipped with the kernel's reason (a failure when RING_REQUIRE requires it).
-    func make(entries: Int = 32, completionEntries: UInt32? = nil, sourceLocation: SourceLocation = #_sourceLocation) -> Ring? {
+    func make(entries: Int = 32, completionEntries: UInt32? = nil, sourceLocation: SourceLocation = #_sourceLocation)
+        -> Ring?
+    {
         var options = self.options
         options.completionEntries = completionEntries
         do {
             return try Ring(entries: entries, options: options)
         } catch {
             // A flag this kernel predates: skipped as `kernel`, naming the release that added it.
-            if let (flag, linux) = Self.introduced.first(where: { options.flags.contains($0.flag) && KernelOffers.refuses($0.flag) }) {
+            if let (flag, linux) = Self.introduced.first(where: {
+                options.flags.contains($0.flag) && KernelOffers.refuses($0.flag)
+            }) {
                 let flagName = SetupFlags.allNamed.first { $0.flag == flag }?.kernelName ?? "\(flag)"
-                skip(.kernel, "the \(name) ring shape needs \(flagName), Linux \(linux) (kernel \(KernelOffers.kernelName) refused it: \(error))",
+                skip(
+                    .kernel,
+                    "the \(name) ring shape needs \(flagName), Linux \(linux) (kernel \(KernelOffers.kernelName) refused it: \(error))",
                     sourceLocation: sourceLocation)
                 return nil
             }
@@ -235,7 +245,9 @@ enum KernelOffers {
     /// True when the kernel supports `op`; otherwise skips.
     static func opcode(_ op: Opcode, since linux: String, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
         if probe.supports(op) { return true }
-        skip(.kernel, "\(op.kernelName) needs Linux \(linux) (kernel \(kernelName) lacks it)", sourceLocation: sourceLocation)
+        skip(
+            .kernel, "\(op.kernelName) needs Linux \(linux) (kernel \(kernelName) lacks it)",
+            sourceLocation: sourceLocation)
         return false
     }
 
@@ -247,21 +259,33 @@ enum KernelOffers {
     }
 
     /// True when the kernel accepts the setup flag (the probe built a ring with it); otherwise skips.
-    static func setupFlag(_ flag: SetupFlags, since linux: String, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+    static func setupFlag(_ flag: SetupFlags, since linux: String, sourceLocation: SourceLocation = #_sourceLocation)
+        -> Bool
+    {
         guard refuses(flag), let entry = probe.setupFlags.first(where: { $0.flag == flag }) else { return true }
-        skip(.kernel, "\(entry.kernelName) needs Linux \(linux) (kernel \(kernelName): \(entry.result))", sourceLocation: sourceLocation)
+        skip(
+            .kernel, "\(entry.kernelName) needs Linux \(linux) (kernel \(kernelName): \(entry.result))",
+            sourceLocation: sourceLocation)
         return false
     }
 
     /// True unless the probe's harmless call of the register opcode was refused; otherwise skips.
-    static func register(_ op: RegisterOpcode, since linux: String, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
-        guard let entry = probe.registerOpcodes.first(where: { $0.opcode == op }), case .refused = entry.result else { return true }
-        skip(.kernel, "\(entry.kernelName) needs Linux \(linux) (kernel \(kernelName): \(entry.result))", sourceLocation: sourceLocation)
+    static func register(_ op: RegisterOpcode, since linux: String, sourceLocation: SourceLocation = #_sourceLocation)
+        -> Bool
+    {
+        guard let entry = probe.registerOpcodes.first(where: { $0.opcode == op }), case .refused = entry.result else {
+            return true
+        }
+        skip(
+            .kernel, "\(entry.kernelName) needs Linux \(linux) (kernel \(kernelName): \(entry.result))",
+            sourceLocation: sourceLocation)
         return false
     }
 
     /// True when the kernel reports the feature bit; otherwise skips.
-    static func feature(_ feature: Features, since linux: String, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+    static func feature(_ feature: Features, since linux: String, sourceLocation: SourceLocation = #_sourceLocation)
+        -> Bool
+    {
         if probe.features.contains(feature) { return true }
         let name = Features.allNamed.first { $0.flag == feature }?.kernelName ?? "\(feature)"
         skip(.kernel, "\(name) needs Linux \(linux) (kernel \(kernelName) lacks it)", sourceLocation: sourceLocation)
@@ -271,7 +295,9 @@ enum KernelOffers {
     /// For what the probe cannot see (a flag inside an opcode's entry, which the kernel refuses
     /// with EINVAL in the completion): true when the running release is at least `major.minor`;
     /// otherwise skips naming `what`.
-    static func release(atLeast major: Int, _ minor: Int, for what: String, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+    static func release(
+        atLeast major: Int, _ minor: Int, for what: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) -> Bool {
         if release >= (major, minor) { return true }
         skip(.kernel, "\(what) needs Linux \(major).\(minor) (kernel \(kernelName))", sourceLocation: sourceLocation)
         return false

@@ -36,7 +36,8 @@ import Testing
         let (_, supported) = try Probe.opcodes(of: ring)
         for (opcode, name) in Opcode.allKnown {
             let expected = opcode.introduced! <= running
-            #expect(supported.contains(opcode.rawValue) == expected, "\(name) (Linux \(opcode.introduced!)) on \(running)")
+            #expect(
+                supported.contains(opcode.rawValue) == expected, "\(name) (Linux \(opcode.introduced!)) on \(running)")
         }
         for (flag, name) in Features.allNamed {
             let expected = flag.introduced! <= running
@@ -88,8 +89,9 @@ import Testing
         #expect(last == Int(Opcode.linkat.rawValue) + 1)  // LINKAT, 5.15, is the last
         #expect(supported.contains(Opcode.linkat.rawValue))
         #expect(!supported.contains(Opcode.msgRing.rawValue))
-        #expect(throws: Errno.invalidArgument) { try ring.cancelSynchronously(userData: 1, timeout: .milliseconds(1)) }  // 6.0
-        #expect(throws: Errno.invalidArgument) { _ = try BufferRing(ring: ring, group: 1, count: 2, bufferSize: 64) }  // 5.19
+        // SYNC_CANCEL: 6.0; PBUF_RING: 5.19.
+        #expect(throws: Errno.invalidArgument) { try ring.cancelSynchronously(userData: 1, timeout: .milliseconds(1)) }
+        #expect(throws: Errno.invalidArgument) { _ = try BufferRing(ring: ring, group: 1, count: 2, bufferSize: 64) }
         _ = try ring.setIOWorkerLimits()  // 5.15: still there
     }
 

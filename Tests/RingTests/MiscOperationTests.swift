@@ -108,7 +108,8 @@ import Testing
         let fds: [Int32] = [file.fd.rawValue]
         try fds.withUnsafeBufferPointer { (p: UnsafeBufferPointer<Int32>) throws in try source.registerFiles(p) }
         try target.registerFiles(sparse: 4)
-        let sent = try source.run(.messageRingSendFile(target.fd, sourceSlot: 0, destination: .fixedSlot(2), userData: 0xCD))
+        let sent = try source.run(
+            .messageRingSendFile(target.fd, sourceSlot: 0, destination: .fixedSlot(2), userData: 0xCD))
         #expect(sent.result == 0)
         let notice = try target.collect(1)
         #expect(notice.first?.userData == 0xCD)
@@ -129,7 +130,9 @@ import Testing
         ring.mustPush(.futexWait(word.buffer.baseAddress!, expected: 0, futexFlags: flags).userData(1))
         try ring.submit()
         // A wait whose expected value does not match returns at once with -EAGAIN.
-        #expect(try ring.run(.futexWait(word.buffer.baseAddress!, expected: 1, futexFlags: flags), userData: 2).result == -EAGAIN)
+        #expect(
+            try ring.run(.futexWait(word.buffer.baseAddress!, expected: 1, futexFlags: flags), userData: 2).result
+                == -EAGAIN)
         ring.mustPush(.futexWake(word.buffer.baseAddress!, count: 1, futexFlags: flags).userData(3))
         let woke = try ring.collect(2).sorted { $0.userData < $1.userData }
         #expect(woke.map(\.result) == [0, 1])
@@ -154,7 +157,8 @@ import Testing
         defer { free(argv[0]) }
         #expect(posix_spawn(&pid, "/bin/true", nil, nil, argv, nil) == 0)
         let info = PinnedBytes(count: 128)
-        let done = try ring.run(.waitid(idType: UInt32(P_PID.rawValue), id: pid, info: info.buffer.baseAddress, options: WEXITED))
+        let done = try ring.run(
+            .waitid(idType: UInt32(P_PID.rawValue), id: pid, info: info.buffer.baseAddress, options: WEXITED))
         #expect(done.result == 0)
         // siginfo_t: si_pid is the Int32 at byte 16 for SIGCHLD.
         #expect(info.buffer.load(fromByteOffset: 16, as: Int32.self) == pid)
@@ -163,7 +167,9 @@ import Testing
     @Test func legacyProvidedBuffers() throws {
         var ring = try Ring(entries: 8)
         let memory = PinnedBytes(count: 4 * 64)
-        #expect(try ring.run(.provideBuffers(memory.buffer.baseAddress!, length: 64, count: 4, group: 7, firstID: 10)).result == 0)
+        #expect(
+            try ring.run(.provideBuffers(memory.buffer.baseAddress!, length: 64, count: 4, group: 7, firstID: 10))
+                .result == 0)
         let pair = try SocketPair()
         try writeAll(pair.a, Array("legacy".utf8))
         let got = try ring.run(.recv(pair.b, bufferGroup: 7))
@@ -181,7 +187,9 @@ import Testing
         var buffers = try BufferRing(ring: ring, group: 3, count: 4, bufferSize: 32)
         // The kernel's head (IORING_REGISTER_PBUF_STATUS) is Linux 6.8: without it the rest runs
         // and the skip is reported at the end.
-        let canAskHead = KernelOffers.probe.registerOpcodes.contains { $0.opcode == .registerBufferRingStatus && $0.result == .accepted }
+        let canAskHead = KernelOffers.probe.registerOpcodes.contains {
+            $0.opcode == .registerBufferRingStatus && $0.result == .accepted
+        }
         if canAskHead { #expect(try buffers.availableCount() == 4) }
         let pair = try SocketPair(type: Int32(SOCK_DGRAM.rawValue))
         ring.mustPush(.recv(pair.b, bufferGroup: 3, options: .multishot).userData(1))
@@ -264,8 +272,12 @@ import Testing
             case .accepted:
                 do {
                     let ring = try Ring(entries: 8, options: options)
-                    #expect(ring.setupFlags.contains(flag), "\(name): accepted, but the ring's flags are \(ring.setupFlags)")
-                    if flag == .cqSize { #expect(ring.completionCapacity == 64, "\(name): CQ of \(ring.completionCapacity)") }
+                    #expect(
+                        ring.setupFlags.contains(flag), "\(name): accepted, but the ring's flags are \(ring.setupFlags)"
+                    )
+                    if flag == .cqSize {
+                        #expect(ring.completionCapacity == 64, "\(name): CQ of \(ring.completionCapacity)")
+                    }
                 } catch {
                     Issue.record("\(name): probe said accepted, setup said \(error)")
                 }
@@ -330,7 +342,10 @@ import Testing
             // multishot, filled a single buffer (the kernel sizes a bundle from what the socket
             // reports queued, which AF_UNIX does not report; liburing issue #1197 describes it
             // for 6.10). 6.18 fills several; the releases in between were not booted.
-            skip(.kernel, "a bundle receive spanning buffers from a UNIX socket: 6.18 does it, \(KernelOffers.kernelName) filled one buffer")
+            skip(
+                .kernel,
+                "a bundle receive spanning buffers from a UNIX socket: 6.18 does it, \(KernelOffers.kernelName) filled one buffer"
+            )
             return
         }
         #expect(widest > 8, "a bundle receive spans more than one 8-byte buffer (got \(widest))")

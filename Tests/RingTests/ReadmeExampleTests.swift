@@ -1,9 +1,8 @@
 import Foundation
 import Glibc
+import Ring
 import SystemPackage
 import Testing
-
-import Ring
 
 // README-EXAMPLE-BEGIN
 /// Reads the first 4 KiB of a file through a raw ring.

@@ -37,8 +37,12 @@ import Testing
             let inner = PinnedBytes(count: MemoryLayout<iovec>.stride)
             let innerVec = inner.buffer.bindMemory(to: iovec.self)
             innerVec[0] = iovec(iov_base: memory.buffer.baseAddress! + 4096, iov_len: 1024)
-            #expect(try ring.run(.readvFixed(file.fd, UnsafeBufferPointer(innerVec), offset: 0, bufferIndex: 1)).result == 1024)
-            #expect(try ring.run(.writevFixed(file.fd, UnsafeBufferPointer(innerVec), offset: 8192, bufferIndex: 1)).result == 1024)
+            #expect(
+                try ring.run(.readvFixed(file.fd, UnsafeBufferPointer(innerVec), offset: 0, bufferIndex: 1)).result
+                    == 1024)
+            #expect(
+                try ring.run(.writevFixed(file.fd, UnsafeBufferPointer(innerVec), offset: 8192, bufferIndex: 1)).result
+                    == 1024)
         }
         try ring.unregisterBuffers()
         var caught2: Errno? = nil
@@ -66,13 +70,16 @@ import Testing
             let empty = Pinned(iovec(iov_base: nil, iov_len: 0))
             let noTag = Pinned(UInt64(0))
             let replaced = try ring.updateBuffers(
-                at: 3, UnsafeBufferPointer(start: empty.pointer, count: 1), tags: UnsafeBufferPointer(start: noTag.pointer, count: 1))
+                at: 3, UnsafeBufferPointer(start: empty.pointer, count: 1),
+                tags: UnsafeBufferPointer(start: noTag.pointer, count: 1))
             #expect(replaced == 1)
             let tagCompletion = try ring.collect(1)
             #expect(tagCompletion.first?.userData == 0xBEEF)
             try ring.unregisterBuffers()
         }
-        if !vectoredFixed { _ = KernelOffers.opcode(.readvFixed, since: "6.15") && KernelOffers.opcode(.writevFixed, since: "6.15") }
+        if !vectoredFixed {
+            _ = KernelOffers.opcode(.readvFixed, since: "6.15") && KernelOffers.opcode(.writevFixed, since: "6.15")
+        }
     }
 
     @Test func fixedFilesDirectOpenInstallAndClose() throws {
@@ -95,19 +102,27 @@ import Testing
             try? FileDescriptor(rawValue: installed.result).close()
         }
         #expect(try ring.run(.close(fixedSlot: 1)).result == 0)
-        #expect(try ring.run(.read(FileDescriptor(rawValue: 1), into: buffer.buffer, offset: 0).flags(.fixedFile)).result == -EBADF)
+        #expect(
+            try ring.run(.read(FileDescriptor(rawValue: 1), into: buffer.buffer, offset: 0).flags(.fixedFile)).result
+                == -EBADF)
         // Update slots directly and from the ring.
         var fds: [Int32] = [file.fd.rawValue]
-        let updatedFiles: Int = try fds.withUnsafeBufferPointer { (p: UnsafeBufferPointer<Int32>) throws -> Int in try ring.updateFiles(at: 0, p) }
+        let updatedFiles: Int = try fds.withUnsafeBufferPointer { (p: UnsafeBufferPointer<Int32>) throws -> Int in
+            try ring.updateFiles(at: 0, p)
+        }
         #expect(updatedFiles == 1)
         let ringFDs = PinnedBytes(count: 4)
         ringFDs.buffer.storeBytes(of: file.fd.rawValue, as: Int32.self)
         let slots: UnsafeMutableBufferPointer<Int32> = ringFDs.buffer.bindMemory(to: Int32.self)
         let updateResult = try ring.run(.filesUpdate(slots, offset: 2))
         #expect(updateResult.result == 1)
-        #expect(try ring.run(.read(FileDescriptor(rawValue: 2), into: buffer.buffer, offset: 0).flags(.fixedFile)).result == 5)
+        #expect(
+            try ring.run(.read(FileDescriptor(rawValue: 2), into: buffer.buffer, offset: 0).flags(.fixedFile)).result
+                == 5)
         fds = [-1]
-        _ = try fds.withUnsafeBufferPointer { (p: UnsafeBufferPointer<Int32>) throws -> Int in try ring.updateFiles(at: 0, p) }
+        _ = try fds.withUnsafeBufferPointer { (p: UnsafeBufferPointer<Int32>) throws -> Int in
+            try ring.updateFiles(at: 0, p)
+        }
         try ring.unregisterFiles()
         var caught3: Errno? = nil
         do { try ring.unregisterFiles() } catch { caught3 = error }
@@ -115,7 +130,9 @@ import Testing
         // A plain table too.
         fds = [file.fd.rawValue, -1]
         try fds.withUnsafeBufferPointer { (p: UnsafeBufferPointer<Int32>) throws in try ring.registerFiles(p) }
-        #expect(try ring.run(.read(FileDescriptor(rawValue: 0), into: buffer.buffer, offset: 0).flags(.fixedFile)).result == 5)
+        #expect(
+            try ring.run(.read(FileDescriptor(rawValue: 0), into: buffer.buffer, offset: 0).flags(.fixedFile)).result
+                == 5)
         if !canInstall { _ = KernelOffers.opcode(.fixedFdInstall, since: "6.8") }
     }
 
@@ -202,7 +219,8 @@ import Testing
         // EBADFD. Either is a refusal; success, EBUSY or anything else fails the test.
         var caught6: Errno? = nil
         do { try ring.registerRestrictions([.allowOperation(.read)]) } catch { caught6 = error }
-        #expect(caught6 == .permissionDenied || caught6 == Errno(rawValue: EBADFD), "got \(String(describing: caught6))")
+        #expect(
+            caught6 == .permissionDenied || caught6 == Errno(rawValue: EBADFD), "got \(String(describing: caught6))")
     }
 
     @Test func synchronousCancel() throws {
@@ -227,14 +245,18 @@ import Testing
     @Test func badRegisterArgumentsAreTypedErrors() throws {
         var ring = try Ring(entries: 8)
         var badAddress: Errno? = nil
-        do { try ring.register(.registerBuffers, argument: UnsafeRawPointer(bitPattern: 0x10), count: 1) } catch { badAddress = error }
+        do { try ring.register(.registerBuffers, argument: UnsafeRawPointer(bitPattern: 0x10), count: 1) } catch {
+            badAddress = error
+        }
         #expect(badAddress == .badAddress)
         var caught8: Errno? = nil
         do { try ring.register(RegisterOpcode(rawValue: 200), argument: nil, count: 0) } catch { caught8 = error }
         #expect(caught8 == Errno.invalidArgument)
         let fds: [Int32] = [1_000_000]
         var badFD: Errno? = nil
-        do { try fds.withUnsafeBufferPointer { (p: UnsafeBufferPointer<Int32>) throws in try ring.registerFiles(p) } } catch { badFD = error as? Errno }
+        do {
+            try fds.withUnsafeBufferPointer { (p: UnsafeBufferPointer<Int32>) throws in try ring.registerFiles(p) }
+        } catch { badFD = error as? Errno }
         #expect(badFD == .badFileDescriptor)
         #expect(try ring.run(.nop()).result == 0, "the ring stays usable")
     }
@@ -244,7 +266,9 @@ import Testing
     @Test func resizeKeepsPendingCompletions() throws {
         guard KernelOffers.register(.registerResizeRings, since: "6.13") else { return }
         let flags: SetupFlags = [.singleIssuer, .deferTaskRun, .taskRunFlag, .noSQArray]
-        guard var ring = RingShape(name: "resizable", options: RingOptions(flags: flags)).make(entries: 8) else { return }
+        guard var ring = RingShape(name: "resizable", options: RingOptions(flags: flags)).make(entries: 8) else {
+            return
+        }
         for i in 0..<4 { ring.mustPush(.nop().userData(UInt64(i))) }
         try ring.submit()
         try ring.flushCompletions()

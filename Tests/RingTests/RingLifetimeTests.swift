@@ -32,10 +32,12 @@ import Testing
         }
         let start = Unmanaged.passRetained(Start(body))
         var thread = pthread_t()
-        let created = pthread_create(&thread, nil, { raw in
-            Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue().body()
-            return nil
-        }, start.toOpaque())
+        let created = pthread_create(
+            &thread, nil,
+            { raw in
+                Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue().body()
+                return nil
+            }, start.toOpaque())
         precondition(created == 0, "pthread_create failed: \(created)")
         return thread
     }
@@ -227,7 +229,9 @@ import Testing
     @Test func incrementalBufferCompletionsEachReturnTheirOwnBytes() throws {
         // No probe bit: a kernel before 6.12 refuses the registration with EINVAL
         // (io_uring_register_buf_ring(3): IOU_PBUF_RING_INC, available since 6.12).
-        guard KernelOffers.release(atLeast: 6, 12, for: "IOU_PBUF_RING_INC (incremental buffer consumption)") else { return }
+        guard KernelOffers.release(atLeast: 6, 12, for: "IOU_PBUF_RING_INC (incremental buffer consumption)") else {
+            return
+        }
         var ring = try Ring(entries: 8)
         var buffers = try BufferRing(ring: ring, group: 5, count: 1, bufferSize: 64, incremental: true)
         let pair = try SocketPair()
@@ -265,7 +269,9 @@ import Testing
     /// A resize whose new mappings fail after the kernel swapped the rings must not leave a ring
     /// that silently submits into stale memory: it says so, and later calls fail with EBADFD.
     @Test func resizeThatCannotMapTheNewRingsLeavesTheRingHonestlyUnusable() throws {
-        guard KernelOffers.setupFlag(.noSQArray, since: "6.6"), KernelOffers.register(.registerResizeRings, since: "6.13") else { return }
+        guard KernelOffers.setupFlag(.noSQArray, since: "6.6"),
+            KernelOffers.register(.registerResizeRings, since: "6.13")
+        else { return }
         var ring: Ring
         do {
             ring = try Ring(entries: 8, options: RingOptions(flags: [.singleIssuer, .deferTaskRun, .noSQArray]))

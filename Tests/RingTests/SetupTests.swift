@@ -138,7 +138,9 @@ import Testing
     }
 
     @Test func sqe128HandsOutZeroedCommandArea() throws {
-        guard var ring = RingShape(name: "sqe128", options: RingOptions(flags: .sqe128)).make(entries: 4) else { return }
+        guard var ring = RingShape(name: "sqe128", options: RingOptions(flags: .sqe128)).make(entries: 4) else {
+            return
+        }
         let command = [UInt8](repeating: 0xAB, count: 16)
         let pushed = try command.withUnsafeBytes { try ring.push(.nop().userData(1), command: $0) }
         #expect(pushed)
@@ -203,7 +205,8 @@ import Testing
             return
         }
         let maxPath = "/proc/sys/fs/aio-max-nr"
-        guard let original = KernelSettings.readInteger(maxPath), let used = KernelSettings.readInteger("/proc/sys/fs/aio-nr"),
+        guard let original = KernelSettings.readInteger(maxPath),
+            let used = KernelSettings.readInteger("/proc/sys/fs/aio-nr"),
             access(maxPath, W_OK) == 0
         else {
             skip(.sysctl, "\(maxPath) is absent or not writable here")

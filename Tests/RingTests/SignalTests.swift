@@ -42,7 +42,9 @@ import Testing
         thread.start()
         // Bounded polls of the flags: the thread either starts waiting or finishes early.
         let deadline = ContinuousClock.now + .seconds(20)
-        while !shared.started.load(ordering: .acquiring) && !shared.finished.load(ordering: .acquiring) && ContinuousClock.now < deadline {
+        while !shared.started.load(ordering: .acquiring) && !shared.finished.load(ordering: .acquiring)
+            && ContinuousClock.now < deadline
+        {
             usleep(1000)
         }
         let started = shared.started.load(ordering: .acquiring)

@@ -31,8 +31,10 @@ import Testing
     /// Both test targets carry the same Skips.swift (neither can import the other).
     @Test func bothCopiesOfSkipsAgree() throws {
         let here = URL(fileURLWithPath: #filePath)
-        let other = here.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("RingExecTests/Skips.swift")
-        let mine = try String(contentsOf: here.deletingLastPathComponent().appendingPathComponent("Skips.swift"), encoding: .utf8)
+        let other = here.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(
+            "RingExecTests/Skips.swift")
+        let mine = try String(
+            contentsOf: here.deletingLastPathComponent().appendingPathComponent("Skips.swift"), encoding: .utf8)
         let theirs = try String(contentsOf: other, encoding: .utf8)
         #expect(mine == theirs, "Tests/RingTests/Skips.swift and Tests/RingExecTests/Skips.swift differ")
     }

@@ -30,7 +30,9 @@ import Testing
         setsockopt(listener.rawValue, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(4))
         let any = Self.loopback(port: 0)
         if ringListens {
-            #expect(try ring.run(.bind(listener, address: any.buffer.baseAddress!, length: socklen_t(any.buffer.count))).result == 0)
+            #expect(
+                try ring.run(.bind(listener, address: any.buffer.baseAddress!, length: socklen_t(any.buffer.count)))
+                    .result == 0)
             #expect(try ring.run(.listen(listener, backlog: 16)).result == 0)
         } else {
             let address = UnsafeRawPointer(any.buffer.baseAddress!).assumingMemoryBound(to: sockaddr.self)
@@ -53,7 +55,9 @@ import Testing
         ring.mustPush(.accept(listener, multishot: true).userData(100))
         try ring.submit()
         for (i, client) in clients.enumerated() {
-            ring.mustPush(.connect(client, address: target.buffer.baseAddress!, length: socklen_t(target.buffer.count)).userData(UInt64(300 + i)))
+            ring.mustPush(
+                .connect(client, address: target.buffer.baseAddress!, length: socklen_t(target.buffer.count)).userData(
+                    UInt64(300 + i)))
         }
         var accepted: [Completion] = [], connected: [Completion] = []
         let deadline = ContinuousClock.now + .seconds(5)
@@ -148,7 +152,8 @@ import Testing
         }
         #expect(shots.count >= 2 && shots.allSatisfy { $0.userData == 2 && $0.hasMore })
         // Update its user data, then remove it.
-        #expect(try ring.run(.pollUpdate(target: 2, newUserData: 3, flags: [.updateUserData]), userData: 50).result == 0)
+        #expect(
+            try ring.run(.pollUpdate(target: 2, newUserData: 3, flags: [.updateUserData]), userData: 50).result == 0)
         ring.mustPush(.pollRemove(target: 3).userData(51))
         var removal: [Completion] = []
         let end = ContinuousClock.now + .seconds(2)
@@ -172,7 +177,10 @@ import Testing
         let event = PinnedBytes(count: size)
         event.buffer.storeBytes(of: UInt32(1), as: UInt32.self)  // EPOLLIN
         event.buffer.storeBytes(of: UInt64(77), toByteOffset: size - 8, as: UInt64.self)
-        #expect(try ring.run(.epollCtl(epoll, operation: 1 /* EPOLL_CTL_ADD */, fd: pipe.read, event: event.buffer.baseAddress)).result == 0)
+        #expect(
+            try ring.run(
+                .epollCtl(epoll, operation: 1 /* EPOLL_CTL_ADD */, fd: pipe.read, event: event.buffer.baseAddress)
+            ).result == 0)
         try writeAll(pipe.write, [9])
         let events = PinnedBytes(count: size * 4)
         guard KernelOffers.opcode(.epollWait, since: "6.15") else { return }

@@ -98,7 +98,8 @@ func requiredByEnvironment() -> Set<EngineKind> {
     for item in text.split(separator: ",") {
         let removing = item.hasPrefix("-")
         let name = removing ? String(item.dropFirst()) : String(item)
-        let named: Set<EngineKind> = name == "all" ? Set(EngineKind.allCases) : EngineKind(rawValue: name).map { [$0] } ?? []
+        let named: Set<EngineKind> =
+            name == "all" ? Set(EngineKind.allCases) : EngineKind(rawValue: name).map { [$0] } ?? []
         if removing { required.subtract(named) } else { required.formUnion(named) }
     }
     return required
@@ -130,20 +131,26 @@ func parseOptions() -> Options {
             var engines: [EngineKind] = []
             for part in value.split(separator: ",", omittingEmptySubsequences: false) {
                 guard let engine = EngineKind(rawValue: String(part)) else {
-                    fail("--engine: '\(part)' names no engine (\(EngineKind.allCases.map(\.rawValue).joined(separator: ", ")), or all)")
+                    fail(
+                        "--engine: '\(part)' names no engine (\(EngineKind.allCases.map(\.rawValue).joined(separator: ", ")), or all)"
+                    )
                 }
                 if !engines.contains(engine) { engines.append(engine) }
             }
             options.engines = engines
             explicitEngines = true
         case "--size":
-            guard let size = Int(value), size > 0, size <= 1 << 20 else { fail("--size: '\(value)' is not a size in MiB (1 or more)") }
+            guard let size = Int(value), size > 0, size <= 1 << 20 else {
+                fail("--size: '\(value)' is not a size in MiB (1 or more)")
+            }
             options.sizeMiB = size
         case "--rewrites":
             guard let count = Int(value), count >= 0 else { fail("--rewrites: '\(value)' is not a count") }
             options.rewrites = count
         case "--cancel-percent":
-            guard let percent = Int(value), (0...100).contains(percent) else { fail("--cancel-percent: '\(value)' is not 0 to 100") }
+            guard let percent = Int(value), (0...100).contains(percent) else {
+                fail("--cancel-percent: '\(value)' is not 0 to 100")
+            }
             options.cancelPercent = percent
         case "--direct":
             switch value {
@@ -153,7 +160,9 @@ func parseOptions() -> Options {
             default: fail("--direct: '\(value)' is not both, yes or no")
             }
         case "--minutes":
-            guard let minutes = Double(value), minutes > 0, minutes.isFinite else { fail("--minutes: '\(value)' is not a positive number") }
+            guard let minutes = Double(value), minutes > 0, minutes.isFinite else {
+                fail("--minutes: '\(value)' is not a positive number")
+            }
             options.minutes = minutes
         default:
             fail("unknown option \(name)")
@@ -184,13 +193,16 @@ final class Expectations: @unchecked Sendable {
 }
 
 func soak(engine: EngineKind, direct: Bool, options: Options) async throws -> Totals {
-    let (sizeMiB, rewrites, minutes, cancelPercent) = (options.sizeMiB, options.rewrites, options.minutes, options.cancelPercent)
+    let (sizeMiB, rewrites, minutes, cancelPercent) = (
+        options.sizeMiB, options.rewrites, options.minutes, options.cancelPercent
+    )
     let executor = try RingExecutor(entries: 64, engine: .only(engine))
     defer { executor.shutdownGracefully() }
     let path = "/tmp/ring-soak-\(getpid()).dat"
     defer { unlink(path) }
     let fd = try FileDescriptor.open(
-        path, .readWrite, options: direct ? [.create, .truncate, .direct] : [.create, .truncate], permissions: .ownerReadWrite)
+        path, .readWrite, options: direct ? [.create, .truncate, .direct] : [.create, .truncate],
+        permissions: .ownerReadWrite)
     defer { try? fd.close() }
     let blocks = (sizeMiB << 20) / blockSize
     let workers = 32
@@ -287,7 +299,9 @@ func soak(engine: EngineKind, direct: Bool, options: Options) async throws -> To
                 part.read += n
                 if n != blockSize {
                     part.mismatches.append("short read at \(offset): \(n)")
-                } else if let problem = check(UnsafeRawBufferPointer(buffer), offset: offset, allowed: expected.low[block]...expected.high[block]) {
+                } else if let problem = check(
+                    UnsafeRawBufferPointer(buffer), offset: offset, allowed: expected.low[block]...expected.high[block])
+                {
                     part.mismatches.append(problem)
                 }
             }
