@@ -41,6 +41,25 @@ func openDescriptors() -> Int {
     return count
 }
 
+/// What each open descriptor of this process refers to (`/proc/self/fd` links), by number.
+func descriptorTargets() -> [Int32: String] {
+    var targets: [Int32: String] = [:]
+    for fd in 0..<Int32(4096) where fcntl(fd, F_GETFD) >= 0 {
+        var buffer = [CChar](repeating: 0, count: 512)
+        let n = readlink("/proc/self/fd/\(fd)", &buffer, buffer.count - 1)
+        targets[fd] = n > 0 ? String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+    }
+    return targets
+}
+
+/// Open descriptors that could be the executor's: all but libdispatch's timer and epoll
+/// descriptors, which it opens lazily per clock and QoS class when `Task.sleep` first needs one
+/// (seen on Linux 6.1 and 6.12 under qemu as a timerfd appearing during the measured run).
+/// swift-ring itself opens neither.
+func ownDescriptors() -> Int {
+    descriptorTargets().values.filter { $0 != "anon_inode:[timerfd]" && $0 != "anon_inode:[eventpoll]" }.count
+}
+
 /// Teardown with thousands of operations in flight, alone in this process so descriptor counts
 /// are exact: prints `fds-before=N fds-after=M took-ms=T succeeded=S in-flight=I` (I: operations
 /// the executor had in flight when shutdown began).
@@ -50,19 +69,27 @@ func teardown(_ engine: EngineKind) async {
         // timer among them: the wait below may or may not need it).
         try await runTeardown(engine, sleepers: 10, readers: 10)
         try await Task.sleep(for: .milliseconds(1))
-        let before = openDescriptors()
+        let before = ownDescriptors()
+        let targetsBefore = descriptorTargets()
         let (took, succeeded, inFlight) = try await runTeardown(engine, sleepers: 2000, readers: 1000)
         let ms = took.components.seconds * 1000 + took.components.attoseconds / 1_000_000_000_000_000
         // The POSIX aio engine closes its wake-up eventfd when the executor is freed, which
         // happens when the last finished task lets go of it, a moment after shutdown returns:
         // wait (bounded) for the count to settle. A descriptor really left open never does.
-        var after = openDescriptors()
+        var after = ownDescriptors()
         let settle = ContinuousClock.now + .seconds(5)
         while after != before && ContinuousClock.now < settle {
             try await Task.sleep(for: .milliseconds(1))
-            after = openDescriptors()
+            after = ownDescriptors()
         }
         print("fds-before=\(before) fds-after=\(after) took-ms=\(ms) succeeded=\(succeeded) in-flight=\(inFlight)")
+        if after != before {
+            // Name what is left open, so a failure says which descriptor leaked.
+            let added = descriptorTargets().filter { targetsBefore[$0.key] != $0.value }
+            print(
+                "new-descriptors: "
+                    + added.sorted { $0.key < $1.key }.map { "\($0.key)->\($0.value)" }.joined(separator: " "))
+        }
     } catch {
         print("error \(error)")
     }
