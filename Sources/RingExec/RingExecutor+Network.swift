@@ -270,14 +270,16 @@ extension RingExecutor {
             return try await run { () throws -> AsyncThrowingStream<[UInt8], any Error> in
                 // Where the buffer-ring path registers its ring: the loop thread, or ESHUTDOWN.
                 try self.withRing { _ in }
-                guard bufferSize > 0 else { throw Errno.invalidArgument }
-                // Freed by `onEnd`, which runs once no request is in flight (nor ever will be).
-                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 16)
+                // The buffer-ring path's rule: a receive's length is 32 bits.
+                guard bufferSize > 0, bufferSize <= Int(UInt32.max) else { throw Errno.invalidArgument }
+                // Released by `onEnd`, which runs once no request is in flight (nor ever will
+                // be); guarded memory under SWIFT_RING_GUARD_MEMORY=1 catches a late write.
+                let buffer = GuardedMemory.allocate(byteCount: bufferSize)
                 let stream = Multishot<[UInt8]>(
                     executor: self, entry: .recv(fd, into: buffer), bufferLimit: bufferLimit,
                     decode: { result, _ in result == 0 ? .end : .element(Array(buffer[..<Int(result)])) },
                     discard: { _ in },
-                    onEnd: { buffer.deallocate() })
+                    onEnd: { GuardedMemory.release(buffer) })
                 return stream.start()
             }
         }
