@@ -143,6 +143,60 @@ import Testing
         }
     }
 
+    /// A request a kernel worker is running when the cancel comes is interrupted and ends with
+    /// `-EINTR` (Linux 6.1 does this to plain pipe reads; an open of a FIFO for writing without
+    /// a reader waits in a worker on any kernel: O_TRUNC keeps io_uring from trying it
+    /// non-blocking first). The cancel won, so the raw result is `-ECANCELED`, as
+    /// documented, whether the task or a shutdown past its deadline asked.
+    @Test(.timeLimit(.minutes(1)), arguments: [false, true])
+    func aCancelledRequestAKernelWorkerWasRunningEndsWithECANCELED(byShutdown: Bool) async throws {
+        let executor = try KernelFallbackTests.executor(emulating: KernelVersion(5, 15))
+        defer { executor.shutdownGracefully() }
+        let fifo = "/tmp/ringexec-fifo-\(getpid())-\(byShutdown)"
+        unlink(fifo)
+        #expect(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        let path = try #require(strdup(fifo))
+        defer { free(path) }
+        let address = UInt(bitPattern: path)
+        let opener = Task { () async -> Int32 in
+            let path = UnsafePointer<CChar>(bitPattern: address)!
+            return await executor.submit(.openat(directory: FileDescriptor(rawValue: AT_FDCWD), path: path, flags: O_WRONLY | O_TRUNC | O_CLOEXEC, mode: 0))
+        }
+        #expect(await waitForOperationsInFlight(executor, atLeast: 1))
+        if byShutdown {
+            await executor.shutdown(deadline: .milliseconds(10))
+        } else {
+            opener.cancel()
+        }
+        let result = await opener.value
+        if result >= 0 { Glibc.close(result) }
+        #expect(result == -ECANCELED)
+    }
+
+    /// The same through the throwing API: a cancelled task's open that a worker was running
+    /// throws CancellationError, not the kernel-internal ERESTARTSYS (512) as an Errno.
+    @Test(.timeLimit(.minutes(1)))
+    func aCancelledOpenThatAWorkerWasRunningThrowsCancellationError() async throws {
+        let executor = try KernelFallbackTests.executor(emulating: KernelVersion(5, 15))
+        defer { executor.shutdownGracefully() }
+        let fifo = "/tmp/ringexec-fifo-\(getpid())-open"
+        unlink(fifo)
+        #expect(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        let opener = Task { try await executor.open(FilePath(fifo), .writeOnly, options: .truncate) }
+        #expect(await waitForOperationsInFlight(executor, atLeast: 1))
+        opener.cancel()
+        do {
+            let fd = try await opener.value
+            try? fd.close()
+            Issue.record("the open returned \(fd)")
+        } catch is CancellationError {
+        } catch {
+            Issue.record("threw \(error) instead of CancellationError")
+        }
+    }
+
     /// Accepts one at a time under backpressure: connections made before the consumer looks
     /// are all handed out.
     @Test(.timeLimit(.minutes(1)))
