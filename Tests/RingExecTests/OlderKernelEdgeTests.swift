@@ -197,6 +197,21 @@ import Testing
         }
     }
 
+    /// A multishot stream of an operation the kernel's probe lacks ends with the same typed
+    /// error an awaited one throws, naming the release, not with the kernel's bare EINVAL
+    /// (nor, emulated, with whatever the newer running kernel makes of it).
+    @Test(.timeLimit(.minutes(1)))
+    func aMultishotStreamOfAnOperationTheKernelLacksEndsWithATypedError() async throws {
+        let executor = try KernelFallbackTests.executor(emulating: KernelVersion(6, 1))
+        defer { executor.shutdownGracefully() }
+        let pipe = try PipePair()
+        defer { pipe.close() }
+        let stream = executor.multishot(.readMultishot(pipe.read, bufferGroup: 7, offset: 0))
+        await #expect(throws: EngineError.kernelLacks(operation: "read_multishot", needs: KernelVersion(6, 7))) {
+            for try await _ in stream {}
+        }
+    }
+
     /// Accepts one at a time under backpressure: connections made before the consumer looks
     /// are all handed out.
     @Test(.timeLimit(.minutes(1)))
