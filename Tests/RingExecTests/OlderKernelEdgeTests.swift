@@ -212,6 +212,29 @@ import Testing
         }
     }
 
+    /// After shutdown every call refuses with ESHUTDOWN, the plain-system-call fallbacks and the
+    /// single-shot streams as much as the io_uring operations.
+    @Test(.timeLimit(.minutes(1)))
+    func afterShutdownTheFallbacksRefuseLikeTheOperations() async throws {
+        let executor = try KernelFallbackTests.executor(emulating: KernelVersion(5, 10))
+        let (a, b) = try socketPair()
+        defer {
+            try? a.close()
+            try? b.close()
+        }
+        executor.shutdownGracefully()
+        let shutDown = Errno(rawValue: ESHUTDOWN)
+        await #expect(throws: shutDown) { _ = try await executor.socket() }
+        await #expect(throws: shutDown) { try await executor.shutdown(a) }
+        await #expect(throws: shutDown) { try await executor.listen(a) }
+        await #expect(throws: shutDown) {
+            for try await _ in try await executor.messages(b, bufferSize: 64) {}
+        }
+        await #expect(throws: shutDown) {
+            for try await _ in executor.connections(a) {}
+        }
+    }
+
     /// Accepts one at a time under backpressure: connections made before the consumer looks
     /// are all handed out.
     @Test(.timeLimit(.minutes(1)))
