@@ -51,6 +51,9 @@ public struct BufferRing: ~Copyable {
     ) throws(Errno) {
         guard count > 0, count <= 32768, bufferSize > 0, bufferSize <= Int(UInt32.max) else { throw .invalidArgument }
         if Ring.refuses(.registerBufferRing, emulating: ring.emulatedKernel) { throw .invalidArgument }
+        if incremental, let emulated = ring.emulatedKernel, emulated < BufferRing.incrementalIntroduced {
+            throw .invalidArgument
+        }
         var entries = 1
         while entries < count { entries <<= 1 }
         let ringBytes = max(entries * 16, Int(sysconf(Int32(_SC_PAGESIZE))))

@@ -167,6 +167,13 @@ extension RegisterOpcode {
     ]
 }
 
+extension BufferRing {
+    /// `IOU_PBUF_RING_INC`, incremental consumption (`BufferRing(incremental: true)`): Linux
+    /// 6.12. Older kernels with buffer rings refuse it with `EINVAL`: 6.4 to 6.11 as an unknown
+    /// flag, 5.19 to 6.3 as a non-zero `pad` (the field `flags` was called before 6.4).
+    public static let incrementalIntroduced = KernelVersion(6, 12)
+}
+
 /// Makes rings answer as an older kernel would, to exercise fallbacks on a newer one: setup
 /// refuses flags that kernel lacks (`EINVAL`), the ring reports only its feature bits, register
 /// calls it lacks fail with `EINVAL`, and the probe lists only its opcodes. Entries already on

@@ -103,7 +103,8 @@ public enum Probe {
         guard let emulated = ring.emulatedKernel else { return (lastOp, supported) }
         // An older kernel knows only the opcodes it was released with.
         let known = supported.filter { (Opcode(rawValue: $0).introduced ?? .init(Int.max, 0)) <= emulated }
-        let last = Opcode.introducedTable.lastIndex(where: { $0 <= emulated }).map { $0 + 1 } ?? 0
+        // `last_op` is its highest opcode number (the kernel's IORING_OP_LAST - 1).
+        let last = Opcode.introducedTable.lastIndex(where: { $0 <= emulated }) ?? 0
         return (min(lastOp, last), known)
     }
 

@@ -202,7 +202,8 @@ extension RingExecutor {
     /// points to must stay valid until the stream has ended. An entry that is not multishot
     /// (a one-shot entry would be re-armed forever), a zero-copy send, an entry with
     /// `IOSQE_CQE_SKIP_SUCCESS`, `.link` or `.hardLink`, or one selecting buffers from a group
-    /// another stream of this executor owns ends the stream at once with `EINVAL`, unsubmitted.
+    /// another stream of this executor owns ends the stream at once with `EINVAL`, unsubmitted;
+    /// an operation the kernel's probe lacks, with `EngineError.kernelLacks`.
     public func multishot(_ entry: SubmissionEntry, bufferLimit: Int = 64) -> AsyncThrowingStream<Int32, any Error> {
         let flags = entry.sqeFlags
         if CompletionShape.of(entry) != .multishot || flags.contains(.link) || flags.contains(.hardLink)
@@ -215,13 +216,18 @@ extension RingExecutor {
     }
 
     /// A stream fed by one multishot request; finishes at once with `unsupported` on the aio
-    /// engines.
+    /// engines, and with `kernelLacks` when the kernel's probe lacks the operation.
     private func multishotStream<Element: Sendable>(
         _ operation: String, _ entry: SubmissionEntry, bufferLimit: Int,
         decode: @escaping (Int32, UInt32) -> Multishot<Element>.Decoded, discard: @escaping (Element) -> Void
     ) -> AsyncThrowingStream<Element, any Error> {
         guard engineSelection.engine == .ioURing else {
             let error = EngineError.unsupported(operation: operation, engine: engineSelection.engine)
+            return AsyncThrowingStream { $0.finish(throwing: error) }
+        }
+        if let uring = engine as? URingEngine, !uring.offers(entry.op), let needs = entry.op.introduced {
+            // As `perform` says it: which operation, and which release has it.
+            let error = EngineError.kernelLacks(operation: Self.operationName(entry.op), needs: needs)
             return AsyncThrowingStream { $0.finish(throwing: error) }
         }
         return Multishot(executor: self, entry: entry, bufferLimit: bufferLimit, decode: decode, discard: discard)
@@ -283,14 +289,16 @@ extension RingExecutor {
             return try await run { () throws -> AsyncThrowingStream<[UInt8], any Error> in
                 // Where the buffer-ring path registers its ring: the loop thread, or ESHUTDOWN.
                 try self.withRing { _ in }
-                guard bufferSize > 0 else { throw Errno.invalidArgument }
-                // Freed by `onEnd`, which runs once no request is in flight (nor ever will be).
-                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 16)
+                // The buffer-ring path's rule: a receive's length is 32 bits.
+                guard bufferSize > 0, bufferSize <= Int(UInt32.max) else { throw Errno.invalidArgument }
+                // Released by `onEnd`, which runs once no request is in flight (nor ever will
+                // be); guarded memory under SWIFT_RING_GUARD_MEMORY=1 catches a late write.
+                let buffer = GuardedMemory.allocate(byteCount: bufferSize)
                 let stream = Multishot<[UInt8]>(
                     executor: self, entry: .recv(fd, into: buffer), bufferLimit: bufferLimit,
                     decode: { result, _ in result == 0 ? .end : .element(Array(buffer[..<Int(result)])) },
                     discard: { _ in },
-                    onEnd: { buffer.deallocate() })
+                    onEnd: { GuardedMemory.release(buffer) })
                 return stream.start()
             }
         }

@@ -75,6 +75,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     private var loopExited = false
     /// How many of `inFlight` are `Task.sleep` timers.
     @exclusivity(unchecked) private var schedulerTimersInFlight = 0
+    /// Shutdown past its deadline has asked the engine to cancel everything in flight.
+    @exclusivity(unchecked) private var cancelledEverything = false
     /// Counters for tests and diagnostics.
     let scheduledTimers = Atomic<Int>(0)
     let messagesSent = Atomic<Int>(0)
@@ -678,6 +680,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                 let now = ContinuousClock.now
                 if inFlight > 0 && (onlySleepers || now >= deadline) && now - lastCancelAll >= .milliseconds(5) {
                     engine.cancelAll()
+                    cancelledEverything = true
                     lastCancelAll = now
                 }
             }
@@ -802,9 +805,10 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         if moved > 0 { localSubmissions.removeFirst(moved) }
     }
 
-    private func complete(token: UInt64, result: Int32, flags: UInt32) {
+    private func complete(token: UInt64, result raw: Int32, flags: UInt32) {
         let (unmanaged, index) = Operation.from(token: token)
         let operation = unmanaged.takeUnretainedValue()
+        let result = Self.settled(raw, cancelled: operation.cancelRequested || cancelledEverything)
         if let onEach = operation.onEach {
             onEach(result, flags)
             if flags & CQEFlags.more.rawValue != 0 { return }  // more completions will follow
@@ -821,6 +825,18 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         inFlightCounter.store(inFlight + localSubmissions.count, ordering: .relaxed)
         finish(operation, result: operation.chain.isEmpty ? result : operation.results[0])
         unmanaged.release()
+    }
+
+    /// A request a kernel worker was running when the cancel came is interrupted rather than
+    /// cancelled: `-EINTR` (Linux 6.1 does this to pipe reads), or even the kernel-internal
+    /// restart codes (an open waiting in a worker for a FIFO's other end ends with
+    /// `-ERESTARTSYS` on 6.18), which no system call hands to user space. Those read as
+    /// `-EINTR`, and as `-ECANCELED` when a cancel was asked for: it won.
+    static func settled(_ result: Int32, cancelled: Bool) -> Int32 {
+        // ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK (linux/errno.h).
+        let interrupted = result == -EINTR || result == -512 || result == -513 || result == -514 || result == -516
+        guard interrupted else { return result }
+        return cancelled ? -ECANCELED : -EINTR
     }
 
     /// Ends an operation that never reached the engine; a multishot one hears it as its final

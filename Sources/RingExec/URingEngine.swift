@@ -47,7 +47,7 @@ final class URingEngine: IOEngine {
     /// Without `canCancelAny`: the tokens prepared and not yet finally completed.
     private var tokensInFlight: Set<UInt64> = []
     /// Without `hasTimedWaits`: wait timeouts in flight and the earliest of their deadlines.
-    private var waitTimeoutsInFlight = 0
+    private(set) var waitTimeoutsInFlight = 0
     private var waitTimeoutDeadline = ContinuousClock.Instant.now
     /// Two slots, used in turn: the kernel copies a timespec while it prepares the entry during
     /// the submit, so a slot is free again once the entry naming it has been submitted.
@@ -325,9 +325,13 @@ final class URingEngine: IOEngine {
 
     func close() {
         // Drain the armed wake read so the kernel lets go of `wakeBuffer` before it is freed.
-        guard wakeArmed else { return }
-        _ = ring.push(.cancel(userData: ReservedToken.wake).userData(ReservedToken.ignored))
+        // The cancel may not fit at once (a full queue): each round's submit makes room, and
+        // it is pushed again until it is in.
+        var cancelQueued = false
         while wakeArmed {
+            if !cancelQueued {
+                cancelQueued = ring.push(.cancel(userData: ReservedToken.wake).userData(ReservedToken.ignored))
+            }
             submit(wait: true, timeout: .milliseconds(100))  // without EXT_ARG too
             reap { _, _, _ in }
         }

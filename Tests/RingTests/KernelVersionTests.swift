@@ -86,13 +86,46 @@ import Testing
         let registered = ring.usesRegisteredRingFD
         #expect(!registered)  // RING_FDS: 5.18
         let (last, supported) = try Probe.opcodes(of: ring)
-        #expect(last == Int(Opcode.linkat.rawValue) + 1)  // LINKAT, 5.15, is the last
+        #expect(last == Int(Opcode.linkat.rawValue))  // LINKAT, 5.15, is the last
         #expect(supported.contains(Opcode.linkat.rawValue))
         #expect(!supported.contains(Opcode.msgRing.rawValue))
         // SYNC_CANCEL: 6.0; PBUF_RING: 5.19.
         #expect(throws: Errno.invalidArgument) { try ring.cancelSynchronously(userData: 1, timeout: .milliseconds(1)) }
         #expect(throws: Errno.invalidArgument) { _ = try BufferRing(ring: ring, group: 1, count: 2, bufferSize: 64) }
         _ = try ring.setIOWorkerLimits()  // 5.15: still there
+    }
+
+    /// The probe's `last_op` is the kernel's highest opcode number (IORING_OP_LAST - 1), as the
+    /// booted kernels answered (kernel matrix, ring-probe --json): 6.1.0-57 said 48
+    /// (SENDMSG_ZC), 6.12.117 said 57 (LISTEN). An emulated kernel says the same.
+    @Test(
+        arguments: [
+            (KernelVersion(6, 1), Opcode.sendmsgZC), (KernelVersion(6, 12), Opcode.listen),
+            (KernelVersion(5, 10), Opcode.tee),
+        ] as [(KernelVersion, Opcode)])
+    func anEmulatedKernelsLastOpcodeIsItsHighestOpcode(version: KernelVersion, highest: Opcode) throws {
+        var options = RingOptions()
+        options.emulatedKernel = version
+        let ring = try Ring(entries: 8, options: options)
+        let (last, supported) = try Probe.opcodes(of: ring)
+        #expect(last == Int(highest.rawValue))
+        #expect(supported.max() == highest.rawValue)
+    }
+
+    /// Incremental buffer consumption (IOU_PBUF_RING_INC) arrived in 6.12; older kernels with
+    /// buffer rings refuse the flag with EINVAL, and so does an emulated one.
+    @Test func anEmulatedKernelBefore612RefusesIncrementalBufferRings() throws {
+        var options = RingOptions()
+        options.emulatedKernel = KernelVersion(6, 11)
+        let ring = try Ring(entries: 8, options: options)
+        #expect(throws: Errno.invalidArgument) {
+            _ = try BufferRing(ring: ring, group: 1, count: 2, bufferSize: 64, incremental: true)
+        }
+        _ = try BufferRing(ring: ring, group: 2, count: 2, bufferSize: 64)  // 5.19: still there
+        guard let running = KernelVersion.running, running >= KernelVersion(6, 12) else { return }
+        options.emulatedKernel = KernelVersion(6, 12)
+        let newer = try Ring(entries: 8, options: options)
+        _ = try BufferRing(ring: newer, group: 1, count: 2, bufferSize: 64, incremental: true)
     }
 
     @Test func emulatingTheRunningKernelOrANewerOneChangesNothing() throws {
