@@ -41,14 +41,32 @@ struct Spec: Sendable {
 
 // MARK: Raw ring
 
+/// The raw loop's ring: SQPOLL when asked, else the best shape the kernel accepts, as the
+/// executor chooses it (SINGLE_ISSUER|DEFER_TASKRUN from 6.1, COOP_TASKRUN|TASKRUN_FLAG from
+/// 5.19, plain before); only EINVAL (an unknown flag) moves on to the next shape.
+func makeRawRing(_ spec: Spec, entries: Int) throws -> Ring {
+    let shapes: [SetupFlags] =
+        spec.sqpoll ? [.sqPoll] : [[.singleIssuer, .deferTaskRun], [.coopTaskRun, .taskRunFlag], []]
+    return try makeRawRing(spec, entries: entries, shapes: shapes[...])
+}
+
+private func makeRawRing(_ spec: Spec, entries: Int, shapes: ArraySlice<SetupFlags>) throws -> Ring {
+    var options = RingOptions(flags: shapes.first ?? [])
+    if spec.sqpoll { options.sqThreadIdle = .milliseconds(100) }
+    options.registerRingFD = true  // the ring lives and dies on this thread
+    do {
+        return try Ring(entries: entries, options: options)
+    } catch {
+        guard error.errno == .invalidArgument, shapes.count > 1 else { throw error }
+        return try makeRawRing(spec, entries: entries, shapes: shapes.dropFirst())
+    }
+}
+
 /// The Ring API in a tight loop on this thread: keeps `depth` operations in flight (NOP:
 /// `depth` per submit), refills each slot as it completes, one `io_uring_enter` per batch
 /// (more when a batch exceeds `rawSubmitBatch`).
 func runRaw(_ spec: Spec, depth: Int, file: TestFile?) throws -> Measured {
-    var options = RingOptions(flags: spec.sqpoll ? .sqPoll : [.singleIssuer, .deferTaskRun])
-    if spec.sqpoll { options.sqThreadIdle = .milliseconds(100) }
-    options.registerRingFD = true  // the ring lives and dies on this thread
-    var ring = try Ring(entries: max(depth, 8), options: options)
+    var ring = try makeRawRing(spec, entries: max(depth, 8))
     var histogram = makeHistogram()
     if spec.workload == .nop { return try rawNop(&ring, spec, depth: depth, histogram: &histogram) }
 
