@@ -81,12 +81,43 @@ extension RingExecutor {
         operation.chain = [.linkTimeout(timespec)]
         operation.results = [-ECANCELED, -ECANCELED]
         operation.pending = 2
-        let result = await submit(operation)
+        // A kernel worker blocked in the request does not always stop for the linked timeout
+        // (Linux 6.18 posts nothing for an O_TRUNC open of a FIFO without a reader until a reader
+        // comes): a timer of the executor's own cancels the request by token shortly after the
+        // deadline, as a task's cancel would. The request's memory rule is unchanged: the call
+        // returns only after the request's last completion.
+        let timerCancelled = CancelledByTimer()
+        let result = await withTaskGroup(of: Int32?.self) { group -> Int32 in
+            group.addTask { await self.submit(operation) }
+            group.addTask {
+                let fired: Bool = await TimeoutScope.$current.withValue(nil) {
+                    (try? await self.sleep(until: deadline + Self.workerCancelGrace)) != nil
+                }
+                if fired {
+                    timerCancelled.fired.store(true, ordering: .relaxed)  // read after the group
+                    self.requestCancel(operation)
+                }
+                return nil
+            }
+            var result: Int32 = -ECANCELED
+            for await value in group {
+                guard let value else { continue }
+                result = value
+                group.cancelAll()  // the request is over: disarm the timer
+            }
+            return result
+        }
         // The timeout fired (-ETIME) and cancelled the operation: -ECANCELED, or -EINTR when it
-        // was blocked in an io-wq worker, which the cancel interrupts with a signal.
-        if (result == -ECANCELED || result == -EINTR) && operation.results[1] == -ETIME { return -ETIMEDOUT }
+        // was blocked in an io-wq worker, which the cancel interrupts with a signal. Or the
+        // executor's own timer cancelled it.
+        let timedOut = operation.results[1] == -ETIME || timerCancelled.fired.load(ordering: .relaxed)
+        if (result == -ECANCELED || result == -EINTR) && timedOut && !Task.isCancelled { return -ETIMEDOUT }
         return result
     }
+
+    /// How long after a `withTimeout` deadline the executor cancels a request that the kernel's
+    /// linked timeout did not stop.
+    static let workerCancelGrace: Duration = .milliseconds(20)
 }
 
 /// One `withTimeout` call: its deadline, its executor, and whether it is still running. The
@@ -111,4 +142,10 @@ final class TimeoutScope: Sendable {
 
     var isOpen: Bool { open.load(ordering: .acquiring) }
     func close() { open.store(false, ordering: .releasing) }
+}
+
+/// Set by `submit(_:deadline:)`'s timer when it cancelled the request (the task group's end
+/// orders the store before the read).
+private final class CancelledByTimer: Sendable {
+    let fired = Atomic<Bool>(false)
 }

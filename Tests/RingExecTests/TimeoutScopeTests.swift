@@ -85,3 +85,23 @@ import Testing
         #expect(bytes == [1, 2, 3])
     }
 }
+
+/// A request a kernel worker is blocked in: the linked timeout alone does not stop it (Linux
+/// 6.18 posted nothing for an `O_TRUNC` open of a FIFO without a reader), so the executor
+/// cancels it when the timeout fires.
+@Suite(.timeLimit(.minutes(1))) struct TimeoutOfWorkerBlockedRequestTests {
+    @Test func withTimeoutEndsAnOpenBlockedInAKernelWorker() async throws {
+        let executor = try RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        let fifo = "/tmp/ring-fifo-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        await #expect(throws: Errno.timedOut) {
+            let fd = try await executor.withTimeout(.milliseconds(50)) {
+                try await executor.open(FilePath(fifo), .writeOnly, options: [.truncate])
+            }
+            try? fd.close()
+        }
+        try await executor.nop()  // still usable
+    }
+}
