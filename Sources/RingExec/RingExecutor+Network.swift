@@ -198,7 +198,9 @@ extension RingExecutor {
     /// `.timeout(spec, flags: .multishot)`, `.accept(fd, multishot: true)`, ...) and yields each
     /// completion's raw result. Same lifetime rules as `connections(_:)`: ending the iteration
     /// cancels the request; a final error ends the stream with its `Errno`; a request the kernel
-    /// ends by itself while the stream is still wanted is submitted again. Memory the entry
+    /// ends by itself while the stream is still wanted is submitted again — except one that ends
+    /// with `ENOBUFS` before yielding anything (its buffer group is empty or does not exist),
+    /// which ends the stream with that error instead of spinning. Memory the entry
     /// points to must stay valid until the stream has ended. An entry that is not multishot
     /// (a one-shot entry would be re-armed forever), a zero-copy send, an entry with
     /// `IOSQE_CQE_SKIP_SUCCESS`, `.link` or `.hardLink`, or one selecting buffers from a group
@@ -473,6 +475,9 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
     private var current: Operation?
     /// Cancelled by us because `buffered` was full; re-armed when the consumer catches up.
     private var paused = false
+    /// Elements the current request has produced: one that ends with ENOBUFS before producing
+    /// any had no buffers at all, and re-arming it would only spin.
+    private var deliveredByCurrent = 0
     /// The consumer is gone: discard everything.
     private var terminated = false
     /// The request ended for good (nil: no error); the stream ends once `buffered` is empty.
@@ -586,6 +591,7 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
         let proceed = lock.withLock { () -> Bool in
             if terminated || outcome != nil { return false }
             current = operation
+            deliveredByCurrent = 0
             return true
         }
         guard proceed else { return }
@@ -629,7 +635,9 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
                 paused = false
                 return .rearm
             }
-            if result >= 0 || result == -ENOBUFS { return .rearm }  // the kernel ended it on its own
+            // The kernel ended it on its own (CQ pressure, or its buffers ran out after it used
+            // some): again. ENOBUFS with nothing delivered: no buffers to be had, end with it.
+            if result >= 0 || result == -ENOBUFS && deliveredByCurrent > 0 { return .rearm }
             return .end(result == -ECANCELED ? nil : Errno(rawValue: -result))
         }
         switch next {
@@ -645,6 +653,7 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
         var pause: Operation?
         let outcome = lock.withLock { () -> UnsafeContinuation<Element?, any Error>?? in
             if terminated { return .none }
+            deliveredByCurrent += 1
             if !waiters.isEmpty { return .some(waiters.removeFirst()) }
             buffered.append(element)
             if buffered.count >= bufferLimit && !paused, let current {

@@ -216,3 +216,21 @@ func pollUntil(_ condition: () -> Bool) async throws {
         try await pollUntil { executor.bufferGroups.ownedCount == 0 }
     }
 }
+
+/// A multishot request that the kernel ends with ENOBUFS before it delivered anything has no
+/// buffers to work with (a group that does not exist, or one nobody refills): re-arming it would
+/// spin the loop forever, so the stream ends with the error.
+@Suite(.timeLimit(.minutes(1))) struct MultishotWithoutBuffersTests {
+    @Test func aMultishotReceiveFromAGroupThatDoesNotExistEndsWithENOBUFS() async throws {
+        let executor = try RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        let pair = try SocketPair()
+        defer { pair.close() }
+        _ = try pair.b.writeAll([1, 2, 3])
+        let stream = executor.multishot(.recv(pair.a, bufferGroup: 4242, options: .multishot))
+        await #expect(throws: Errno.noBufferSpace) {
+            for try await _ in stream {}
+        }
+        try await executor.nop()  // the loop is free
+    }
+}
