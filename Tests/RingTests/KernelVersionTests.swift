@@ -104,6 +104,12 @@ import Testing
             (KernelVersion(5, 10), Opcode.tee),
         ] as [(KernelVersion, Opcode)])
     func anEmulatedKernelsLastOpcodeIsItsHighestOpcode(version: KernelVersion, highest: Opcode) throws {
+        guard let running = KernelVersion.running, version < running else {
+            // Emulating a kernel no older than the running one changes nothing (the kernel matrix
+            // runs this on 6.1, where 6.12 cannot be emulated).
+            skip(.kernel, "emulating Linux \(version) needs a newer running kernel")
+            return
+        }
         var options = RingOptions()
         options.emulatedKernel = version
         let ring = try Ring(entries: 8, options: options)
