@@ -158,24 +158,7 @@ import Testing
         #expect(port != 0)
 
         // Server: one multishot accept; each connection echoes through a multishot receive.
-        let server = Task {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                var accepted = 0
-                for try await connection in executor.connections(listener) {
-                    group.addTask {
-                        defer { try? connection.close() }
-                        for try await message in try await executor.messages(
-                            connection, bufferSize: 512, bufferCount: 8)
-                        {
-                            try await executor.send(connection, bytes: message)
-                        }
-                    }
-                    accepted += 1
-                    if accepted == 20 { break }  // ends the stream: cancels the multishot accept
-                }
-                try await group.waitForAll()
-            }
-        }
+        let server = startEchoServer(executor, listener: listener, connections: 20, bufferSize: 512, bufferCount: 8)
         // 20 clients, each sends 10 KiB in pieces and reads back every byte.
         try await runEchoClients(executor, port: port, clients: 20, bytesEach: 10_240)
         try await server.value
@@ -243,6 +226,32 @@ import Testing
             }
         }
         #expect(sawReset)
+    }
+}
+
+/// Accepts `connections` connections from `listener` (then ends the stream, which cancels the
+/// accept) and echoes each through a `messages()` stream until its peer closes.
+func startEchoServer(
+    _ executor: RingExecutor, listener: FileDescriptor, connections: Int, bufferSize: Int, bufferCount: Int = 64,
+    bufferLimit: Int = 64
+) -> Task<Void, any Error> {
+    Task {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var accepted = 0
+            for try await connection in executor.connections(listener, bufferLimit: bufferLimit) {
+                group.addTask {
+                    defer { try? connection.close() }
+                    for try await message in try await executor.messages(
+                        connection, bufferSize: bufferSize, bufferCount: bufferCount, bufferLimit: bufferLimit)
+                    {
+                        try await executor.send(connection, bytes: message)
+                    }
+                }
+                accepted += 1
+                if accepted == connections { break }
+            }
+            try await group.waitForAll()
+        }
     }
 }
 

@@ -158,24 +158,7 @@ import Testing
         try await executor.listen(listener)
         let port = boundPort(listener)
         #expect(port != 0)
-        let server = Task {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                var accepted = 0
-                for try await connection in executor.connections(listener, bufferLimit: 2) {
-                    group.addTask {
-                        defer { try? connection.close() }
-                        for try await message in try await executor.messages(
-                            connection, bufferSize: 256, bufferLimit: 2)
-                        {
-                            try await executor.send(connection, bytes: message)
-                        }
-                    }
-                    accepted += 1
-                    if accepted == 6 { break }
-                }
-                try await group.waitForAll()
-            }
-        }
+        let server = startEchoServer(executor, listener: listener, connections: 6, bufferSize: 256, bufferLimit: 2)
         try await runEchoClients(executor, port: port, clients: 6, bytesEach: 3000)
         try await server.value
     }
