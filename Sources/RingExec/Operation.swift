@@ -1,40 +1,53 @@
+import Glibc
 import Ring
 import Synchronization
 
 /// One awaited operation: a single entry, a linked chain of up to 16 entries, or a multishot
-/// request. Its address (retained while the engine may use it) is the `user_data` of its first
-/// entry; entry `i` of a chain carries `address + i` (records are 16-byte aligned). The record
-/// is released only after its last completion has been reaped, so the address cannot be reused
-/// while a completion or a cancel can still name it.
+/// request. Its `token` (the `user_data` of its first entry; entry `i` of a chain carries
+/// `token + i`) is the record's address, 16-byte aligned, with the low bits of its `generation`
+/// in bits 57…62. The record is retained while the engine may use it and released only after its
+/// last completion has been reaped, so no completion can name a record that is gone.
+///
+/// Records of single-entry operations are reused (`RingExecutor.takeRecord`/`recycle`): each
+/// reuse bumps `generation`, so a cancel asked for an earlier use — a kernel `ASYNC_CANCEL` still
+/// in the submission queue, or a task's cancel request still queued for the loop — names a token
+/// or a generation the record no longer has, and misses it.
 ///
 /// Every field is touched only on the executor's loop thread, except `continuation`, which the
 /// awaiting task sets before the submission request is enqueued (the queue's lock, or running on
-/// the loop thread itself, orders it).
+/// the loop thread itself, orders it). The fields skip dynamic exclusivity checks: they are loop
+/// state, never accessed overlapping.
 final class Operation: @unchecked Sendable {
-    var continuation: UnsafeContinuation<Int32, Never>?
-    var entry: SubmissionEntry
+    @exclusivity(unchecked) var continuation: UnsafeContinuation<Int32, Never>?
+    @exclusivity(unchecked) var entry: SubmissionEntry
     /// Entries after `entry` in a linked chain (the caller set `.link` on all but the last).
-    var chain: [SubmissionEntry] = []
+    @exclusivity(unchecked) var chain: [SubmissionEntry] = []
     /// Chain results by position, filled as completions arrive.
-    var results: [Int32] = []
+    @exclusivity(unchecked) var results: [Int32] = []
     /// Completions still expected before the task resumes.
-    var pending = 1
+    @exclusivity(unchecked) var pending = 1
     /// Multishot: called on the loop thread with each completion's result and flags. The task
     /// (if any) resumes with the last one, which lacks `CQEFlags.more`.
-    var onEach: ((Int32, UInt32) -> Void)?
+    @exclusivity(unchecked) var onEach: ((Int32, UInt32) -> Void)?
     /// A `Task.sleep` timer armed through the scheduling hooks: shutdown fires these at once
     /// instead of waiting for them (the sleeping task resumes early).
-    var isSchedulerTimer = false
+    @exclusivity(unchecked) var isSchedulerTimer = false
     /// For a scheduler timer: the sleeping task (retained), watched for cancellation.
-    var sleepingTask: UnsafeMutableRawPointer?
+    @exclusivity(unchecked) var sleepingTask: UnsafeMutableRawPointer?
     /// A multishot stream's request: shutdown cancels it when it starts, instead of waiting.
-    var endsAtShutdown = false
+    @exclusivity(unchecked) var endsAtShutdown = false
     /// Set on the loop when a cancel request arrives.
-    var cancelRequested = false
+    @exclusivity(unchecked) var cancelRequested = false
     /// Handed to the engine: completions will come.
-    var submitted = false
+    @exclusivity(unchecked) var submitted = false
     /// Its task has been resumed.
-    var completed = false
+    @exclusivity(unchecked) var completed = false
+    /// Set while the record is one request of `RingExecutor.perform(_:)`'s batch: its result
+    /// goes to the batch, whose task resumes when the last one finishes.
+    @exclusivity(unchecked) var batch: Batch?
+    @exclusivity(unchecked) var batchIndex = 0
+    /// Which use of this record this is (see the type's comment); bumped by `reuse`.
+    @exclusivity(unchecked) private(set) var generation: UInt32 = 0
     /// Stored (release) by the loop just before it resumes the task, loaded (acquire) by the task
     /// right after: the explicit edge that orders the loop's writes (results, flags) before the
     /// task's reads, visible to ThreadSanitizer, which cannot see through a continuation.
@@ -42,23 +55,81 @@ final class Operation: @unchecked Sendable {
 
     init(_ entry: SubmissionEntry) {
         self.entry = entry
+        precondition(Self.address(of: self) & ~Self.addressBits == 0, "a record above the 128 PiB mark")
+    }
+
+    /// Prepares a finished single-entry record for its next operation. Only the loop thread
+    /// reuses records, and only when nothing else holds one (`isKnownUniquelyReferenced`).
+    func reuse(_ entry: SubmissionEntry) {
+        self.entry = entry
+        pending = 1
+        cancelRequested = false
+        submitted = false
+        completed = false
+        generation &+= 1  // wraps after 2^32 uses; tokens keep its low 6 bits
+        handoff.store(false, ordering: .relaxed)  // the previous task has loaded it already
+    }
+
+    /// Whether this record can serve another operation as it is: one entry, no stream or timer
+    /// state.
+    var isReusable: Bool {
+        chain.isEmpty && onEach == nil && !isSchedulerTimer && sleepingTask == nil && !endsAtShutdown
+            && continuation == nil && batch == nil
     }
 
     /// Number of entries: 1, or the chain's length.
     var entryCount: Int { 1 + chain.count }
 
-    /// The `user_data` that names this record. Values 0…15 are reserved for the engines.
-    var token: UInt64 { UInt64(UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque())) }
+    /// The `user_data` that names this record's current use. Values 0…15 are reserved for the
+    /// engines; bit 63 for wake-up messages (`URingEngine.messageTag`).
+    var token: UInt64 { Self.address(of: self) | UInt64(generation & Self.generationMask) << Self.generationShift }
 
     /// Splits a completion's `user_data` into its record and the entry's position in a chain.
+    /// Traps if the record has moved on to another use since: that completion would belong to an
+    /// operation that has already finished, and the executor never recycles a record before its
+    /// last completion.
     static func from(token: UInt64) -> (Unmanaged<Operation>, Int) {
-        let base = token & ~UInt64(Operation.maximumChain - 1)
-        let record = Unmanaged<Operation>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(base))!)
-        return (record, Int(token - base))
+        let record = Unmanaged<Operation>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(address(inToken: token)))!)
+        let generation = UInt32(truncatingIfNeeded: token >> generationShift) & generationMask
+        precondition(
+            record._withUnsafeGuaranteedRef { $0.generation & generationMask } == generation,
+            "a completion for an earlier use of a reused operation record")
+        return (record, Int(token & UInt64(maximumChain - 1)))
     }
+
+    /// The record address a token names, whatever its generation.
+    static func address(inToken token: UInt64) -> UInt64 { token & addressBits & ~UInt64(maximumChain - 1) }
 
     /// The longest chain whose positions fit in an address's alignment bits.
     static let maximumChain = 16
+
+    /// User-space addresses fit in 57 bits (x86-64 with five-level paging; 48 on arm64), so bits
+    /// 57…62 of a token are free for the generation.
+    private static let addressBits: UInt64 = (1 << 57) - 1
+    private static let generationShift: UInt64 = 57
+    private static let generationMask: UInt32 = 0x3F
+
+    private static func address(of record: Operation) -> UInt64 {
+        UInt64(UInt(bitPattern: Unmanaged.passUnretained(record).toOpaque()))
+    }
+}
+
+/// The waiting side of a batch (`RingExecutor.perform(_:)`): one continuation for many records.
+/// Loop-thread state like `Operation`, except `continuation`, set before the records are
+/// enqueued.
+final class Batch: @unchecked Sendable {
+    @exclusivity(unchecked) var continuation: UnsafeContinuation<Void, Never>?
+    /// Results by position; `-ECANCELED` until a request's completion arrives.
+    @exclusivity(unchecked) var results: [Int32]
+    /// Requests not finished yet.
+    @exclusivity(unchecked) var remaining: Int
+    /// The batch's counterpart of `Operation.handoff`.
+    let handoff = Atomic<Bool>(false)
+
+    init(count: Int) {
+        results = Array(repeating: -ECANCELED, count: count)
+        remaining = count
+    }
 }
 
 /// How many completions the kernel posts for one entry, as far as the executor must know to keep

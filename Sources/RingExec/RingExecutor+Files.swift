@@ -10,14 +10,14 @@ public import SystemPackage
 
 extension RingExecutor {
     /// `IORING_OP_NOP` through the engine (a round trip with no I/O).
-    public func nop() async throws {
+    public nonisolated(nonsending) func nop() async throws {
         _ = try await perform(.nop())
     }
 
     // MARK: Open and close
 
     /// Opens `path` (relative to `directory`, default the working directory) like `openat(2)`.
-    public func open(
+    public nonisolated(nonsending) func open(
         _ path: FilePath, _ mode: FileDescriptor.AccessMode, options: FileDescriptor.OpenOptions = [],
         permissions: FilePermissions? = nil, relativeTo directory: FileDescriptor? = nil
     ) async throws -> FileDescriptor {
@@ -31,7 +31,9 @@ extension RingExecutor {
     }
 
     /// Opens `path` with `openat2(2)`'s extended controls (`RESOLVE_*`).
-    public func open(_ path: FilePath, how: OpenHow, relativeTo directory: FileDescriptor? = nil) async throws
+    public nonisolated(nonsending) func open(
+        _ path: FilePath, how: OpenHow, relativeTo directory: FileDescriptor? = nil
+    ) async throws
         -> FileDescriptor
     {
         let path = try OwnedPath(path)
@@ -45,7 +47,7 @@ extension RingExecutor {
     }
 
     /// Closes `fd` through the engine (`EBADF` if it is not open).
-    public func close(_ fd: FileDescriptor) async throws {
+    public nonisolated(nonsending) func close(_ fd: FileDescriptor) async throws {
         _ = try await perform(.close(fd))
     }
 
@@ -64,14 +66,18 @@ extension RingExecutor {
     /// take `UInt64.max` for "the file position"). Only io_uring reads or writes at the file
     /// position: libaio and POSIX aio throw `EngineError.unsupported` naming "read at the file
     /// position" for `offset: nil` (the same for every read and write below).
-    public func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, offset: UInt64? = nil)
+    public nonisolated(nonsending) func read(
+        _ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, offset: UInt64? = nil
+    )
         async throws -> Int
     {
         try await perform(.read(fd, into: buffer, offset: try position(offset)))
     }
 
     /// Reads up to `count` bytes into a new array (an owned buffer: nothing to keep alive).
-    public func read(_ fd: FileDescriptor, upTo count: Int, offset: UInt64? = nil) async throws -> [UInt8] {
+    public nonisolated(nonsending) func read(_ fd: FileDescriptor, upTo count: Int, offset: UInt64? = nil) async throws
+        -> [UInt8]
+    {
         guard count >= 0 else { throw Errno.invalidArgument }
         let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 16)
         defer { storage.deallocate() }  // after the completion: the kernel is done with it
@@ -82,14 +88,18 @@ extension RingExecutor {
 
     /// Writes `buffer` at `offset`, or at the file position when `offset` is nil. Returns the
     /// bytes written (possibly fewer than asked).
-    public func write(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, offset: UInt64? = nil) async throws
+    public nonisolated(nonsending) func write(
+        _ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, offset: UInt64? = nil
+    ) async throws
         -> Int
     {
         try await perform(.write(fd, from: buffer, offset: try position(offset)))
     }
 
     /// Writes `bytes` (copied into storage the executor owns until the completion).
-    public func write(_ fd: FileDescriptor, bytes: [UInt8], offset: UInt64? = nil) async throws -> Int {
+    public nonisolated(nonsending) func write(_ fd: FileDescriptor, bytes: [UInt8], offset: UInt64? = nil) async throws
+        -> Int
+    {
         let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 16)
         defer { storage.deallocate() }
         storage.copyBytes(from: bytes)
@@ -97,7 +107,9 @@ extension RingExecutor {
     }
 
     /// Scatter read into `buffers` in order (`preadv2(2)`). Returns the total bytes read.
-    public func read(_ fd: FileDescriptor, into buffers: [UnsafeMutableRawBufferPointer], offset: UInt64? = nil)
+    public nonisolated(nonsending) func read(
+        _ fd: FileDescriptor, into buffers: [UnsafeMutableRawBufferPointer], offset: UInt64? = nil
+    )
         async throws -> Int
     {
         let vectors = IOVectors(buffers.map { ($0.baseAddress, $0.count) })
@@ -106,7 +118,9 @@ extension RingExecutor {
     }
 
     /// Gather write from `buffers` in order (`pwritev2(2)`). Returns the total bytes written.
-    public func write(_ fd: FileDescriptor, from buffers: [UnsafeRawBufferPointer], offset: UInt64? = nil) async throws
+    public nonisolated(nonsending) func write(
+        _ fd: FileDescriptor, from buffers: [UnsafeRawBufferPointer], offset: UInt64? = nil
+    ) async throws
         -> Int
     {
         let vectors = IOVectors(buffers.map { (UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count) })
@@ -117,24 +131,26 @@ extension RingExecutor {
     // MARK: Durability and size
 
     /// `fsync(2)`, or `fdatasync(2)` when `dataOnly`.
-    public func fsync(_ fd: FileDescriptor, dataOnly: Bool = false) async throws {
+    public nonisolated(nonsending) func fsync(_ fd: FileDescriptor, dataOnly: Bool = false) async throws {
         _ = try await perform(.fsync(fd, flags: dataOnly ? .dataSync : []))
     }
 
     /// `fallocate(2)`: reserves (or with `mode`, punches, zeroes, ...) `length` bytes at `offset`.
-    public func fallocate(_ fd: FileDescriptor, mode: Int32 = 0, offset: UInt64, length: UInt64) async throws {
+    public nonisolated(nonsending) func fallocate(_ fd: FileDescriptor, mode: Int32 = 0, offset: UInt64, length: UInt64)
+        async throws
+    {
         _ = try await perform(.fallocate(fd, mode: mode, offset: offset, length: length))
     }
 
     /// `ftruncate(2)` (io_uring `FTRUNCATE`, Linux 6.9+).
-    public func truncate(_ fd: FileDescriptor, length: UInt64) async throws {
+    public nonisolated(nonsending) func truncate(_ fd: FileDescriptor, length: UInt64) async throws {
         _ = try await perform(.ftruncate(fd, length: length))
     }
 
     // MARK: Names
 
     /// `statx(2)` on `path` (or on `directory` itself with an empty path and `AT_EMPTY_PATH`).
-    public func status(
+    public nonisolated(nonsending) func status(
         of path: FilePath, relativeTo directory: FileDescriptor? = nil, flags: Int32 = 0,
         mask: UInt32 = FileStatus.basicMask
     ) async throws -> FileStatus {
@@ -151,12 +167,12 @@ extension RingExecutor {
     }
 
     /// `statx(2)` on an open descriptor.
-    public func status(of fd: FileDescriptor) async throws -> FileStatus {
+    public nonisolated(nonsending) func status(of fd: FileDescriptor) async throws -> FileStatus {
         try await status(of: "", relativeTo: fd, flags: 0x1000)  // AT_EMPTY_PATH (hidden behind _GNU_SOURCE)
     }
 
     /// `renameat2(2)`.
-    public func rename(_ from: FilePath, to: FilePath, flags: UInt32 = 0) async throws {
+    public nonisolated(nonsending) func rename(_ from: FilePath, to: FilePath, flags: UInt32 = 0) async throws {
         let old = try OwnedPath(from)
         defer { old.free() }
         let new = try OwnedPath(to)
@@ -165,14 +181,14 @@ extension RingExecutor {
     }
 
     /// `unlinkat(2)`: removes a file, or an empty directory when `directory` is true.
-    public func remove(_ path: FilePath, directory: Bool = false) async throws {
+    public nonisolated(nonsending) func remove(_ path: FilePath, directory: Bool = false) async throws {
         let path = try OwnedPath(path)
         defer { path.free() }
         _ = try await perform(.unlinkat(path: path.pointer, flags: directory ? AT_REMOVEDIR : 0))
     }
 
     /// `mkdirat(2)`.
-    public func makeDirectory(
+    public nonisolated(nonsending) func makeDirectory(
         _ path: FilePath, permissions: FilePermissions = [.ownerReadWriteExecute, .groupReadExecute, .otherReadExecute]
     ) async throws {
         let path = try OwnedPath(path)
@@ -182,7 +198,7 @@ extension RingExecutor {
 
     /// `splice(2)`: moves up to `length` bytes between two descriptors, one of them a pipe
     /// (offsets nil for pipes and for the file position). Returns the bytes moved.
-    public func splice(
+    public nonisolated(nonsending) func splice(
         from input: FileDescriptor, offset inputOffset: UInt64? = nil, to output: FileDescriptor,
         offset outputOffset: UInt64? = nil,
         length: Int
@@ -196,7 +212,7 @@ extension RingExecutor {
     // MARK: Poll
 
     /// Waits until `fd` is ready for `events` (one-shot `poll`); returns the ready events.
-    public func poll(_ fd: FileDescriptor, for events: PollEvents) async throws -> PollEvents {
+    public nonisolated(nonsending) func poll(_ fd: FileDescriptor, for events: PollEvents) async throws -> PollEvents {
         let result = try await perform(.pollAdd(fd, events: events))
         // libaio reports a cancelled poll as "no events" rather than ECANCELED.
         if result == 0 && Task.isCancelled { throw CancellationError() }

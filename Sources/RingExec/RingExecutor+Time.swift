@@ -9,7 +9,7 @@ extension RingExecutor {
     /// durations return after one round trip through the engine. Inside this executor's
     /// `withTimeout` scope a sleep that would outlast the deadline sleeps until the deadline and
     /// throws `Errno.timedOut`.
-    public func sleep(for duration: Duration) async throws {
+    public nonisolated(nonsending) func sleep(for duration: Duration) async throws {
         var length = duration
         var cutShort = false
         if let deadline = timeoutDeadline() {
@@ -32,7 +32,7 @@ extension RingExecutor {
     }
 
     /// Sleeps until `deadline` on the continuous clock.
-    public func sleep(until deadline: ContinuousClock.Instant) async throws {
+    public nonisolated(nonsending) func sleep(until deadline: ContinuousClock.Instant) async throws {
         try await sleep(for: deadline - .now)
     }
 
@@ -59,6 +59,9 @@ extension RingExecutor {
     /// The earliest deadline of the open `withTimeout` scopes of this executor around the
     /// current task, if any.
     func timeoutDeadline() -> ContinuousClock.Instant? {
+        // No scope open anywhere (the common case): skip the task-local lookup. A scope this task
+        // opened counted itself before its body ran, so it cannot be missed.
+        guard TimeoutScope.anyOpen else { return nil }
         var deadline: ContinuousClock.Instant?
         var scope = TimeoutScope.current
         while let current = scope {
@@ -72,7 +75,7 @@ extension RingExecutor {
 
     /// Submits `entry` linked to a timeout that fires at `deadline`. Returns the operation's
     /// result, `-ETIMEDOUT` when the timeout cancelled it.
-    func submit(_ entry: SubmissionEntry, deadline: ContinuousClock.Instant) async -> Int32 {
+    nonisolated(nonsending) func submit(_ entry: SubmissionEntry, deadline: ContinuousClock.Instant) async -> Int32 {
         guard engineSelection.engine == .ioURing else { return -EOPNOTSUPP }
         let timespec = UnsafeMutablePointer<KernelTimespec>.allocate(capacity: 1)
         timespec.initialize(to: KernelTimespec(deadline - .now))
@@ -138,10 +141,24 @@ final class TimeoutScope: Sendable {
         self.deadline = deadline
         self.executor = executor
         self.parent = parent
+        Self.openScopes.add(1, ordering: .relaxed)
     }
 
     var isOpen: Bool { open.load(ordering: .acquiring) }
-    func close() { open.store(false, ordering: .releasing) }
+
+    /// Called once, when the scope's call returns.
+    func close() {
+        open.store(false, ordering: .releasing)
+        Self.openScopes.subtract(1, ordering: .relaxed)
+    }
+
+    /// Scopes open in the process. Relaxed is enough: a task only needs to see the scopes it
+    /// opened itself, which precede its own operations in program order (and the runtime's
+    /// hand-over of a task between threads orders the rest).
+    private static let openScopes = Atomic<Int>(0)
+
+    /// Whether any `withTimeout` scope is open in the process.
+    static var anyOpen: Bool { openScopes.load(ordering: .relaxed) > 0 }
 }
 
 /// Set by `submit(_:deadline:)`'s timer when it cancelled the request (the task group's end

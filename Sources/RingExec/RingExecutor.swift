@@ -49,6 +49,9 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// The engine; created on the loop thread before `init` returns, then never replaced.
     private var engineStorage: (any IOEngine)?
     var engine: any IOEngine { engineStorage.unsafelyUnwrapped }
+    /// The engine when it is io_uring (set with `engineStorage`): the hot path asks it directly
+    /// instead of through the protocol.
+    private(set) var uringEngine: URingEngine?
     /// Which engine this executor drives and why others were passed over.
     public private(set) var engineSelection = EngineSelection(engine: .ioURing, passedOver: [], fromEnvironment: false)
     /// The io_uring ring fd, when the engine is io_uring (target of `MSG_RING` wake-ups).
@@ -59,6 +62,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     @exclusivity(unchecked) private var localJobs = JobQueue()
     @exclusivity(unchecked) private var localSubmissions: [Operation] = []
     @exclusivity(unchecked) private var localCancels: [Operation] = []
+    /// Finished single-entry records for reuse (see `takeRecord`).
+    @exclusivity(unchecked) private var recordPool: [Operation] = []
     /// Executors to wake with `MSG_RING` at the next submit.
     @exclusivity(unchecked) private var pendingMessages: [RingExecutor] = []
     /// Live multishot stream requests (`endsAtShutdown`), ended when shutdown starts.
@@ -80,6 +85,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// Counters for tests and diagnostics.
     let scheduledTimers = Atomic<Int>(0)
     let messagesSent = Atomic<Int>(0)
+    /// See `recordsCreatedSoFar`.
+    private let recordsCreated = Atomic<Int>(0)
     /// `MSG_RING` wake-ups the kernel refused, each replaced by an eventfd write.
     let messagesFailed = Atomic<Int>(0)
     /// Names this executor in `MSG_RING` wake-ups it receives (never reused; see `WakeRegistry`).
@@ -314,11 +321,11 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// a completion, poll updates that rewrite another request's `user_data` or make it
     /// multishot, and `IOSQE_BUFFER_SELECT` from a buffer group one of this executor's
     /// `messages()` streams owns.
-    public func submit(_ entry: SubmissionEntry) async -> Int32 {
+    public nonisolated(nonsending) func submit(_ entry: SubmissionEntry) async -> Int32 {
         if !isAwaitable(entry, last: true) { return -EINVAL }
         if !engine.supports(entry) { return -EOPNOTSUPP }
         if let deadline = timeoutDeadline() { return await submit(entry, deadline: deadline) }
-        return await submit(Operation(entry))
+        return await submitReusingRecord(entry)
     }
 
     /// Submits a linked chain (e.g. write then fsync): `entries[i]` for `i < count - 1` should
@@ -335,7 +342,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// bytes written) are still returned, so the caller can use or undo them. It throws
     /// `CancellationError` only when nothing ran: cancelled before submission, or every entry
     /// ended with `-ECANCELED`.
-    public func submitChain(_ entries: [SubmissionEntry]) async throws -> [Int32] {
+    public nonisolated(nonsending) func submitChain(_ entries: [SubmissionEntry]) async throws -> [Int32] {
         guard !entries.isEmpty, entries.count <= Operation.maximumChain else { throw Errno.invalidArgument }
         guard engineSelection.engine == .ioURing else {
             throw EngineError.unsupported(operation: "linked chain", engine: engineSelection.engine)
@@ -366,7 +373,48 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         return true
     }
 
-    func submit(_ operation: Operation) async -> Int32 {
+    /// `submit(_:)` of a single-entry operation, with a record from the loop's pool when the
+    /// caller runs on the loop thread (no allocation); the record goes back to the pool after
+    /// the task has read its result.
+    @inline(__always)
+    nonisolated(nonsending) func submitReusingRecord(_ entry: SubmissionEntry) async -> Int32 {
+        var record = takeRecord(entry)
+        let result = await submit(record)
+        recycle(&record)
+        return result
+    }
+
+    /// A record for `entry`: a finished one from the pool on the loop thread, else a new one.
+    @inline(__always)
+    func takeRecord(_ entry: SubmissionEntry) -> Operation {
+        if isOnLoopThread, let record = recordPool.popLast() {
+            record.reuse(entry)
+            return record
+        }
+        recordsCreated.add(1, ordering: .relaxed)
+        return Operation(entry)
+    }
+
+    /// Records `takeRecord` had to allocate (tests check that the pool serves the rest).
+    var recordsCreatedSoFar: Int { recordsCreated.load(ordering: .relaxed) }
+
+    /// Returns a finished record to the pool, if this is the loop thread and nothing else holds
+    /// it (a queued cancel request may: that record is simply dropped). Its last completion has
+    /// been reaped and the loop's own reference released before the task could run.
+    @inline(__always)
+    func recycle(_ record: inout Operation) {
+        guard isOnLoopThread, recordPool.count < Self.recordPoolLimit, isKnownUniquelyReferenced(&record),
+            record.isReusable
+        else { return }
+        recordPool.append(record)
+    }
+
+    /// Finished records kept for reuse, at most this many (a burst of deep queues does not pin
+    /// memory for good).
+    private static let recordPoolLimit = 1024
+
+    @inline(__always)
+    nonisolated(nonsending) func submit(_ operation: Operation) async -> Int32 {
         if Task.isCancelled { return -ECANCELED }  // cancelled before submission: nothing submitted
         let result = await withTaskCancellationHandler {
             await withUnsafeContinuation { continuation in
@@ -399,6 +447,35 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         return accepted
     }
 
+    /// Queues a batch's records for the loop, all or none; false after shutdown.
+    func enqueue(batch operations: [Operation]) -> Bool {
+        if isOnLoopThread {
+            localSubmissions.append(contentsOf: operations)
+            return true
+        }
+        let accepted = lock.withLock { () -> Bool in
+            if exited { return false }
+            remoteSubmissions.append(contentsOf: operations)
+            return true
+        }
+        if accepted { wakeIfSleeping() }
+        return accepted
+    }
+
+    /// Asks the loop to cancel every record of a batch (from any thread).
+    func requestCancel(batch operations: [Operation]) {
+        if isOnLoopThread && !loopExited {
+            localCancels.append(contentsOf: operations)
+            return
+        }
+        let accepted = lock.withLock { () -> Bool in
+            if exited { return false }
+            remoteCancels.append(contentsOf: operations)
+            return true
+        }
+        if accepted { wakeIfSleeping() }
+    }
+
     /// Asks the loop to cancel `operation` (from any thread; harmless if it already finished).
     func requestCancel(_ operation: Operation) {
         if isOnLoopThread && !loopExited {
@@ -418,8 +495,13 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// Like `submit`, but throws: `CancellationError` when cancellation won,
     /// `EngineError.unsupported` when the engine cannot do it, the `Errno` for other failures
     /// (`timedOut` when an enclosing `withTimeout` deadline passed).
-    func perform(_ entry: SubmissionEntry) async throws -> Int {
-        if !engine.supports(entry) {
+    nonisolated(nonsending) func perform(_ entry: SubmissionEntry) async throws -> Int {
+        if let uring = uringEngine {
+            if !uring.offers(entry.op), let needs = entry.op.introduced {
+                // Rather than the kernel's bare EINVAL: which operation, and which release has it.
+                throw EngineError.kernelLacks(operation: Self.operationName(entry.op), needs: needs)
+            }
+        } else if !engine.supports(entry) {
             var name = Self.operationName(entry.op)
             var positioned = entry
             positioned.off = 0
@@ -430,10 +512,6 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             }
             throw EngineError.unsupported(operation: name, engine: engineSelection.engine)
         }
-        if let uring = engine as? URingEngine, !uring.offers(entry.op), let needs = entry.op.introduced {
-            // Rather than the kernel's bare EINVAL: which operation, and which release has it.
-            throw EngineError.kernelLacks(operation: Self.operationName(entry.op), needs: needs)
-        }
         let result: Int32
         if let deadline = timeoutDeadline() {
             guard engineSelection.engine == .ioURing else {
@@ -441,7 +519,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             }
             result = await submit(entry, deadline: deadline)
         } else {
-            result = await submit(Operation(entry))
+            result = await submitReusingRecord(entry)
         }
         if result >= 0 { return Int(result) }
         // A cancelled request that a kernel worker was already running ends with EINTR (the
@@ -580,6 +658,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         do {
             let (engine, selection) = try context.makeEngine()
             engineStorage = engine
+            uringEngine = engine as? URingEngine
             engineSelection = selection
             submitBatch = engine.submitBatch
             // MSG_RING wake-ups only where the kernel has them (5.18); else the eventfd.
@@ -719,6 +798,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         }
         loopExited = true
         localCancels.removeAll()
+        recordPool.removeAll()
         // Completed records still listed here hold closures that hold this executor.
         watchedSleeps.removeAll()
         liveStreams.removeAll()
@@ -849,6 +929,16 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     private func finish(_ operation: Operation, result: Int32) {
         precondition(!operation.completed, "an operation completed twice")
         operation.completed = true
+        if let batch = operation.batch {
+            batch.results[operation.batchIndex] = result
+            batch.remaining -= 1
+            guard batch.remaining == 0 else { return }
+            batch.handoff.store(true, ordering: .releasing)  // pairs with the task's acquire
+            let continuation = batch.continuation
+            batch.continuation = nil
+            continuation?.resume()
+            return
+        }
         operation.handoff.store(true, ordering: .releasing)
         let continuation = operation.continuation
         operation.continuation = nil
