@@ -30,6 +30,7 @@ enum Report {
         if spec.threads > 1 { text += ", \(spec.threads) executor threads" }
         if spec.repeats > 1 { text += ", median of \(spec.repeats) rounds" }
         if let batch = spec.submitBatch { text += ", at most \(batch) per submit" }
+        if spec.asyncBatch > 1 { text += ", async: \(spec.asyncBatch) requests per await" }
         if spec.sqpoll { text += ", SQPOLL" }
         if spec.fixedFiles { text += ", fixed files" }
         if spec.fixedBuffers { text += ", fixed buffers" }
@@ -94,6 +95,7 @@ enum Report {
         var submitBatch: Int?
         var rawSubmitBatch: Int?
         var asyncSubmitBatch: Int
+        var asyncBatch: Int
         var batch: Int
         var sqpoll: Bool
         var fixedFiles: Bool
@@ -110,6 +112,7 @@ enum Report {
             case runtimeSeconds = "runtime_s", engine, mode, file, sizeMiB = "size_mib", threads
             case submitBatch = "submit_batch", rawSubmitBatch = "raw_submit_batch", asyncSubmitBatch =
                 "async_submit_batch"
+            case asyncBatch = "async_batch"
             case batch, sqpoll, fixedFiles = "fixed_files", fixedBuffers = "fixed_buffers", repeatCount = "repeat"
             case opsLimit = "ops_limit", rwmixRead = "rwmix_read", compareFio = "compare_fio", fioFirst = "fio_first",
                 rows
@@ -133,6 +136,7 @@ enum Report {
             try c.encode(submitBatch, forKey: .submitBatch)
             try c.encode(rawSubmitBatch, forKey: .rawSubmitBatch)
             try c.encode(asyncSubmitBatch, forKey: .asyncSubmitBatch)
+            try c.encode(asyncBatch, forKey: .asyncBatch)
             try c.encode(batch, forKey: .batch)
             try c.encode(sqpoll, forKey: .sqpoll)
             try c.encode(fixedFiles, forKey: .fixedFiles)
@@ -202,7 +206,8 @@ enum Report {
             runtimeSeconds: spec.runtime, engine: settings.engine, mode: settings.mode, file: settings.file,
             sizeMiB: settings.sizeMiB, threads: spec.threads, submitBatch: spec.submitBatch,
             rawSubmitBatch: spec.rawSubmitBatch == .max ? nil : spec.rawSubmitBatch,
-            asyncSubmitBatch: spec.asyncSubmitBatch, batch: spec.batch, sqpoll: spec.sqpoll,
+            asyncSubmitBatch: spec.asyncSubmitBatch, asyncBatch: spec.asyncBatch, batch: spec.batch,
+            sqpoll: spec.sqpoll,
             fixedFiles: spec.fixedFiles, fixedBuffers: spec.fixedBuffers, repeatCount: spec.repeats,
             opsLimit: spec.opsLimit == .max ? nil : spec.opsLimit, rwmixRead: spec.readPercent,
             compareFio: settings.compareFio, fioFirst: settings.fioFirst,

@@ -70,6 +70,12 @@ struct RingBench: AsyncParsableCommand {
     var submitBatch: Int?
     @Option(help: "Async mode: executors in the group (one thread each).")
     var threads: Int = 1
+    @Option(
+        help: """
+            Async mode, I/O workloads: requests per await through the batch API \
+            (RingExecutor.perform), each queue depth a multiple of it. (default: 1, one read or write per await)
+            """)
+    var asyncBatch: Int = 1
     @Option(name: .customLong("rwmix-read"), help: "Read percentage of the mixed workload.")
     var rwmixRead: Int = 70
     @Flag(help: "Raw mode: an SQPOLL ring.")
@@ -116,6 +122,13 @@ struct RingBench: AsyncParsableCommand {
         if let ops, ops < 1 { throw ValidationError("--ops must be at least 1, not \(ops)") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1, not \(batch)") }
         guard (1...1024).contains(threads) else { throw ValidationError("--threads must be 1 to 1024, not \(threads)") }
+        guard asyncBatch >= 1 else { throw ValidationError("--async-batch must be at least 1, not \(asyncBatch)") }
+        if asyncBatch > 1 {
+            guard workload.isIO else { throw ValidationError("--async-batch needs an I/O workload, not nop") }
+            for depth in try Self.parseDepths(qd) where depth % asyncBatch != 0 {
+                throw ValidationError("--qd \(depth) is not a multiple of --async-batch \(asyncBatch)")
+            }
+        }
         if let submitBatch, submitBatch < 1 {
             throw ValidationError("--submit-batch must be at least 1, not \(submitBatch)")
         }
@@ -155,7 +168,8 @@ struct RingBench: AsyncParsableCommand {
         let spec = Spec(
             workload: workload, blockSize: bs, direct: direct, runtime: runtime, opsLimit: ops ?? .max, batch: batch,
             submitBatch: submitBatch, repeats: rounds, sqpoll: sqpoll,
-            fixedFiles: fixedFiles, fixedBuffers: fixedBuffers, readPercent: rwmixRead, threads: threads)
+            fixedFiles: fixedFiles, fixedBuffers: fixedBuffers, readPercent: rwmixRead, threads: threads,
+            asyncBatch: asyncBatch)
 
         var plan: [(EngineKind, String)] = []
         let engines: [EngineKind] =

@@ -30,6 +30,9 @@ struct Spec: Sendable {
     var fixedBuffers: Bool
     var readPercent: Int
     var threads: Int
+    /// `--async-batch`: requests per `perform(_:)` await in async mode (1: one `read`/`write`
+    /// per await).
+    var asyncBatch: Int = 1
 
     /// Most requests per `io_uring_enter` in raw mode. With O_DIRECT, 8: the kernel plugs the
     /// block layer for the length of one submit call, so 32 requests in one call reach the disk
@@ -202,13 +205,21 @@ func runAsync(_ spec: Spec, engine: EngineKind, depth: Int, file: TestFile?) asy
     let watch = Stopwatch()
     let callsBefore = group.executors.reduce(0) { $0 + $1.systemCalls }
     let deadline = nanoseconds() + UInt64(spec.runtime * 1e9)
-    let perTaskLimit = spec.opsLimit == .max ? Int.max : max(1, spec.opsLimit / depth)
+    let perTaskLimit =
+        spec.opsLimit == .max
+        ? Int.max : max(1, spec.opsLimit / (spec.asyncBatch > 1 ? max(1, depth / spec.asyncBatch) : depth))
 
-    let tasks = (0..<depth).map { slot in
+    // With `--async-batch N`, depth / N tasks each keep one batch of N requests in flight.
+    let taskCount = spec.asyncBatch > 1 ? max(1, depth / spec.asyncBatch) : depth
+    let tasks = (0..<taskCount).map { slot in
         let executor = group.executors[slot % group.executors.count]
         return Task(executorPreference: executor) { () async throws -> TaskResult in
             var result = TaskResult(histogram: makeHistogram())
-            if let fd {
+            if let fd, spec.asyncBatch > 1 {
+                try await asyncBatchLoop(
+                    executor, fd: fd, spec: spec, file: file!, slot: slot, slots: taskCount, limit: perTaskLimit,
+                    stop: stop, into: &result)
+            } else if let fd {
                 try await asyncIOLoop(
                     executor, fd: fd, spec: spec, file: file!, slot: slot, slots: depth, limit: perTaskLimit,
                     stop: stop, into: &result)
@@ -226,7 +237,7 @@ func runAsync(_ spec: Spec, engine: EngineKind, depth: Int, file: TestFile?) asy
     }
     // The timer: this task is not on any ring, so it does not disturb them. It also ends the row
     // when every task reached its share of `--ops`.
-    while nanoseconds() < deadline && stop.running(depth) {
+    while nanoseconds() < deadline && stop.running(taskCount) {
         try await Task.sleep(for: .milliseconds(10))
     }
     stop.set()
@@ -265,6 +276,45 @@ private func asyncIOLoop(
         _ = result.histogram.record(nanoseconds() &- start)
         if n != spec.blockSize { result.failures += 1 }
         result.ops += 1
+    }
+}
+
+/// One task's share of `--async-batch`: `spec.asyncBatch` requests per `perform(_:)` await, each
+/// with its own buffer; every request's latency is the batch's round trip.
+private func asyncBatchLoop(
+    _ executor: RingExecutor, fd: FileDescriptor, spec: Spec, file: TestFile, slot: Int, slots: Int, limit: Int,
+    stop: StopFlag,
+    into result: inout TaskResult
+) async throws {
+    let count = spec.asyncBatch
+    let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: spec.blockSize * count, alignment: 4096)
+    defer { storage.deallocate() }
+    storage.initializeMemory(as: UInt8.self, repeating: 0xA5)
+    let buffers = (0..<count).map {
+        UnsafeMutableRawBufferPointer(rebasing: storage[($0 * spec.blockSize)...].prefix(spec.blockSize))
+    }
+    var pattern = AccessPattern(
+        workload: spec.workload, fileBytes: file.bytes, blockSize: spec.blockSize, slot: slot, slots: slots,
+        readPercent: spec.readPercent)
+    var requests: [IORequest] = []
+    requests.reserveCapacity(count)
+    while !stop.isSet && result.ops < limit {
+        requests.removeAll(keepingCapacity: true)
+        for buffer in buffers {
+            let (offset, isRead) = pattern.next()
+            requests.append(
+                isRead
+                    ? .read(fd, into: buffer, offset: offset)
+                    : .write(fd, from: UnsafeRawBufferPointer(buffer), offset: offset))
+        }
+        let start = nanoseconds()
+        let results = try await executor.perform(requests)
+        let elapsed = nanoseconds() &- start
+        for outcome in results {
+            _ = result.histogram.record(elapsed)
+            if (try? outcome.get()) != spec.blockSize { result.failures += 1 }
+        }
+        result.ops += count
     }
 }
 

@@ -198,6 +198,8 @@ import Testing
         (["--submit-batch", "0"], "--submit-batch"), (["--ops", "0"], "--ops"), (["--bs", "0"], "--bs"),
         (["--bs", "1000"], "--bs"), (["--repeat", "0"], "--repeat"), (["--rwmix-read", "101"], "--rwmix-read"),
         (["--json", "--markdown"], "--markdown"), (["--engine", "posixaio"], "--engine"),
+        (["--async-batch", "0"], "--async-batch"), (["--async-batch", "8", "--workload", "nop"], "--async-batch"),
+        (["--async-batch", "8", "--qd", "8,12"], "--async-batch"),
     ])
     func benchRejectsNonsenseBeforeRunning(arguments: [String], option: String) async throws {
         guard let tool = Self.tool("ring-bench") else { return }
@@ -264,7 +266,7 @@ import Testing
             "2",
             "--runtime", "0.05", "--threads", "2", "--submit-batch", "4", "--repeat", "2", "--fixed-files",
             "--fixed-buffers",
-            "--batch", "2", "--no-compare-fio", "--json",
+            "--batch", "2", "--async-batch", "2", "--no-compare-fio", "--json",
         ]
         let outcome = try await Self.run(tool, arguments)
         #expect(outcome.status == 0, "\(outcome)")
@@ -278,6 +280,7 @@ import Testing
         #expect(document["submit_batch"] as? Int == 4)
         #expect(document["repeat"] as? Int == 2)
         #expect(document["batch"] as? Int == 2)
+        #expect(document["async_batch"] as? Int == 2)
         #expect(document["sqpoll"] as? Bool == false)
         #expect(document["fixed_files"] as? Bool == true)
         #expect(document["fixed_buffers"] as? Bool == true)

@@ -1,16 +1,21 @@
 // Target 4: the executor's operation table. A real RingExecutor (its loop thread, queues,
 // cancellation and shutdown paths) drives a scripted engine whose every decision comes from the
 // fuzzer's bytes: complete at once, hold, fail, honour or ignore a cancel, post multishot
-// completions. Tasks submit single operations, linked chains and multishot streams, some
-// cancelled before or after submission, from the loop thread and from others, and the input may
-// shut the executor down with work in flight. What must hold: every operation resumes exactly
-// once (a second resume traps in the executor; a lost one trips the watchdog) with a result its
-// engine produced for it, or a cancellation; a stream yields exactly the values posted for it.
+// completions. Tasks submit single operations (several in a row, so the loop's pooled records are
+// reused between them), batches, linked chains and multishot streams, some cancelled before or
+// after submission, from the loop thread and from others, and the input may shut the executor
+// down with work in flight. What must hold: every operation resumes exactly once (a second resume
+// traps in the executor; a lost one trips the watchdog) with a result its engine produced for
+// it, or a cancellation; a stream yields exactly the values posted for it; no token is ever in
+// flight twice (a reused record carries a new one), and a completion never names an earlier use
+// of a record (`Operation.from(token:)` traps).
 import FuzzSupport
 import Glibc
 import Ring
-@testable import RingExec
 import Synchronization
+import SystemPackage
+
+@testable import RingExec
 
 exit(runFuzzer { data, size in fuzzExecutor(UnsafeRawPointer(data), size) })
 
@@ -36,6 +41,8 @@ final class ScriptedEngine: IOEngine {
     let submitBatch: Int
     var held: [(token: UInt64, entry: SubmissionEntry)] = []
     var ready: [(UInt64, Int32, UInt32)] = []
+    /// Tokens prepared whose final completion has not been posted yet.
+    var inFlight: Set<UInt64> = []
     let woken = Atomic<Bool>(false)
 
     init(script: Script) {
@@ -53,6 +60,7 @@ final class ScriptedEngine: IOEngine {
     static func isMultishot(_ entry: SubmissionEntry) -> Bool { entry.op == .accept && entry.ioprio & 1 != 0 }
 
     func post(_ token: UInt64, _ entry: SubmissionEntry, cancelled: Bool) {
+        inFlight.remove(token)
         let index = Int32(truncatingIfNeeded: entry.off)
         if Self.isMultishot(entry) {
             let shots = cancelled ? 0 : Int32(script.byte() % 4)
@@ -69,6 +77,7 @@ final class ScriptedEngine: IOEngine {
         // Raw multishot entries must be refused before they reach an engine (issue 13, item 8).
         precondition(entry.off >> 40 != 1, "a raw multishot submit reached the engine")
         guard held.count < capacity else { return false }
+        precondition(inFlight.insert(token).inserted, "token \(token) handed to the engine while still in flight")
         if script.byte() % 3 == 0 { post(token, entry, cancelled: false) } else { held.append((token, entry)) }
         return true
     }
@@ -131,7 +140,12 @@ func fuzzExecutor(_ data: UnsafeRawPointer?, _ size: Int) -> Int32 {
         fatalError("scripted engine refused: \(error)")
     }
     let count = 1 + Int(driver.next(UInt8.self) % 24)
-    let plans = (0..<count).map { _ in (kind: driver.next(UInt8.self) % 5, cancel: driver.next(UInt8.self) % 4, onRing: driver.next(UInt8.self) % 2 == 0) }
+    let plans = (0..<count).map { _ in
+        (
+            kind: driver.next(UInt8.self) % 6, cancel: driver.next(UInt8.self) % 4,
+            onRing: driver.next(UInt8.self) % 2 == 0
+        )
+    }
     let shutdownEarly = driver.next(UInt8.self) % 4 == 0
 
     let results = ResultBox(count: count)
@@ -141,8 +155,38 @@ func fuzzExecutor(_ data: UnsafeRawPointer?, _ size: Int) -> Int32 {
             entry.off = UInt64(index)
             switch plan.kind {
             case 0, 1:
-                let result = await executor.submit(entry)
-                return result == -ECANCELED && Task.isCancelled ? .cancelled : .value(result)
+                // Several in a row: on the loop thread each reuses the record the one before left.
+                var result: Int32 = 0
+                for _ in 0...(index % 3) {
+                    result = await executor.submit(entry)
+                    if result == -ECANCELED && Task.isCancelled { return .cancelled }
+                    check(
+                        result == Int32(index) || result == -EIO || result == -ECANCELED || result == -ESHUTDOWN,
+                        "operation \(index) got \(result) in a row")
+                }
+                return .value(result)
+            case 3:
+                // A batch: every request carries the task's index, so every result must be it.
+                let buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+                let requests = (0..<(1 + index % 4)).map { _ in
+                    IORequest.read(FileDescriptor(rawValue: 0), into: buffer, offset: UInt64(index))
+                }
+                do {
+                    let results = try await executor.perform(requests)
+                    for result in results {
+                        switch result {
+                        case .success(let value): check(value == index, "batch \(index) got \(value)")
+                        case .failure(let error):
+                            check([.ioError, .canceled].contains(error), "batch \(index) failed with \(error)")
+                        }
+                    }
+                    return .value(Int32(index))
+                } catch is CancellationError {
+                    return .cancelled
+                } catch {
+                    check(error as? Errno == Errno(rawValue: ESHUTDOWN), "batch \(index) threw \(error)")
+                    return .value(-ESHUTDOWN)
+                }
             case 2:
                 var second = SubmissionEntry.nop()
                 second.off = UInt64(index)
@@ -159,7 +203,9 @@ func fuzzExecutor(_ data: UnsafeRawPointer?, _ size: Int) -> Int32 {
                 accept.ioprio = 1
                 accept.off = UInt64(index) | 1 << 40
                 let result = await executor.submit(accept)
-                check(result == -EINVAL || result == -ECANCELED || result == -ESHUTDOWN, "raw multishot submit got \(result)")
+                check(
+                    result == -EINVAL || result == -ECANCELED || result == -ESHUTDOWN,
+                    "raw multishot submit got \(result)")
                 return .cancelled
             default:
                 var values: [Int32] = []
@@ -200,8 +246,9 @@ func fuzzExecutor(_ data: UnsafeRawPointer?, _ size: Int) -> Int32 {
     for index in 0..<count {
         switch results.load(index) {
         case .value(let value):
-            check(value == Int32(index) || value == -EIO || value == -ECANCELED || value == -ESHUTDOWN,
-                  "operation \(index) got \(value), which its engine never produced")
+            check(
+                value == Int32(index) || value == -EIO || value == -ECANCELED || value == -ESHUTDOWN,
+                "operation \(index) got \(value), which its engine never produced")
         case .cancelled:
             break
         case .stream(let values, _):
