@@ -47,11 +47,11 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     private let actorFace = RingActorExecutor()
 
     /// The engine; created on the loop thread before `init` returns, then never replaced.
-    private var engineStorage: (any IOEngine)?
+    @exclusivity(unchecked) private var engineStorage: (any IOEngine)?
     var engine: any IOEngine { engineStorage.unsafelyUnwrapped }
     /// The engine when it is io_uring (set with `engineStorage`): the hot path asks it directly
     /// instead of through the protocol.
-    private(set) var uringEngine: URingEngine?
+    @exclusivity(unchecked) private(set) var uringEngine: URingEngine?
     /// Which engine this executor drives and why others were passed over.
     public private(set) var engineSelection = EngineSelection(engine: .ioURing, passedOver: [], fromEnvironment: false)
     /// The io_uring ring fd, when the engine is io_uring (target of `MSG_RING` wake-ups).
@@ -75,9 +75,9 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     @exclusivity(unchecked) private var nextSweep = ContinuousClock.now
     @exclusivity(unchecked) private var inFlight = 0
     /// The engine's `submitBatch`, read once.
-    private var submitBatch = Int.max
+    @exclusivity(unchecked) private var submitBatch = Int.max
     /// Set by the loop thread when it leaves the loop (jobs it enqueues afterwards go elsewhere).
-    private var loopExited = false
+    @exclusivity(unchecked) private var loopExited = false
     /// How many of `inFlight` are `Task.sleep` timers.
     @exclusivity(unchecked) private var schedulerTimersInFlight = 0
     /// Shutdown past its deadline has asked the engine to cancel everything in flight.

@@ -261,7 +261,7 @@ final class URingEngine: IOEngine {
     static func messageToken(_ wakeID: UInt64) -> UInt64 { messageTag | wakeID }
 
     /// `wakeID`s of targets whose wake-up message failed, since the loop last looked.
-    var failedMessages: [UInt64] = []
+    @exclusivity(unchecked) var failedMessages: [UInt64] = []
 
     func submit(wait: Bool, timeout: Duration?) {
         armWake()

@@ -13,6 +13,13 @@ struct Options: Sendable {
     var runtime = 2.0
     var tasks = 32
     var sizeMiB = 256
+
+    /// The same settings with one task (the batch row keeps `tasks` reads in flight from one).
+    var oneTask: Options {
+        var copy = self
+        copy.tasks = 1
+        return copy
+    }
 }
 
 func parse() -> Options {
@@ -91,11 +98,17 @@ func main() async throws {
     let executor = try RingExecutor(entries: 64, engine: .ioURing)
     let ring = try await ringReads(executor, fd: fd, blocks: blocks, options)
     rows.append(("RingExec (io_uring), \(options.tasks) tasks", ring))
+    // The batch API: one task keeps the same number of reads in flight, one await per batch.
+    let batched = try await measure(options.oneTask) { _, stop in
+        try await batchLoop(executor, fd: fd, blocks: blocks, count: options.tasks, stop: stop)
+    }
+    rows.append(("RingExec batch API, \(options.tasks) reads per await, 1 task", batched))
     // The same tasks spread over a group with one executor per core (the pools below use every
     // core too).
     let group = try RingExecutorGroup(entries: 64, engine: .only(.ioURing))
     let grouped = try await measure(options) { task, stop in
-        try await readLoop(group.executors[task % group.executors.count], fd: fd, blocks: blocks, task: task, stop: stop)
+        try await readLoop(
+            group.executors[task % group.executors.count], fd: fd, blocks: blocks, task: task, stop: stop)
     }
     group.shutdownGracefully()
     rows.append(("RingExec group of \(group.executors.count) executors, \(options.tasks) tasks", grouped))
@@ -106,7 +119,8 @@ func main() async throws {
         var rng = Rng(state: UInt64(task))
         var done = 0
         while !stop.isSet {
-            let bytes = try await handle.readChunk(fromAbsoluteOffset: Int64((rng.next() % blocks) * 4096), length: .bytes(4096))
+            let bytes = try await handle.readChunk(
+                fromAbsoluteOffset: Int64((rng.next() % blocks) * 4096), length: .bytes(4096))
             precondition(bytes.readableBytes == 4096)
             done += 1
         }
@@ -145,7 +159,10 @@ func main() async throws {
     print("page cache:")
     for (name, rate) in rows {
         let comparison =
-            rate == grouped ? "the group is \(two(grouped / nio))x NIOFileSystem" : "RingExec is \(two(ring / rate))x"
+            rate == grouped
+            ? "the group is \(two(grouped / nio))x NIOFileSystem"
+            : rate == batched
+                ? "the batch API is \(two(batched / nio))x NIOFileSystem" : "RingExec is \(two(ring / rate))x"
         print("\(name.rightPad(60)) \(String(Int(rate)).leftPad(9)) reads/s   \(comparison)")
     }
     print("O_DIRECT:")
@@ -153,19 +170,22 @@ func main() async throws {
         print("\(name.rightPad(60)) \(String(Int(rate)).leftPad(9)) reads/s   RingExec is \(two(ringDirect / rate))x")
     }
     print("\("Task.yield() round trips, ring-preferring task".rightPad(60)) \(String(Int(ringYield)).leftPad(9)) /s")
-    print("\("Task.yield() round trips, global executor".rightPad(60)) \(String(Int(globalYield)).leftPad(9)) /s   ring is \(two(ringYield / globalYield))x")
+    print(
+        "\("Task.yield() round trips, global executor".rightPad(60)) \(String(Int(globalYield)).leftPad(9)) /s   ring is \(two(ringYield / globalYield))x"
+    )
 }
 
 /// O_DIRECT, which Glibc's Swift module hides (it needs _GNU_SOURCE); the value differs by
 /// architecture.
 #if arch(x86_64)
-let oDirect: Int32 = 0o40000
+    let oDirect: Int32 = 0o40000
 #else
-let oDirect: Int32 = 0o200000  // arm64, riscv64
+    let oDirect: Int32 = 0o200000  // arm64, riscv64
 #endif
 
 /// RingExec: `options.tasks` tasks preferring `executor`, each awaiting one read at a time.
-func ringReads(_ executor: RingExecutor, fd: FileDescriptor, blocks: UInt64, _ options: Options) async throws -> Double {
+func ringReads(_ executor: RingExecutor, fd: FileDescriptor, blocks: UInt64, _ options: Options) async throws -> Double
+{
     try await measure(options) { task, stop in
         try await readLoop(executor, fd: fd, blocks: blocks, task: task, stop: stop)
     }
@@ -182,6 +202,29 @@ func readLoop(_ executor: RingExecutor, fd: FileDescriptor, blocks: UInt64, task
             let n = try await executor.read(fd, into: buffer, offset: (rng.next() % blocks) * 4096)
             precondition(n == 4096)
             done += 1
+        }
+        return done
+    }
+}
+
+/// One task on `executor` reading `count` random blocks per `perform(_:)` await until `stop`.
+func batchLoop(_ executor: RingExecutor, fd: FileDescriptor, blocks: UInt64, count: Int, stop: Stop) async throws -> Int
+{
+    try await executor.run {
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096 * count, alignment: 4096)
+        defer { storage.deallocate() }
+        let buffers = (0..<count).map {
+            UnsafeMutableRawBufferPointer(rebasing: storage[($0 * 4096)..<($0 * 4096 + 4096)])
+        }
+        var rng = Rng(state: 99)
+        var requests: [IORequest] = []
+        requests.reserveCapacity(count)
+        var done = 0
+        while !stop.isSet {
+            requests.removeAll(keepingCapacity: true)
+            for buffer in buffers { requests.append(.read(fd, into: buffer, offset: (rng.next() % blocks) * 4096)) }
+            for result in try await executor.perform(requests) { precondition((try? result.get()) == 4096) }
+            done += count
         }
         return done
     }
@@ -206,7 +249,9 @@ func blockingReads(fd: FileDescriptor, blocks: UInt64, _ options: Options) async
 
 extension String {
     func leftPad(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
-    func rightPad(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+    func rightPad(_ width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
+    }
 }
 
 func two(_ x: Double) -> String {
