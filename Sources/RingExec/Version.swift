@@ -2,5 +2,5 @@
 public enum SwiftRing {
     /// This release's version (semantic versioning), as in `CHANGELOG.md`; the tools print it
     /// for `--version`.
-    public static let version = "0.1.0"
+    public static let version = "0.2.0"
 }
