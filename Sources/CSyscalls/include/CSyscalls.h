@@ -42,25 +42,55 @@ static inline long cs_syscall_result(long r, int saved_errno) {
     return r;
 }
 
+/// A system call with up to six arguments, made directly: the kernel's own return value (-errno
+/// on failure), with `errno` never touched. On x86-64 and arm64 this is the `syscall`/`svc`
+/// instruction itself (the Linux calling convention: number in rax/x8, arguments in
+/// rdi rsi rdx r10 r8 r9 / x0-x5, result in rax/x0; the x86-64 instruction clobbers rcx and r11),
+/// which saves libc's `syscall()` wrapper and its errno round trip on every `io_uring_enter`;
+/// elsewhere it goes through `syscall()`.
+static inline long cs_raw_syscall6(long number, long a1, long a2, long a3, long a4, long a5, long a6) {
+#if defined(__x86_64__)
+    long result;
+    register long r10 __asm__("r10") = a4;
+    register long r8 __asm__("r8") = a5;
+    register long r9 __asm__("r9") = a6;
+    __asm__ volatile("syscall"
+                     : "=a"(result)
+                     : "a"(number), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8), "r"(r9)
+                     : "rcx", "r11", "memory");
+    return result;
+#elif defined(__aarch64__)
+    register long x8 __asm__("x8") = number;
+    register long x0 __asm__("x0") = a1;
+    register long x1 __asm__("x1") = a2;
+    register long x2 __asm__("x2") = a3;
+    register long x3 __asm__("x3") = a4;
+    register long x4 __asm__("x4") = a5;
+    register long x5 __asm__("x5") = a6;
+    __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5) : "memory");
+    return x0;
+#else
+    int saved = errno;
+    return cs_syscall_result(syscall(number, a1, a2, a3, a4, a5, a6), saved);
+#endif
+}
+
 /// io_uring_setup(2): `params` points at a 120-byte `io_uring_params`. Returns the ring fd.
 static inline int cs_io_uring_setup(uint32_t entries, void *params) {
-    int saved = errno;
-    return (int)cs_syscall_result(syscall(SYS_io_uring_setup, entries, params), saved);
+    return (int)cs_raw_syscall6(SYS_io_uring_setup, (long)entries, (long)params, 0, 0, 0, 0);
 }
 
 /// io_uring_enter(2). `arg` is a sigset (argsz = its size) or, with IORING_ENTER_EXT_ARG, an
 /// `io_uring_getevents_arg` (argsz = its size). Returns the number of SQEs consumed.
 static inline int cs_io_uring_enter(int fd, uint32_t to_submit, uint32_t min_complete,
                                     uint32_t flags, const void *arg, size_t argsz) {
-    int saved = errno;
-    return (int)cs_syscall_result(
-        syscall(SYS_io_uring_enter, fd, to_submit, min_complete, flags, arg, argsz), saved);
+    return (int)cs_raw_syscall6(SYS_io_uring_enter, fd, (long)to_submit, (long)min_complete, (long)flags,
+                                (long)arg, (long)argsz);
 }
 
 /// io_uring_register(2). The meaning of the result depends on the opcode.
 static inline int cs_io_uring_register(int fd, uint32_t opcode, const void *arg, uint32_t nr_args) {
-    int saved = errno;
-    return (int)cs_syscall_result(syscall(SYS_io_uring_register, fd, opcode, arg, nr_args), saved);
+    return (int)cs_raw_syscall6(SYS_io_uring_register, fd, (long)opcode, (long)arg, (long)nr_args, 0, 0);
 }
 
 /// prctl(2) (variadic in libc, so Swift cannot call it directly). Used by the test helper that
