@@ -43,8 +43,9 @@ final class Operation: @unchecked Sendable {
     /// Its task has been resumed.
     @exclusivity(unchecked) var completed = false
     /// Set while the record is one request of `RingExecutor.perform(_:)`'s batch: its result
-    /// goes to the batch, whose task resumes when the last one finishes.
-    @exclusivity(unchecked) var batch: Batch?
+    /// goes to the batch, whose task resumes when the last one finishes. Unretained: the
+    /// awaiting task holds the batch until every record has finished, then clears this.
+    @exclusivity(unchecked) var batch: Unmanaged<Batch>?
     @exclusivity(unchecked) var batchIndex = 0
     /// Which use of this record this is (see the type's comment); bumped by `reuse`.
     @exclusivity(unchecked) private(set) var generation: UInt32 = 0

@@ -59,7 +59,7 @@ extension RingExecutor {
         records.reserveCapacity(requests.count)
         for (index, request) in requests.enumerated() {
             let record = takeRecord(request.entry)
-            record.batch = batch
+            record.batch = Unmanaged.passUnretained(batch)  // `batch` outlives every record's use
             record.batchIndex = index
             records.append(record)
         }
@@ -83,9 +83,10 @@ extension RingExecutor {
             records[index].batch = nil
             recycle(&records[index])
         }
-        if Task.isCancelled && batch.results.allSatisfy({ $0 == -ECANCELED }) { throw CancellationError() }
+        let cancelled = Task.isCancelled
+        if cancelled && batch.results.allSatisfy({ $0 == -ECANCELED }) { throw CancellationError() }
         return batch.results.map { result in
-            let settled = Self.settled(result, cancelled: Task.isCancelled)
+            let settled = Self.settled(result, cancelled: cancelled)
             return settled >= 0 ? .success(Int(settled)) : .failure(Errno(rawValue: -settled))
         }
     }

@@ -727,7 +727,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                 pendingMessages.removeFirst(sent)
                 messagesSent.add(sent, ordering: .relaxed)
             }
-            if !localSubmissions.isEmpty { moveSubmissions(to: engine) }
+            if !localSubmissions.isEmpty { moveSubmissions() }
 
             // 5. Shutdown: exit when idle; past the deadline, cancel what is left.
             let isStopping = stopping.load(ordering: .acquiring)
@@ -821,7 +821,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                 // A batch is ready: let it start while the other jobs run (a disk request
                 // queued by the first job would otherwise wait for all 64 to finish).
                 if !localCancels.isEmpty { processCancels() }
-                moveSubmissions(to: engine)
+                moveSubmissions()
             }
         }
     }
@@ -847,7 +847,13 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         }
     }
 
-    private func moveSubmissions(to engine: any IOEngine) {
+    /// Hands queued operations to the engine: a version specialised for io_uring (no protocol
+    /// calls per operation), the generic one for the others.
+    private func moveSubmissions() {
+        if let uringEngine { moveSubmissions(to: uringEngine) } else { moveSubmissions(to: engine) }
+    }
+
+    private func moveSubmissions<Engine: IOEngine>(to engine: Engine) {
         var moved = 0
         for operation in localSubmissions {
             if operation.cancelRequested {
@@ -930,13 +936,15 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         precondition(!operation.completed, "an operation completed twice")
         operation.completed = true
         if let batch = operation.batch {
-            batch.results[operation.batchIndex] = result
-            batch.remaining -= 1
-            guard batch.remaining == 0 else { return }
-            batch.handoff.store(true, ordering: .releasing)  // pairs with the task's acquire
-            let continuation = batch.continuation
-            batch.continuation = nil
-            continuation?.resume()
+            batch._withUnsafeGuaranteedRef { batch in
+                batch.results[operation.batchIndex] = result
+                batch.remaining -= 1
+                guard batch.remaining == 0 else { return }
+                batch.handoff.store(true, ordering: .releasing)  // pairs with the task's acquire
+                let continuation = batch.continuation
+                batch.continuation = nil
+                continuation?.resume()
+            }
             return
         }
         operation.handoff.store(true, ordering: .releasing)
