@@ -398,55 +398,62 @@ public struct Ring: ~Copyable, @unchecked Sendable {
             return Int(pending)  // nothing to tell the kernel (SQPOLL awake, or nothing queued)
         }
 
-        var argument = GetEventsArgument()
-        var timespec = KernelTimespec(seconds: 0, nanoseconds: 0)
+        var flagsWithTarget = flags
         let useRegistered = usesRegisteredRingFD
         let target = useRegistered ? registeredIndex : fd.rawValue
-        if useRegistered { flags |= EnterFlags.registeredRing.rawValue }
-        // A relative timeout is measured from this call: after a signal (EINTR) the wait resumes
-        // with what is left, so a stream of signals cannot stretch it.
-        var deadline: ContinuousClock.Instant? = nil
+        if useRegistered { flagsWithTarget |= EnterFlags.registeredRing.rawValue }
         if let timeout {
-            guard features.contains(.extArg) else { throw .notSupported }
-            timespec = KernelTimespec(timeout)
-            deadline = .now + timeout
-            flags |= EnterFlags.extArg.rawValue | EnterFlags.getEvents.rawValue
+            return try enter(
+                target, toSubmit: toSubmit, pending: pending, minComplete: minComplete, flags: flagsWithTarget,
+                timeout: timeout)
         }
+        // The common call: no timeout, so no argument block, no deadline, nothing to recompute
+        // after a signal (EINTR: nothing was consumed; the same call is correct again).
         while true {
             enterCalls &+= 1
-            let result: Int32
-            if timeout != nil {
-                result = withUnsafeMutablePointer(to: &timespec) { ts in
-                    argument.timespec = UInt64(UInt(bitPattern: ts))
-                    return withUnsafePointer(to: &argument) { arg in
-                        Syscall.enter(
-                            target, toSubmit: toSubmit, minComplete: minComplete, flags: flags,
-                            argument: arg, argumentSize: MemoryLayout<GetEventsArgument>.size)
-                    }
+            let result = Syscall.enter(
+                target, toSubmit: toSubmit, minComplete: minComplete, flags: flagsWithTarget, argument: nil,
+                argumentSize: 0)
+            if result >= 0 { return setupFlags.contains(.sqPoll) ? Int(pending) : Int(result) }
+            if result != -EINTR { throw Errno(rawValue: -result) }
+        }
+    }
+
+    /// `enter` with a timeout (`IORING_ENTER_EXT_ARG`). A relative timeout is measured from this
+    /// call: after a signal (EINTR) the wait resumes with what is left, so a stream of signals
+    /// cannot stretch it.
+    @usableFromInline
+    mutating func enter(
+        _ target: Int32, toSubmit: UInt32, pending: UInt32, minComplete: UInt32, flags: UInt32, timeout: Duration
+    ) throws(Errno) -> Int {
+        guard features.contains(.extArg) else { throw .notSupported }
+        var argument = GetEventsArgument()
+        var timespec = KernelTimespec(timeout)
+        let deadline = ContinuousClock.now + timeout
+        let flags = flags | EnterFlags.extArg.rawValue | EnterFlags.getEvents.rawValue
+        while true {
+            enterCalls &+= 1
+            let result: Int32 = withUnsafeMutablePointer(to: &timespec) { ts in
+                argument.timespec = UInt64(UInt(bitPattern: ts))
+                return withUnsafePointer(to: &argument) { arg in
+                    Syscall.enter(
+                        target, toSubmit: toSubmit, minComplete: minComplete, flags: flags,
+                        argument: arg, argumentSize: MemoryLayout<GetEventsArgument>.size)
                 }
-            } else {
-                result = Syscall.enter(
-                    target, toSubmit: toSubmit, minComplete: minComplete, flags: flags,
-                    argument: nil, argumentSize: 0)
             }
             if result >= 0 {
                 return setupFlags.contains(.sqPoll) ? Int(pending) : Int(result)
             }
-            let error = Errno(rawValue: -result)
-            if error == .interrupted {
+            if result == -EINTR {
                 // A signal arrived; nothing was consumed, so the same call is correct, with the
                 // time that is left.
-                if let deadline {
-                    let left = deadline - .now
-                    if left <= .zero { return 0 }
-                    timespec = KernelTimespec(left)
-                }
+                let left = deadline - .now
+                if left <= .zero { return 0 }
+                timespec = KernelTimespec(left)
                 continue
             }
-            if timeout != nil && error.rawValue == ETIME {
-                return 0  // the wait ended by timeout and nothing was submitted
-            }
-            throw error
+            if result == -ETIME { return 0 }  // the wait ended by timeout and nothing was submitted
+            throw Errno(rawValue: -result)
         }
     }
 
