@@ -223,3 +223,18 @@ import Testing
         #expect(bytes == pattern(count: 7000))
     }
 }
+
+/// A linked chain reaches the kernel in one submit call: the engine's early hand-over of a full
+/// batch (`submitBatch`) split chains, and the kernel ends a chain at the end of a submit call, so
+/// the rest ran unlinked (readFile's read ran before its open: EBADF under ring-http's load).
+@Suite(.timeLimit(.minutes(1))) struct ChainBatchTests {
+    @Test func aChainIsNotSplitByTheSubmitBatch() async throws {
+        guard let executor = try makeExecutor(.ioURing, submitBatch: 1) else { return }
+        defer { executor.shutdownGracefully() }
+        // The failing close cancels the linked nop, unless the nop was submitted on its own.
+        let results = try await executor.run {
+            try await executor.submitChain([.close(FileDescriptor(rawValue: -1)).flags(.link), .nop()])
+        }
+        #expect(results == [-EBADF, -ECANCELED])
+    }
+}
