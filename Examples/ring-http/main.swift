@@ -16,7 +16,7 @@ struct RingHTTP {
         "usage: ring-http [--uncached] [--port PORT] DIRECTORY   (ring-http --version prints the version)"
 
     /// The largest file served (uncached mode refuses bigger ones with 404, as a missing file).
-    static let largestFile = 16 << 20
+    static let largestFile = 1 << 20
 
     static func main() async {
         var arguments = Array(CommandLine.arguments.dropFirst())
