@@ -20,7 +20,8 @@ while let first = arguments.first, first.hasPrefix("--") {
     case "--uncached": cached = false
     case "--port": port = Int(arguments.removeFirst()) ?? 0
     default:
-        FileHandle.standardError.write("usage: ring-http-nio [--uncached] [--port PORT] DIRECTORY\n".data(using: .utf8)!)
+        FileHandle.standardError.write(
+            "usage: ring-http-nio [--uncached] [--port PORT] DIRECTORY\n".data(using: .utf8)!)
         exit(2)
     }
 }
@@ -78,7 +79,9 @@ final class FileHandler: ChannelInboundHandler, @unchecked Sendable {
         if status == .ok { headers.add(name: "Content-Type", value: "application/octet-stream") }
         let keepAlive = request.isKeepAlive
         if !keepAlive { headers.add(name: "Connection", value: "close") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))),
+            promise: nil)
         if let body, request.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if !keepAlive { done.whenComplete { [context] (_: Result<Void, any Error>) in context.close(promise: nil) } }
@@ -86,7 +89,9 @@ final class FileHandler: ChannelInboundHandler, @unchecked Sendable {
 
     private func respond(to request: HTTPRequestHead, context: ChannelHandlerContext) {
         guard request.method == .GET || request.method == .HEAD else {
-            send(.methodNotAllowed, body: ByteBuffer(string: "405 Method Not Allowed\n"), head: request, context: context, extra: [("Allow", "GET, HEAD")])
+            send(
+                .methodNotAllowed, body: ByteBuffer(string: "405 Method Not Allowed\n"), head: request,
+                context: context, extra: [("Allow", "GET, HEAD")])
             return
         }
         let path = String(request.uri.prefix { $0 != "?" })
