@@ -84,6 +84,12 @@ let package = Package(
             path: "Examples/ring-echo",
             swiftSettings: strict
         ),
+        .executableTarget(
+            name: "ring-http",
+            dependencies: ["RingExec", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Examples/ring-http",
+            swiftSettings: strict
+        ),
         // Test-only: installs a seccomp filter, then reports what the library does under it.
         .executableTarget(
             name: "ring-fault-helper",

@@ -3,6 +3,7 @@
 // SwiftNIO's NIOFileSystem and blocking pread in tasks on the global executor; plus an executor
 // scheduling microbenchmark. A separate package so users of swift-ring never fetch SwiftNIO.
 //   cd Benchmarks && swift run -c release ring-peers
+// And ring-http-nio, the SwiftNIO twin of Examples/ring-http, measured against it by ./http-bench.
 import PackageDescription
 
 let package = Package(
@@ -22,6 +23,17 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
-        )
+        ),
+        // The SwiftNIO twin of Examples/ring-http, for http-bench.
+        .executableTarget(
+            name: "ring-http-nio",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "_NIOFileSystem", package: "swift-nio"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
     ]
 )

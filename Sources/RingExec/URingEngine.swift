@@ -209,7 +209,10 @@ final class URingEngine: IOEngine {
         armWake()
         guard ring.push(entry.userData(token)) else { return false }
         if !canCancelAny { tokensInFlight.insert(token) }
-        if ring.pendingSubmissions >= submitBatch {
+        // Never inside a linked chain: the kernel ends a chain at the end of a submit call
+        // (io_submit_state_end in io_uring/io_uring.c), so the rest would run unlinked.
+        let linked = entry.sqeFlags.contains(.link) || entry.sqeFlags.contains(.hardLink)
+        if ring.pendingSubmissions >= submitBatch && !linked {
             // Hand this batch over now: the block layer holds a submit call's requests until the
             // call ends, so smaller calls reach the disk sooner. EAGAIN/EBUSY leave the entries
             // queued for the loop's own submit.

@@ -49,25 +49,11 @@ import Testing
 
     @Test func echoServerEchoesEveryByteToManyClients() async throws {
         guard let tool = Self.binary("ring-echo") else { return }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tool)
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
+        let (process, port) = try Self.startServer(tool)
         defer {
             process.terminate()
             process.waitUntilExit()
         }
-        // First line: "listening on 127.0.0.1:<port>".
-        var line = Data()
-        while !line.contains(UInt8(ascii: "\n")) {
-            let byte = output.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty { break }
-            line.append(byte)
-        }
-        let text = String(decoding: line, as: UTF8.self)
-        let port = try #require(
-            UInt16(text.split(separator: ":").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""), "\(text)")
 
         let executor = try RingExecutor(entries: 128)
         defer { executor.shutdownGracefully() }
@@ -98,6 +84,101 @@ import Testing
         }
         #expect(results.count == clients)
         #expect(results.allSatisfy { $0 })
+    }
+
+    /// Starts a server example and reads its first line, "listening on 127.0.0.1:<port>".
+    static func startServer(_ tool: String, _ arguments: [String] = []) throws -> (Process, UInt16) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        var line = Data()
+        while !line.contains(UInt8(ascii: "\n")) {
+            let byte = output.fileHandleForReading.readData(ofLength: 1)
+            if byte.isEmpty { break }
+            line.append(byte)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard let port = UInt16(text.split(separator: ":").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "")
+        else {
+            process.terminate()
+            process.waitUntilExit()
+            throw ExampleFailure(message: "no port in the first line: \(text)")
+        }
+        return (process, port)
+    }
+
+    struct ExampleFailure: Error, CustomStringConvertible {
+        var message: String
+        var description: String { message }
+    }
+
+    /// ring-http serves a directory: pipelined GETs and a HEAD on one connection, a 404 and a 405
+    /// among them, then `Connection: close`; every body byte for byte, in both modes.
+    @Test(arguments: [false, true])
+    func httpServerAnswersPipelinedRequests(uncached: Bool) async throws {
+        guard let tool = Self.binary("ring-http") else { return }
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("ring-http-\(getpid())-\(uncached)")
+        try FileManager.default.createDirectory(
+            at: root.appendingPathComponent("sub"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        let small = pattern(count: 4096)
+        let large = pattern(count: 200_000, from: 7)
+        try Data(small).write(to: root.appendingPathComponent("small"))
+        try Data(large).write(to: root.appendingPathComponent("sub/large"))
+        try Data().write(to: root.appendingPathComponent("empty"))
+        let (process, port) = try Self.startServer(tool, (uncached ? ["--uncached"] : []) + [root.path])
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        let requests =
+            "GET /small HTTP/1.1\r\nHost: a\r\n\r\n" + "GET /sub/large HTTP/1.1\r\nHost: a\r\n\r\n"
+            + "GET /missing HTTP/1.1\r\n\r\n" + "HEAD /small HTTP/1.1\r\n\r\n" + "DELETE /small HTTP/1.1\r\n\r\n"
+            + "GET /empty HTTP/1.1\r\n\r\n" + "GET /small?x=1 HTTP/1.1\r\nConnection: close\r\n\r\n"
+        let executor = try RingExecutor(entries: 64)
+        defer { executor.shutdownGracefully() }
+        let reply = try await executor.run { () async throws -> [UInt8] in
+            let socket = try await executor.socket()
+            defer { try? socket.close() }
+            try await executor.connect(socket, to: .loopback(port: port))
+            try await executor.send(socket, bytes: Array(requests.utf8))
+            var reply: [UInt8] = []
+            while true {
+                let chunk = try await executor.receive(socket, upTo: 64 << 10)
+                if chunk.isEmpty { return reply }  // the server closed after the last request
+                reply += chunk
+            }
+        }
+        // Split the stream into responses by their Content-Length.
+        var responses: [(status: String, body: [UInt8])] = []
+        var rest = reply[...]
+        while let end = rest.firstRange(of: Array("\r\n\r\n".utf8)) {
+            let head = String(decoding: rest[..<end.lowerBound], as: UTF8.self)
+            let lines = head.split(separator: "\r\n")  // "\r\n" is one Character
+            let status = String(lines.first ?? "")
+            let length =
+                lines.first { $0.lowercased().hasPrefix("content-length:") }
+                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+            let bodyLength = status == "HTTP/1.1 200 OK" && responses.count == 3 ? 0 : length  // HEAD: no body
+            let body = Array(rest[end.upperBound...].prefix(bodyLength))
+            responses.append((status, body))
+            rest = rest[(end.upperBound + bodyLength)...]
+        }
+        #expect(rest.isEmpty)
+        try #require(responses.count == 7, "\(responses.map(\.status))")
+        #expect(
+            responses.map(\.status) == [
+                "HTTP/1.1 200 OK", "HTTP/1.1 200 OK", "HTTP/1.1 404 Not Found", "HTTP/1.1 200 OK",
+                "HTTP/1.1 405 Method Not Allowed", "HTTP/1.1 200 OK", "HTTP/1.1 200 OK",
+            ])
+        #expect(responses[0].body == small)
+        #expect(responses[1].body == large)
+        #expect(responses[3].body.isEmpty)
+        #expect(responses[5].body.isEmpty)
+        #expect(responses[6].body == small)
     }
 }
 

@@ -126,6 +126,13 @@ static inline int cs_eventfd(unsigned int initial) {
     return cs_eventfd_mode(initial, 1);
 }
 
+/// pipe2(2) with O_CLOEXEC (hidden behind _GNU_SOURCE). Fills `fds` (read end, write end);
+/// returns 0 or -errno.
+static inline int cs_pipe_cloexec(int fds[2]) {
+    int saved = errno;
+    return (int)cs_syscall_result(syscall(SYS_pipe2, fds, O_CLOEXEC), saved);
+}
+
 /// aio_init(3): glibc's POSIX aio tuning (a GNU extension, hidden from Swift's Glibc module).
 /// `threads` caps glibc's helper threads, `requests` sizes its request table, `idleSeconds` is
 /// how long an idle helper lingers. Defined in aio.c: <aio.h> under _GNU_SOURCE must not leak
