@@ -56,12 +56,9 @@ import Testing
     @Test func aBatchLargerThanTheQueueKeepsFinishedResultsWhenCancelled() async throws {
         guard let executor = try makeExecutor(.ioURing, entries: 2) else { return }
         defer { executor.shutdownGracefully() }
-        let pipe = try PipePair()
-        defer { pipe.close() }
-        let file = try TemporaryFile(contents: pattern(count: 4096))
-        defer { file.remove() }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
-        defer { buffer.deallocate() }
+        let fixture = try PipeAndPage()
+        defer { fixture.remove() }
+        let (pipe, file, buffer) = (fixture.pipe, fixture.file, fixture.buffer)
         let empty = UnsafeMutableRawBufferPointer(start: buffer.baseAddress, count: 0)
         var requests = [IORequest.read(pipe.read, into: buffer, offset: 0), .read(pipe.read, into: buffer, offset: 0)]
         for index in 0..<62 { requests.append(.read(file.fd, into: index % 2 == 0 ? empty : buffer, offset: 0)) }
@@ -155,12 +152,9 @@ import Testing
     @Test func withTimeoutBoundsABatch() async throws {
         guard let executor = try makeExecutor(.ioURing) else { return }
         defer { executor.shutdownGracefully() }
-        let pipe = try PipePair()
-        defer { pipe.close() }
-        let file = try TemporaryFile(contents: pattern(count: 4096))
-        defer { file.remove() }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
-        defer { buffer.deallocate() }
+        let fixture = try PipeAndPage()
+        defer { fixture.remove() }
+        let (pipe, file, buffer) = (fixture.pipe, fixture.file, fixture.buffer)
         // Every request blocks: the batch as a whole times out.
         await #expect(throws: Errno.timedOut) {
             try await executor.withTimeout(.milliseconds(50)) {
@@ -208,4 +202,21 @@ private func pageReads(_ fd: FileDescriptor, _ buffer: UnsafeMutableRawBufferPoi
 
 private final class Gate: Sendable {
     let open = Atomic<Bool>(false)
+}
+
+/// An empty pipe (its reads block), a file of one 4 KiB page, and a page-sized buffer.
+private struct PipeAndPage {
+    let pipe: PipePair
+    let file: TemporaryFile
+    let buffer: UnsafeMutableRawBufferPointer
+    init() throws {
+        pipe = try PipePair()
+        file = try TemporaryFile(contents: pattern(count: 4096))
+        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
+    }
+    func remove() {
+        pipe.close()
+        file.remove()
+        buffer.deallocate()
+    }
 }
