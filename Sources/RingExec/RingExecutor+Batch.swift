@@ -40,7 +40,9 @@ extension RingExecutor {
     /// task is cancelled, requests that had not finished end with `ECANCELED` in their slot and
     /// the others keep their results (bytes already written are reported, so the caller can undo
     /// them). It throws `CancellationError` only when nothing ran: cancelled before submission,
-    /// or every request ended with `ECANCELED`. Throws `EINVAL` for an offset above `Int64.max`
+    /// or every request ended with `ECANCELED`. Inside `withTimeout` the requests still running
+    /// at the deadline are cancelled the same way and end with `timedOut` (the call throws
+    /// `timedOut` when every one did). Throws `EINVAL` for an offset above `Int64.max`
     /// (nothing submitted), `ESHUTDOWN` after shutdown, and `EngineError.unsupported` when the
     /// engine cannot run one of the requests.
     public nonisolated(nonsending) func perform(_ requests: [IORequest]) async throws -> [Result<Int, Errno>] {
@@ -53,6 +55,10 @@ extension RingExecutor {
                     operation: Self.operationName(request.entry.op), engine: engineSelection.engine)
             }
         }
+        let deadline = timeoutDeadline()
+        if deadline != nil && engineSelection.engine != .ioURing {
+            throw EngineError.unsupported(operation: "withTimeout", engine: engineSelection.engine)
+        }
         if Task.isCancelled { throw CancellationError() }  // nothing submitted
         let batch = Batch(count: requests.count)
         var records: [Operation] = []
@@ -63,17 +69,28 @@ extension RingExecutor {
             record.batchIndex = index
             records.append(record)
         }
-        var refused = false
-        await withTaskCancellationHandler {
-            await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-                batch.continuation = continuation
-                if !enqueue(batch: records) {
-                    refused = true
-                    continuation.resume()
+        let timer = CancelledByTimer()
+        let refused: Bool
+        if let deadline {
+            let queued = records
+            // Inside `withTimeout`: a timer of the executor's cancels what is still running at
+            // the deadline, as a task's cancel would (the call still returns only after every
+            // request's completion).
+            refused = await withTaskGroup(of: Void.self) { group -> Bool in
+                group.addTask {
+                    let fired: Bool = await TimeoutScope.$current.withValue(nil) {
+                        (try? await self.sleep(until: deadline)) != nil
+                    }
+                    guard fired else { return }
+                    timer.fired.store(true, ordering: .relaxed)  // read after the group
+                    self.requestCancel(batch: queued)
                 }
+                let refused = await wait(for: batch, queued)
+                group.cancelAll()  // the batch is over: disarm the timer
+                return refused
             }
-        } onCancel: { [records] in
-            requestCancel(batch: records)
+        } else {
+            refused = await wait(for: batch, records)
         }
         if refused { throw Errno(rawValue: ESHUTDOWN) }
         _ = batch.handoff.load(ordering: .acquiring)  // pairs with the store in `finish`
@@ -84,10 +101,33 @@ extension RingExecutor {
             recycle(&records[index])
         }
         let cancelled = Task.isCancelled
-        if cancelled && batch.results.allSatisfy({ $0 == -ECANCELED }) { throw CancellationError() }
+        let timedOut = !cancelled && timer.fired.load(ordering: .relaxed)
+        if (cancelled || timedOut) && batch.results.allSatisfy({ $0 == -ECANCELED }) {
+            if timedOut { throw Errno.timedOut }
+            throw CancellationError()
+        }
         return batch.results.map { result in
-            let settled = Self.settled(result, cancelled: cancelled)
+            var settled = Self.settled(result, cancelled: cancelled || timedOut)
+            if timedOut && settled == -ECANCELED { settled = -ETIMEDOUT }
             return settled >= 0 ? .success(Int(settled)) : .failure(Errno(rawValue: -settled))
         }
+    }
+
+    /// Queues a batch's records and suspends until the last one finishes; true when the
+    /// executor refused them (shut down).
+    private nonisolated(nonsending) func wait(for batch: Batch, _ records: [Operation]) async -> Bool {
+        var refused = false
+        await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+                batch.continuation = continuation
+                if !enqueue(batch: records) {
+                    refused = true
+                    continuation.resume()
+                }
+            }
+        } onCancel: {
+            requestCancel(batch: records)
+        }
+        return refused
     }
 }

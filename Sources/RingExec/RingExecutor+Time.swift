@@ -44,7 +44,8 @@ extension RingExecutor {
     /// engines throw `unsupported`.
     ///
     /// What it bounds: the async API's operations (`read`, `write`, `open`, `accept`, `receive`,
-    /// ...), `submit(_:)` (the result is then `-ETIMEDOUT`), and `sleep` (which ends at the
+    /// ...), `submit(_:)` (the result is then `-ETIMEDOUT`), `perform(_:)`'s batches (requests
+    /// still running at the deadline end with `timedOut`), and `sleep` (which ends at the
     /// deadline with `timedOut`). Not bounded: `submitChain`, the streams (`connections`,
     /// `messages`, `multishot`; end them with task cancellation), work that is not a ring
     /// operation, and operations on other executors. The scope is this call: child tasks
@@ -163,6 +164,6 @@ final class TimeoutScope: Sendable {
 
 /// Set by `submit(_:deadline:)`'s timer when it cancelled the request (the task group's end
 /// orders the store before the read).
-private final class CancelledByTimer: Sendable {
+final class CancelledByTimer: Sendable {
     let fired = Atomic<Bool>(false)
 }
