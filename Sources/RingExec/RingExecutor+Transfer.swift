@@ -24,7 +24,7 @@ extension RingExecutor {
     /// the pipe are dropped: the peer has received a prefix of the range). Errors: the `Errno` of a
     /// splice (`EPIPE`/`ECONNRESET` when the peer went away, `EINVAL` for a file that cannot be
     /// spliced), `ESHUTDOWN` after shutdown, `EngineError.unsupported` on libaio and POSIX aio.
-    public func sendFile(_ file: FileDescriptor, offset: UInt64 = 0, count: Int, to socket: FileDescriptor)
+    public nonisolated(nonsending) func sendFile(_ file: FileDescriptor, offset: UInt64 = 0, count: Int, to socket: FileDescriptor)
         async throws -> Int
     {
         try await spliceThroughPipe(
@@ -39,7 +39,7 @@ extension RingExecutor {
     /// would block the loop thread (and every task on it) for the whole copy, where the ring's
     /// splices run in the kernel's workers. Reflink-capable file systems do not get a reflink.
     /// Errors and cancellation as `sendFile`.
-    public func copy(
+    public nonisolated(nonsending) func copy(
         from source: FileDescriptor, offset: UInt64 = 0, count: Int, to target: FileDescriptor,
         at targetOffset: UInt64 = 0
     ) async throws -> Int {
@@ -52,7 +52,7 @@ extension RingExecutor {
     /// `output` (at `outputOffset`, or no offset for sockets and pipes). One linked pair of
     /// splices per pipe-full; a short first splice breaks the link (the kernel fails the rest of a
     /// chain after a short splice, io_uring/splice.c), and what it moved is drained on its own.
-    private func spliceThroughPipe(
+    private nonisolated(nonsending) func spliceThroughPipe(
         from input: FileDescriptor, offset inputOffset: UInt64, count: Int, to output: FileDescriptor,
         offset outputOffset: UInt64?, operation: String
     ) async throws -> Int {
@@ -129,7 +129,7 @@ extension RingExecutor {
     /// after shutdown; `EngineError.unsupported` on libaio and POSIX aio (they cannot open).
     /// Cancellation: returns only once the kernel is done with the buffer; a descriptor the
     /// chain had opened is closed before the slot is used again.
-    public func readFile(at path: FilePath, upTo limit: Int) async throws -> [UInt8] {
+    public nonisolated(nonsending) func readFile(at path: FilePath, upTo limit: Int) async throws -> [UInt8] {
         guard engineSelection.engine == .ioURing else {
             throw EngineError.unsupported(operation: "readFile", engine: engineSelection.engine)
         }
@@ -141,7 +141,7 @@ extension RingExecutor {
     }
 
     /// The linked chain; nil when the kernel refused the fixed-slot open (then never tried again).
-    private func readFileChained(_ path: FilePath, limit: Int, slot: UInt32) async throws -> [UInt8]? {
+    private nonisolated(nonsending) func readFileChained(_ path: FilePath, limit: Int, slot: UInt32) async throws -> [UInt8]? {
         let name = try OwnedPath(path)
         defer { name.free() }
         let status = UnsafeMutableRawPointer.allocate(byteCount: FileStatus.byteCount, alignment: 8)
@@ -191,7 +191,7 @@ extension RingExecutor {
     }
 
     /// open, statx, reads until the end (or past `limit`), close: separate operations.
-    private func readFileInSteps(_ path: FilePath, limit: Int) async throws -> [UInt8] {
+    private nonisolated(nonsending) func readFileInSteps(_ path: FilePath, limit: Int) async throws -> [UInt8] {
         let fd = try await open(path, .readOnly)
         do {
             let status = try await status(of: fd)
