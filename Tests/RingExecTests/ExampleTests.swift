@@ -48,26 +48,9 @@ import Testing
     }
 
     @Test func echoServerEchoesEveryByteToManyClients() async throws {
-        guard let tool = Self.binary("ring-echo") else { return }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tool)
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        defer {
-            process.terminate()
-            process.waitUntilExit()
-        }
-        // First line: "listening on 127.0.0.1:<port>".
-        var line = Data()
-        while !line.contains(UInt8(ascii: "\n")) {
-            let byte = output.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty { break }
-            line.append(byte)
-        }
-        let text = String(decoding: line, as: UTF8.self)
-        let port = try #require(
-            UInt16(text.split(separator: ":").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""), "\(text)")
+        guard let server = try EchoServerProcess() else { return }
+        defer { withExtendedLifetime(server) {} }  // the server runs until the test ends
+        let port = server.port
 
         let executor = try RingExecutor(entries: 128)
         defer { executor.shutdownGracefully() }
