@@ -46,6 +46,12 @@ final class Operation: @unchecked Sendable {
     /// goes to the batch, whose task resumes when the last one finishes.
     @exclusivity(unchecked) var batch: Batch?
     @exclusivity(unchecked) var batchIndex = 0
+    /// CLOCK_MONOTONIC (ns) of the loop tick that handed it to the engine: latency and age.
+    @exclusivity(unchecked) var submittedAt: UInt64 = 0
+    /// Neighbours in the executor's list of submitted records (`inFlightOperations()`), oldest
+    /// first. Unowned: a listed record is retained for the engine until it leaves the list.
+    @exclusivity(unchecked) unowned(unsafe) var previousInFlight: Operation?
+    @exclusivity(unchecked) unowned(unsafe) var nextInFlight: Operation?
     /// Which use of this record this is (see the type's comment); bumped by `reuse`.
     @exclusivity(unchecked) private(set) var generation: UInt32 = 0
     /// Stored (release) by the loop just before it resumes the task, loaded (acquire) by the task

@@ -92,6 +92,20 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// Names this executor in `MSG_RING` wake-ups it receives (never reused; see `WakeRegistry`).
     let wakeID = WakeRegistry.shared.nextID()
     private let systemCallCounter = Atomic<Int>(0)
+    // Statistics and in-flight snapshots (RingExecutor+Statistics.swift). The loop alone writes
+    // `counters`, `tickTime` and the list; other threads read `publishedCounters`.
+    @exclusivity(unchecked) var counters = LoopCounters()
+    let publishedCounters = Mutex(LoopCounters())
+    @exclusivity(unchecked) private var publishedVersion = -1
+    @exclusivity(unchecked) private var publishedAt: UInt64 = 0
+    /// CLOCK_MONOTONIC in nanoseconds, read once per tick after the engine's wait.
+    @exclusivity(unchecked) var tickTime: UInt64 = 0
+    @exclusivity(unchecked) unowned(unsafe) var oldestInFlight: Operation?
+    @exclusivity(unchecked) unowned(unsafe) var newestInFlight: Operation?
+    let snapshotRequested = Atomic<Bool>(false)
+    /// Under `lock`.
+    var snapshotRequests: [SnapshotRequest] = []
+    let eventfdWakeups = Atomic<Int>(0)
     private let inFlightCounter = Atomic<Int>(0)
     /// Buffer group ids owned by this executor's receive streams.
     let bufferGroups = BufferGroupIDs()
@@ -630,8 +644,76 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         if ringFD != nil, let current = RingExecutor.current, current !== self, current.ringFD != nil {
             current.pendingMessages.append(self)
         } else {
+            eventfdWakeups.add(1, ordering: .relaxed)
             engine.wake()
         }
+    }
+
+    /// Hands an `inFlightOperations()` request to the loop and wakes it; false once the loop has
+    /// exited (there is nothing in flight).
+    func postSnapshotRequest(_ request: SnapshotRequest) -> Bool {
+        let accepted = lock.withLock { () -> Bool in
+            if exited { return false }
+            snapshotRequests.append(request)
+            return true
+        }
+        guard accepted else { return false }
+        snapshotRequested.store(true, ordering: .releasing)
+        wakeIfSleeping()
+        return true
+    }
+
+    /// The snapshot requests posted so far (emptied).
+    func takeSnapshotRequests() -> [SnapshotRequest] {
+        lock.withLock {
+            let taken = snapshotRequests
+            snapshotRequests.removeAll()
+            return taken
+        }
+    }
+
+    /// On the loop thread, with the loop still running: its state can be read directly.
+    var isOnRunningLoop: Bool { isOnLoopThread && !loopExited }
+
+    /// Copies the counters for other threads, if they changed since the last copy.
+    private func publishCounters(_ engine: any IOEngine) {
+        publishedAt = tickTime
+        let version = counters.version
+        guard version != publishedVersion else { return }
+        publishedVersion = version
+        let calls = engine.systemCalls
+        publishedCounters.withLock { counters.publish(into: &$0, systemCalls: calls) }
+    }
+
+    /// Takes a finished record out of the in-flight list.
+    @inline(__always)
+    private func unlistInFlight(_ operation: Operation) {
+        if let previous = operation.previousInFlight {
+            previous.nextInFlight = operation.nextInFlight
+        } else {
+            oldestInFlight = operation.nextInFlight
+        }
+        if let next = operation.nextInFlight {
+            next.previousInFlight = operation.previousInFlight
+        } else {
+            newestInFlight = operation.previousInFlight
+        }
+        operation.previousInFlight = nil
+        operation.nextInFlight = nil
+    }
+
+    /// Loop thread: the in-flight list, oldest submission first, then the queued records.
+    func buildInFlightList() -> [InFlightOperation] {
+        let now = monotonicNanoseconds()
+        var list: [InFlightOperation] = []
+        list.reserveCapacity(inFlight + localSubmissions.count)
+        var next = oldestInFlight
+        while let record = next {
+            list.append(Self.inFlightOperation(record, now: now, queued: false))
+            next = record.nextInFlight
+        }
+        for record in localSubmissions { list.append(Self.inFlightOperation(record, now: now, queued: true)) }
+        return list
     }
 
     /// The executor whose loop runs on this thread, if any.
@@ -684,6 +766,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         var reaped: [(UInt64, Int32, UInt32)] = []
         reaped.reserveCapacity(256)
         var lastCancelAll = ContinuousClock.now - .seconds(1)
+        tickTime = monotonicNanoseconds()
 
         while true {
             // 1. Take what other threads handed over. The exchange reads the flag store that
@@ -775,6 +858,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                 } else {
                     // Current while blocked.
                     inFlightCounter.store(inFlight + localSubmissions.count, ordering: .relaxed)
+                    publishCounters(engine)
                     // While stopping, wake every 10 ms to re-check; while sleeps are watched, wake
                     // for the next sweep.
                     let timeout: Duration? =
@@ -789,13 +873,19 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             }
 
             // 7. Reap every completion, then resume (resuming may enqueue jobs locally).
+            tickTime = monotonicNanoseconds()
+            if let uring, uring.completionsOverflowed { counters.completionQueueOverflows &+= 1 }
             reaped.removeAll(keepingCapacity: true)
             engine.reap { reaped.append(($0, $1, $2)) }
             for (token, result, flags) in reaped { complete(token: token, result: result, flags: flags) }
             if let uring, !uring.failedMessages.isEmpty { wakeAfterFailedMessages(uring) }
             systemCallCounter.store(engine.systemCalls, ordering: .relaxed)
             inFlightCounter.store(inFlight + localSubmissions.count, ordering: .relaxed)
+            if snapshotRequested.load(ordering: .relaxed) { serveSnapshots() }
+            if tickTime &- publishedAt > 1_000_000 { publishCounters(engine) }
         }
+        publishCounters(engine)
+        abandonSnapshots()
         loopExited = true
         localCancels.removeAll()
         recordPool.removeAll()
@@ -824,6 +914,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                 moveSubmissions(to: engine)
             }
         }
+        counters.jobsRun &+= ran
     }
 
     private func processCancels() {
@@ -866,7 +957,10 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                 moved += 1
                 continue
             }
-            guard engine.submissionSpace >= count else { break }
+            guard engine.submissionSpace >= count else {
+                counters.submissionQueueFullStalls &+= 1
+                break
+            }
             let token = operation.token
             _ = engine.prepare(operation.entry, token: token)
             for (index, entry) in operation.chain.enumerated() {
@@ -875,6 +969,13 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             _ = Unmanaged.passRetained(operation)  // released when its last completion is reaped
             operation.submitted = true
             inFlight += 1
+            // Listed for `inFlightOperations()`, newest last; stamped for latency and age.
+            operation.submittedAt = tickTime
+            operation.previousInFlight = newestInFlight
+            operation.nextInFlight = nil
+            if let newest = newestInFlight { newest.nextInFlight = operation } else { oldestInFlight = operation }
+            newestInFlight = operation
+            counters.submitted &+= 1
             if operation.isSchedulerTimer {
                 schedulerTimersInFlight += 1
                 if operation.sleepingTask != nil { watchedSleeps.append(operation) }
@@ -898,6 +999,9 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         operation.pending -= 1
         guard operation.pending == 0 else { return }
         inFlight -= 1
+        counters.completed &+= 1
+        counters.record(latency: tickTime &- operation.submittedAt)
+        unlistInFlight(operation)
         if operation.isSchedulerTimer { schedulerTimersInFlight -= 1 }
         if operation.endsAtShutdown { liveStreams.removeValue(forKey: ObjectIdentifier(operation)) }
         // Current before the task resumes, so a task that reads it after its own operation
@@ -929,6 +1033,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     private func finish(_ operation: Operation, result: Int32) {
         precondition(!operation.completed, "an operation completed twice")
         operation.completed = true
+        if result < 0 { counters.recordFailure(result) }
         if let batch = operation.batch {
             batch.results[operation.batchIndex] = result
             batch.remaining -= 1

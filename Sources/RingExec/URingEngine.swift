@@ -185,6 +185,10 @@ final class URingEngine: IOEngine {
     /// The ring's own fd, the target of `MSG_RING` wake-ups from other rings.
     var ringFD: FileDescriptor { ring.fd }
 
+    /// Whether the kernel holds completions the CQ had no room for (`IORING_SQ_CQ_OVERFLOW`);
+    /// the next `io_uring_enter` flushes them.
+    var completionsOverflowed: Bool { ring.submissionRingFlags.contains(.cqOverflow) }
+
     func supports(_ entry: SubmissionEntry) -> Bool { true }  // the kernel decides (-EINVAL)
 
     /// Whether the kernel's probe lists `opcode` (thread-safe: fixed at setup).

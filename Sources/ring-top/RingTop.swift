@@ -159,6 +159,9 @@ enum Render {
         ("OVF", 4), ("WAIT", 5), ("SUB/s", 9), ("COMP/s", 9), ("SQPOLL@CPU", 11), ("FILES", 6), ("BUFS", 5),
     ]
 
+    /// Waiting entries listed under each ring in the table (JSON lists `RingActivity.oldestLimit`).
+    static let shownEntries = 4
+
     static func table(_ rings: [RingActivity], interval: Double) -> String {
         let processes = Set(rings.map(\.pid)).count
         var lines = [
@@ -179,8 +182,9 @@ enum Render {
                 lines.append(
                     String(repeating: " ", count: 10) + "(the kernel printed no ring state: the ring stayed locked)")
             }
-            for entry in ring.oldest {
-                var words = ["", "  \(entry.place.rawValue)", entry.operation ?? "?"]
+            for entry in ring.oldest.prefix(shownEntries) {
+                var words = ["", "  \(entry.place.rawValue)"]
+                if let operation = entry.operation { words.append(operation) }
                 if let fd = entry.fd { words.append("fd \(fd)") }
                 if let result = entry.result { words.append("res \(result)") }
                 if let userData = entry.userData { words.append("user_data \(userData)") }
