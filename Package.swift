@@ -20,6 +20,8 @@ let package = Package(
         .library(name: "RingExec", targets: ["RingExec"]),
         .executable(name: "ring-probe", targets: ["ring-probe"]),
         .executable(name: "ring-bench", targets: ["ring-bench"]),
+        .library(name: "RingInspect", targets: ["RingInspect"]),
+        .executable(name: "ring-top", targets: ["ring-top"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
@@ -47,6 +49,8 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Reading io_uring descriptors of any process through /proc (fdinfo); no ArgumentParser.
+        .target(name: "RingInspect", dependencies: ["Ring"], swiftSettings: strict),
         // The tools' shared conventions (stderr messages, exit statuses, progress, JSON).
         .target(
             name: "RingToolSupport",
@@ -57,6 +61,14 @@ let package = Package(
             name: "ring-probe",
             dependencies: [
                 "Ring", "RingExec", "RingToolSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "ring-top",
+            dependencies: [
+                "RingExec", "RingInspect", "RingToolSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -109,7 +121,7 @@ let package = Package(
         .testTarget(
             name: "RingExecTests",
             dependencies: [
-                "RingExec", "Ring", "CKernelHeader", "RingToolSupport",
+                "RingExec", "Ring", "CKernelHeader", "RingToolSupport", "RingInspect",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict

@@ -23,6 +23,8 @@ enum Need: String, CaseIterable, Sendable {
     /// The executables the tests drive (ring-fault-helper, ring-soak, ring-cp, ring-echo),
     /// built next to the test bundle.
     case helpers = "helpers"
+    /// fio (with its io_uring engine) on the PATH: ring-top is tested against a program not ours.
+    case fio = "fio"
     /// Tests that change a host-wide sysctl: only with RING_TEST_SYSCTL=1, as root, run alone.
     case sysctl = "sysctl"
     /// An opcode, setup or register flag, or feature the running kernel lacks. The reason names

@@ -186,3 +186,42 @@ func waitForOperationsInFlight(
         }
     }
 }
+
+/// A running ring-echo (Examples/ring-echo), stopped when the last reference goes.
+final class EchoServerProcess: @unchecked Sendable {
+    let process = Process()
+    let port: UInt16
+
+    init?(sourceLocation: SourceLocation = #_sourceLocation) throws {
+        guard let tool = ExampleTests.binary("ring-echo", sourceLocation: sourceLocation) else { return nil }
+        process.executableURL = URL(fileURLWithPath: tool)
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        // First line: "listening on 127.0.0.1:<port>".
+        var line = Data()
+        while !line.contains(UInt8(ascii: "\n")) {
+            let byte = output.fileHandleForReading.readData(ofLength: 1)
+            if byte.isEmpty { break }
+            line.append(byte)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard
+            let port = UInt16(
+                text.split(separator: ":").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "")
+        else {
+            process.terminate()
+            process.waitUntilExit()
+            Issue.record("ring-echo said \(text)", sourceLocation: sourceLocation)
+            return nil
+        }
+        self.port = port
+    }
+
+    var pid: Int32 { process.processIdentifier }
+
+    deinit {
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
