@@ -24,7 +24,9 @@ extension RingExecutor {
     /// the pipe are dropped: the peer has received a prefix of the range). Errors: the `Errno` of a
     /// splice (`EPIPE`/`ECONNRESET` when the peer went away, `EINVAL` for a file that cannot be
     /// spliced), `ESHUTDOWN` after shutdown, `EngineError.unsupported` on libaio and POSIX aio.
-    public nonisolated(nonsending) func sendFile(_ file: FileDescriptor, offset: UInt64 = 0, count: Int, to socket: FileDescriptor)
+    public nonisolated(nonsending) func sendFile(
+        _ file: FileDescriptor, offset: UInt64 = 0, count: Int, to socket: FileDescriptor
+    )
         async throws -> Int
     {
         try await spliceThroughPipe(
@@ -141,7 +143,9 @@ extension RingExecutor {
     }
 
     /// The linked chain; nil when the kernel refused the fixed-slot open (then never tried again).
-    private nonisolated(nonsending) func readFileChained(_ path: FilePath, limit: Int, slot: UInt32) async throws -> [UInt8]? {
+    private nonisolated(nonsending) func readFileChained(_ path: FilePath, limit: Int, slot: UInt32) async throws
+        -> [UInt8]?
+    {
         let name = try OwnedPath(path)
         defer { name.free() }
         let status = UnsafeMutableRawPointer.allocate(byteCount: FileStatus.byteCount, alignment: 8)
