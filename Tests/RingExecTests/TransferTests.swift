@@ -217,7 +217,12 @@ import Testing
         let file = try TemporaryFile(contents: pattern(count: 7000))
         defer { file.remove() }
         let bytes = try await executor.run {
-            try executor.withRing { (ring: inout Ring) throws(Errno) in try ring.registerFiles(sparse: 4) }
+            try executor.withRing { (ring: inout Ring) throws(Errno) in
+                // A table of one real descriptor: sparse tables need Linux 5.19, this works on
+                // every kernel the executor runs on (CI runs this suite as 5.10 too).
+                let fds: [Int32] = [file.fd.rawValue]
+                try fds.withUnsafeBufferPointer { (table) throws(Errno) in try ring.registerFiles(table) }
+            }
             return try await executor.readFile(at: FilePath(file.path), upTo: 7000)
         }
         #expect(bytes == pattern(count: 7000))
