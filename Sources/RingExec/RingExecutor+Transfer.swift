@@ -230,7 +230,15 @@ enum FixedSlots {
         case free([UInt32])
     }
 
-    static let states = Mutex<[UInt64: State]>([:])
+    /// Under a pthread mutex (`Lock`), which ThreadSanitizer sees; it does not see the standard
+    /// library's `Mutex` on Linux and reported the loop threads of two executors racing here.
+    static let states = LockedStates()
+
+    final class LockedStates: @unchecked Sendable {
+        private let lock = Lock()
+        private var value: [UInt64: State] = [:]
+        func withLock<T>(_ body: (inout [UInt64: State]) -> T) -> T { lock.withLock { body(&value) } }
+    }
 
     /// A free slot, registering the table first if this executor has none yet; nil when slots
     /// cannot be had (then use separate operations).
