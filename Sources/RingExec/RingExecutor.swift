@@ -127,15 +127,24 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     public static let defaultSubmitBatch = 8
 
     /// Starts the loop with the engine `makeEngine` creates on the loop thread (tests and the
-    /// fuzz target use this to drive the executor with a scripted engine).
-    init(makeEngine: @escaping @Sendable () throws(EngineError) -> (any IOEngine, EngineSelection)) throws(EngineError)
-    {
+    /// fuzz target use this to drive the executor with a scripted engine). Test seam: with
+    /// `loopStack`, the loop thread runs on that memory, which must outlive the thread (joined by
+    /// `shutdownGracefully`); glibc derives the thread's `pthread_t` from the stack's address, so
+    /// two executors run one after the other on one stack get the same thread id.
+    init(
+        makeEngine: @escaping @Sendable () throws(EngineError) -> (any IOEngine, EngineSelection),
+        loopStack: UnsafeMutableRawBufferPointer? = nil
+    ) throws(EngineError) {
         actorFace.owner = Unmanaged.passUnretained(self)
         let context = StartContext(executor: self, makeEngine: makeEngine)
         let retained = Unmanaged.passRetained(context)
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        defer { pthread_attr_destroy(&attributes) }
+        if let loopStack { pthread_attr_setstack(&attributes, loopStack.baseAddress, loopStack.count) }
         var thread = pthread_t()
         let created = pthread_create(
-            &thread, nil,
+            &thread, &attributes,
             { raw in
                 let context = Unmanaged<StartContext>.fromOpaque(raw!).takeRetainedValue()
                 context.executor.threadMain(context)

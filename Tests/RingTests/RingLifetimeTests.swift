@@ -14,26 +14,40 @@ import Testing
         var results: [String: Int64] = [:]
     }
 
-    /// Runs `body` on a new thread with default attributes and joins it; returns its `pthread_t`.
-    /// glibc caches the stack of a joined thread and gives the next thread the same descriptor,
-    /// so consecutive calls usually return the same id: the reuse these tests are about.
+    /// Runs `body` on a new thread and joins it; returns its `pthread_t`. With `stack`, the
+    /// thread runs on that caller-owned memory: glibc then puts the thread's descriptor, whose
+    /// address is the `pthread_t`, at a fixed place at the top of the given stack, so two threads
+    /// started one after the other on the same stack get the same id. (Without a stack, reuse
+    /// depends on glibc's cache of joined threads' stacks, which other tests' threads, created in
+    /// parallel, may take first.)
     @discardableResult
-    static func onNewThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
-        let thread = startThread(body)
+    static func onNewThread(
+        stack: UnsafeMutableRawBufferPointer? = nil, _ body: @escaping @Sendable () -> Void
+    ) -> pthread_t {
+        let thread = startThread(stack: stack, body)
         pthread_join(thread, nil)
         return thread
     }
 
-    /// Starts `body` on a new joinable thread.
-    static func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
+    /// Starts `body` on a new joinable thread, on `stack` if given.
+    static func startThread(
+        stack: UnsafeMutableRawBufferPointer? = nil, _ body: @escaping @Sendable () -> Void
+    ) -> pthread_t {
         final class Start: @unchecked Sendable {
             let body: @Sendable () -> Void
             init(_ body: @escaping @Sendable () -> Void) { self.body = body }
         }
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        defer { pthread_attr_destroy(&attributes) }
+        if let stack {
+            let set = pthread_attr_setstack(&attributes, stack.baseAddress, stack.count)
+            precondition(set == 0, "pthread_attr_setstack failed: \(set)")
+        }
         let start = Unmanaged.passRetained(Start(body))
         var thread = pthread_t()
         let created = pthread_create(
-            &thread, nil,
+            &thread, &attributes,
             { raw in
                 Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue().body()
                 return nil
@@ -53,39 +67,40 @@ import Testing
     /// registered slot — another ring — and its deinit unregistered the other ring's slot.
     @Test func ringUsedOnAThreadWithAReusedIDEntersItselfAndSparesThatThreadsRing() throws {
         let box = RingBox()
-        let first = Self.onNewThread {
+        // Both threads run on this stack, one after the other, so they share one id. It outlives
+        // both (joined before it is freed).
+        let stackSize = 1 << 20
+        let stack = UnsafeMutableRawBufferPointer.allocate(byteCount: stackSize, alignment: 4096)
+        defer { stack.deallocate() }
+        let first = Self.onNewThread(stack: stack) {
             box.ring = try? Ring(entries: 8, options: Self.registeredOptions())
             box.results["registeredOnFirst"] = box.ring?.usesRegisteredRingFD == true ? 1 : 0
         }
         #expect(box.results["registeredOnFirst"] == 1, "this kernel registers ring fds (5.18+)")
-        var reused = false
-        for _ in 0..<50 where !reused {
-            Self.onNewThread {
-                guard pthread_equal(pthread_self(), first) != 0 else { return }
-                box.results["reused"] = 1
-                guard var other = try? Ring(entries: 8, options: Self.registeredOptions()),
-                    var moved = box.ring.take()
-                else { return }
-                box.results["movedUsesRegistered"] = moved.usesRegisteredRingFD ? 1 : 0
-                // A NOP on the moved ring must complete on that ring, not vanish into `other`.
-                _ = moved.push(.nop().userData(1))
-                _ = try? moved.submitAndWait(1, timeout: .seconds(2))
-                box.results["movedCompleted"] = Int64(moved.nextCompletion()?.userData ?? 0)
-                box.results["otherCompletions"] = Int64(other.readyCompletions)
-                _ = consume moved  // must not unregister `other`'s slot
-                _ = other.push(.nop().userData(2))
-                do {
-                    try other.submitAndWait(1, timeout: .seconds(2))
-                    box.results["otherCompleted"] = Int64(other.nextCompletion()?.userData ?? 0)
-                } catch let error as Errno {
-                    box.results["otherError"] = Int64(error.rawValue)
-                } catch {
-                    box.results["otherError"] = -1
-                }
+        Self.onNewThread(stack: stack) {
+            guard pthread_equal(pthread_self(), first) != 0 else { return }
+            box.results["reused"] = 1
+            guard var other = try? Ring(entries: 8, options: Self.registeredOptions()),
+                var moved = box.ring.take()
+            else { return }
+            box.results["movedUsesRegistered"] = moved.usesRegisteredRingFD ? 1 : 0
+            // A NOP on the moved ring must complete on that ring, not vanish into `other`.
+            _ = moved.push(.nop().userData(1))
+            _ = try? moved.submitAndWait(1, timeout: .seconds(2))
+            box.results["movedCompleted"] = Int64(moved.nextCompletion()?.userData ?? 0)
+            box.results["otherCompletions"] = Int64(other.readyCompletions)
+            _ = consume moved  // must not unregister `other`'s slot
+            _ = other.push(.nop().userData(2))
+            do {
+                try other.submitAndWait(1, timeout: .seconds(2))
+                box.results["otherCompleted"] = Int64(other.nextCompletion()?.userData ?? 0)
+            } catch let error as Errno {
+                box.results["otherError"] = Int64(error.rawValue)
+            } catch {
+                box.results["otherError"] = -1
             }
-            reused = box.results["reused"] == 1
         }
-        try #require(reused, "glibc gave no new thread the first thread's id in 50 tries")
+        try #require(box.results["reused"] == 1, "one stack, two threads: one id")
         #expect(box.results["movedUsesRegistered"] == 0, "a different thread, whatever its pthread_t")
         #expect(box.results["movedCompleted"] == 1, "the NOP completed on its own ring")
         #expect(box.results["otherCompletions"] == 0, "nothing leaked into the new thread's ring")

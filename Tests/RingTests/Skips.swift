@@ -36,14 +36,11 @@ enum Need: String, CaseIterable, Sendable {
     case recvBundle = "recv-bundle"
     case directIO = "o-direct"
     case xattr = "xattr"
-    /// A test that needs glibc to hand a new thread the id of one that exited (it usually does,
-    /// but threads other tests start meanwhile can take it): chance, not a capability.
-    case threadIDReuse = "thread-id-reuse"
     /// Tests that cannot run under ThreadSanitizer (it crashes or needs what they take away).
     case withoutTSan = "without-tsan"
 
     /// `RING_REQUIRE`: a comma-separated list of needs; `all` adds every need, `-name` removes one
-    /// (CI: `all,-sysctl,-thread-id-reuse` for the main run). Unknown names are reported by `SkipTests`.
+    /// (CI: `all,-sysctl` for the main run). Unknown names are reported by `SkipTests`.
     static let required: Set<Need> = parse(ProcessInfo.processInfo.environment["RING_REQUIRE"] ?? "").needs
 
     static func parse(_ text: String) -> (needs: Set<Need>, unknown: [String]) {
