@@ -473,6 +473,11 @@ public struct Ring: ~Copyable, @unchecked Sendable {
     /// `IORING_FEAT_NODROP`, which keep overflowed completions and deliver them later.
     public var droppedCompletions: Int { Int(cq.droppedCount) }
 
+    /// Times `forEachCompletion` found completions waiting in the kernel's overflow list (the CQ
+    /// was full when they were posted) and entered the kernel to bring them in.
+    public var overflowFlushes: Int { overflowFlushCount }
+    @usableFromInline var overflowFlushCount = 0
+
     /// SQ entries the kernel dropped as invalid (a bad index in the SQ array).
     public var droppedSubmissions: Int { Int(sq.dropped.pointee.load(ordering: .relaxed)) }
 
@@ -489,6 +494,7 @@ public struct Ring: ~Copyable, @unchecked Sendable {
     public mutating func forEachCompletion(limit: Int = .max, _ body: (Completion) -> Void) -> Int {
         var delivered = cq.drain(limit: limit, body)
         while delivered < limit && completionsNeedFlush {
+            if sq.ringFlags.contains(.cqOverflow) { overflowFlushCount &+= 1 }
             // Ask the kernel to move overflowed entries / run task work, then drain again.
             if (try? flushCompletions()) == nil { break }
             let more = cq.drain(limit: limit - delivered, body)

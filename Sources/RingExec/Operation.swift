@@ -47,6 +47,13 @@ final class Operation: @unchecked Sendable {
     /// awaiting task holds the batch until every record has finished, then clears this.
     @exclusivity(unchecked) var batch: Unmanaged<Batch>?
     @exclusivity(unchecked) var batchIndex = 0
+    /// Neighbours in the executor's list of operations handed to the engine and not finished
+    /// (`RingExecutor.inFlightOperations()`), and when it was handed over (monotonic
+    /// nanoseconds, read once per loop tick). Unowned: the loop retains every record in that
+    /// list, and unlinks it before releasing it.
+    @exclusivity(unchecked) unowned(unsafe) var newer: Operation?
+    @exclusivity(unchecked) unowned(unsafe) var older: Operation?
+    @exclusivity(unchecked) var submittedAt: UInt64 = 0
     /// Which use of this record this is (see the type's comment); bumped by `reuse`.
     @exclusivity(unchecked) private(set) var generation: UInt32 = 0
     /// Stored (release) by the loop just before it resumes the task, loaded (acquire) by the task

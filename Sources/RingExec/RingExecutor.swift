@@ -82,6 +82,17 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     @exclusivity(unchecked) private var schedulerTimersInFlight = 0
     /// Shutdown past its deadline has asked the engine to cancel everything in flight.
     @exclusivity(unchecked) private var cancelledEverything = false
+    /// What `statistics()` reports (loop thread only; see RingExecutor+Statistics.swift), and
+    /// the list `inFlightOperations()` walks: records handed to the engine, oldest first.
+    @exclusivity(unchecked) var counters = LoopCounters()
+    @exclusivity(unchecked) unowned(unsafe) var newestInFlight: Operation?
+    @exclusivity(unchecked) unowned(unsafe) var oldestInFlight: Operation?
+    /// When the loop last reaped completions (monotonic nanoseconds).
+    @exclusivity(unchecked) private var reapedAt: UInt64 = 0
+    /// The counters as the loop left them (under `lock`, set when `exited` is).
+    private var finalCounters: LoopCounters?
+    /// Wake-ups of this executor by its engine's eventfd (or aio signal), from any thread.
+    let eventfdWakeUps = Atomic<Int>(0)
     /// Counters for tests and diagnostics.
     let scheduledTimers = Atomic<Int>(0)
     let messagesSent = Atomic<Int>(0)
@@ -440,6 +451,15 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// The loop has exited: nothing more is accepted.
     var isShutDown: Bool { lock.withLock { exited } }
 
+    /// The counters as the loop left them; nil while it runs.
+    var countersAtExit: LoopCounters? { lock.withLock { finalCounters } }
+
+    /// Records handed to the executor and not yet to the engine (loop thread): the loop's queue,
+    /// then those other threads queued since its last tick.
+    func queuedOperations() -> [Operation] {
+        localSubmissions + lock.withLock { remoteSubmissions }
+    }
+
     /// Queues a record for the loop; false after shutdown. The record's continuation (if any)
     /// must be set before this is called.
     func enqueue(_ operation: Operation) -> Bool {
@@ -615,7 +635,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         }
         guard claimed else { return false }
         afterStoppingPublished?()
-        engine.wake()
+        wakeByEventfd()
         return true
     }
 
@@ -639,8 +659,14 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         if ringFD != nil, let current = RingExecutor.current, current !== self, current.ringFD != nil {
             current.pendingMessages.append(self)
         } else {
-            engine.wake()
+            wakeByEventfd()
         }
+    }
+
+    /// Wakes the loop through its engine's eventfd (or aio signal), from any thread.
+    func wakeByEventfd() {
+        eventfdWakeUps.add(1, ordering: .relaxed)
+        engine.wake()
     }
 
     /// The executor whose loop runs on this thread, if any.
@@ -729,7 +755,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                     if let fd = target.ringFD {
                         guard uring.message(fd, token: URingEngine.messageToken(target.wakeID)) else { break }
                     } else {
-                        target.engine.wake()
+                        target.wakeByEventfd()
                     }
                     sent += 1
                 }
@@ -754,6 +780,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                     let quiet = lock.withLock { () -> Bool in
                         guard remoteJobs.isEmpty && remoteSubmissions.isEmpty else { return false }
                         exited = true
+                        finalCounters = counters
                         remoteCancels.removeAll()  // nothing is in flight: they are moot
                         return true
                     }
@@ -800,6 +827,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             // 7. Reap every completion, then resume (resuming may enqueue jobs locally).
             reaped.removeAll(keepingCapacity: true)
             engine.reap { reaped.append(($0, $1, $2)) }
+            if !reaped.isEmpty { reapedAt = monotonicNanoseconds() }
             for (token, result, flags) in reaped { complete(token: token, result: result, flags: flags) }
             if let uring, !uring.failedMessages.isEmpty { wakeAfterFailedMessages(uring) }
             systemCallCounter.store(engine.systemCalls, ordering: .relaxed)
@@ -826,6 +854,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                 next.job.runSynchronously(on: asUnownedTaskExecutor())
             }
             ran += 1
+            counters.jobsRun &+= 1
             if localSubmissions.count >= submitBatch {
                 // A batch is ready: let it start while the other jobs run (a disk request
                 // queued by the first job would otherwise wait for all 64 to finish).
@@ -864,6 +893,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
 
     private func moveSubmissions<Engine: IOEngine>(to engine: Engine) {
         var moved = 0
+        let now = monotonicNanoseconds()
         for operation in localSubmissions {
             if operation.cancelRequested {
                 finishUnsubmitted(operation, result: -ECANCELED)
@@ -881,7 +911,10 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                 moved += 1
                 continue
             }
-            guard engine.submissionSpace >= count else { break }
+            guard engine.submissionSpace >= count else {
+                counters.submissionQueueFull &+= 1
+                break
+            }
             let token = operation.token
             _ = engine.prepare(operation.entry, token: token)
             for (index, entry) in operation.chain.enumerated() {
@@ -889,6 +922,9 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             }
             _ = Unmanaged.passRetained(operation)  // released when its last completion is reaped
             operation.submitted = true
+            operation.submittedAt = now
+            linkInFlight(operation)
+            counters.submitted &+= 1
             inFlight += 1
             if operation.isSchedulerTimer {
                 schedulerTimersInFlight += 1
@@ -912,6 +948,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         }
         operation.pending -= 1
         guard operation.pending == 0 else { return }
+        unlinkInFlight(operation)
+        if operation.onEach == nil { counters.latency.record(reapedAt &- operation.submittedAt) }
         inFlight -= 1
         if operation.isSchedulerTimer { schedulerTimersInFlight -= 1 }
         if operation.endsAtShutdown { liveStreams.removeValue(forKey: ObjectIdentifier(operation)) }
@@ -944,6 +982,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     private func finish(_ operation: Operation, result: Int32) {
         precondition(!operation.completed, "an operation completed twice")
         operation.completed = true
+        counters.count(result)
         if let batch = operation.batch {
             batch._withUnsafeGuaranteedRef { batch in
                 batch.results[operation.batchIndex] = result
@@ -984,7 +1023,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     private func wakeAfterFailedMessages(_ uring: URingEngine) {
         for id in uring.failedMessages {
             messagesFailed.add(1, ordering: .relaxed)
-            WakeRegistry.shared.executor(id)?.engine.wake()
+            WakeRegistry.shared.executor(id)?.wakeByEventfd()
         }
         uring.failedMessages.removeAll(keepingCapacity: true)
     }

@@ -20,11 +20,15 @@ import Testing
         private let releaseRequested = Atomic<Bool>(false)
         private let woken = Atomic<Bool>(false)
 
+        /// How many operations it holds at most: the rest wait in the executor's queue.
+        let capacity: Int
+        init(capacity: Int = 64) { self.capacity = capacity }
+
         var kind: EngineKind { .ioURing }
         var systemCalls: Int { 0 }
         var submitBatch: Int { .max }
-        var submissionCapacity: Int { 64 }
-        var submissionSpace: Int { 64 - held.count }
+        var submissionCapacity: Int { capacity }
+        var submissionSpace: Int { capacity - held.count }
         func supports(_ entry: SubmissionEntry) -> Bool { true }
 
         func prepare(_ entry: SubmissionEntry, token: UInt64) -> Bool {

@@ -151,6 +151,28 @@ import Testing
         #expect(ring.readyCompletions == 0)
     }
 
+    /// Completions the kernel had to hold in its overflow list are brought in by
+    /// `forEachCompletion`, which counts each time it found some there.
+    @Test func overflowFlushesAreCounted() throws {
+        var options = RingOptions()
+        options.completionEntries = 4
+        var ring = try Ring(entries: 4, options: options)
+        for round in 0..<2 {
+            for index in 0..<4 {
+                let pushed = ring.push(.nop().userData(UInt64(round * 4 + index)))
+                #expect(pushed)
+            }
+            try ring.submit()  // NOPs complete inline: the second four find the CQ full
+        }
+        let overflowing = ring.submissionRingFlags.contains(.cqOverflow)
+        #expect(overflowing, "four completions wait in the overflow list")
+        var got: [UInt64] = []
+        ring.forEachCompletion { got.append($0.userData) }
+        #expect(got == Array(0..<8))
+        let flushes = ring.overflowFlushes
+        #expect(flushes == 1)
+    }
+
     @Test(arguments: RingShape.all, [2, 4])
     func completionOverflowLosesNothing(shape: RingShape, cqEntries: Int) throws {
         // A 2- or 4-entry CQ, 256 NOPs submitted before reaping anything: the kernel must keep

@@ -1,0 +1,167 @@
+import Glibc
+import Ring
+import SystemPackage
+import Testing
+
+@testable import RingExec
+
+/// The executor's counters and in-flight list (issue 19): what a stalled server's operator asks.
+@Suite(.timeLimit(.minutes(1))) struct StatisticsTests {
+    /// A receive nobody answers is listed with its operation, descriptor, length, state and an
+    /// age that grows; cancelling it shows the cancel, and once it has finished it is gone.
+    @Test func aReceiveNobodyAnswersIsListedUntilItFinishes() async throws {
+        guard let executor = try makeExecutor(.ioURing) else { return }
+        defer { executor.shutdownGracefully() }
+        let (a, b) = try socketPair()
+        defer {
+            try? a.close()
+            try? b.close()
+        }
+        let stalled = Task { try await executor.receive(b, upTo: 100) }
+        var listed: [RingExecutor.InFlightOperation] = []
+        for _ in 0..<10_000 {
+            listed = await executor.inFlightOperations().filter { $0.descriptor == b.rawValue }
+            if listed.first?.state == .submitted { break }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        let receive = try #require(listed.first, "the stalled receive is not listed")
+        #expect(listed.count == 1)
+        #expect(receive.operation == "recv")
+        #expect(receive.length == 100)
+        #expect(!receive.fixedFile && !receive.isStream && receive.entries == 1)
+        let firstAge = try #require(receive.age)
+        var later = firstAge
+        while later <= firstAge {
+            try await Task.sleep(for: .milliseconds(2))
+            later = try #require(await executor.inFlightOperations().first { $0.descriptor == b.rawValue }?.age)
+        }
+        #expect(later > firstAge, "the age grows while it waits")
+
+        stalled.cancel()
+        await #expect(throws: CancellationError.self) { try await stalled.value }
+        // Finished: no longer listed, from the loop thread as from here.
+        #expect(await executor.inFlightOperations().isEmpty)
+        #expect(await executor.run { await executor.inFlightOperations() }.isEmpty)
+    }
+
+    /// Queued, submitted, cancel requested: an engine that holds two operations keeps the
+    /// third queued, the counters see the full queue, and a cancel shows until the engine lets
+    /// go.
+    @Test func operationsBeyondTheQueueAreListedAsQueuedAndTheFullQueueIsCounted() async throws {
+        let engine = CancellationHoldTests.HoldingEngine(capacity: 2)
+        let executor = try RingExecutor { () throws(EngineError) in
+            (engine, EngineSelection(engine: .ioURing, passedOver: [], fromEnvironment: false))
+        }
+        defer { executor.shutdownGracefully(deadline: .seconds(5)) }
+        let tasks = (0..<3).map { _ in Task { await executor.submit(.nop()) } }
+        #expect(
+            await waitUntil { executor.operationsInFlight == 3 && engine.heldCount.load(ordering: .acquiring) == 2 })
+        let states = await executor.inFlightOperations().map(\.state)
+        #expect(states == [.submitted, .submitted, .queued])
+        #expect(await executor.statistics().submissionQueueFull > 0)
+        for task in tasks { task.cancel() }
+        #expect(await waitUntil { engine.cancelRequests.load(ordering: .acquiring) == 2 })
+        #expect(await executor.inFlightOperations().map(\.state) == [.cancelRequested, .cancelRequested])
+        engine.release()
+        for task in tasks { #expect(await task.value == -ECANCELED) }
+        #expect(await executor.inFlightOperations().isEmpty)
+        #expect(await executor.statistics().cancelled == 3)
+    }
+
+    /// Each operation is counted once, by its outcome: completed, cancelled, failed by errno;
+    /// the latency histogram has every operation that reached the kernel.
+    @Test func countersCountEachOutcomeOnce() async throws {
+        guard let executor = try makeExecutor(.ioURing) else { return }
+        defer { executor.shutdownGracefully() }
+        let before = await executor.statistics()
+        try await executor.run {
+            for _ in 0..<10 { try await executor.nop() }
+            await #expect(throws: Errno.badFileDescriptor) {
+                try await executor.read(FileDescriptor(rawValue: 999_999), upTo: 1, offset: 0)
+            }
+        }
+        let pipe = try PipePair()
+        defer { pipe.close() }
+        let reader = Task { try await executor.read(pipe.read, upTo: 1, offset: nil) }
+        #expect(await waitUntil { executor.operationsInFlight == 1 })
+        reader.cancel()
+        _ = try? await reader.value
+        let after = await executor.statistics()
+        #expect(after.submitted - before.submitted == 12)
+        #expect(after.completed - before.completed == 12)
+        #expect(after.cancelled - before.cancelled == 1)
+        #expect(after.failed - before.failed == 1)
+        #expect(
+            after.failuresByErrno[.badFileDescriptor, default: 0]
+                - before.failuresByErrno[.badFileDescriptor, default: 0] == 1)
+        #expect(after.latency.total - before.latency.total == 12)
+        #expect(after.jobsRun > before.jobsRun)
+        #expect(after.systemCalls > before.systemCalls)
+        #expect(after.latency.quantile(1) != nil)
+        let names = after.namedCounters.map(\.name)
+        #expect(names.contains("failed_EBADF") && names.contains("submitted") && names.contains("sq_full"))
+    }
+
+    /// A sleeping loop handed work from another thread is woken through its eventfd, and that
+    /// is counted.
+    @Test func wakeUpsFromOtherThreadsAreCounted() async throws {
+        guard let executor = try makeExecutor(.ioURing) else { return }
+        defer { executor.shutdownGracefully() }
+        let before = await executor.statistics().eventfdWakeUps
+        for _ in 0..<5 {
+            // From the global pool, after the loop has gone to sleep (nothing in flight).
+            #expect(await waitUntil { executor.operationsInFlight == 0 })
+            try await Task.detached { try await executor.nop() }.value
+        }
+        #expect(await executor.statistics().eventfdWakeUps > before)
+    }
+
+    /// A stream's request is listed as a stream for as long as it runs.
+    @Test func aStreamsRequestIsListedAsAStream() async throws {
+        guard let executor = try makeExecutor(.ioURing) else { return }
+        defer { executor.shutdownGracefully() }
+        let listener = try await executor.socket()
+        defer { try? listener.close() }
+        try await executor.bind(listener, to: .loopback(port: 0))
+        try await executor.listen(listener)
+        let consumer = Task {
+            for try await connection in executor.connections(listener) { try? connection.close() }
+        }
+        var accept: RingExecutor.InFlightOperation?
+        for _ in 0..<10_000 where accept == nil {
+            accept = await executor.inFlightOperations().first { $0.descriptor == listener.rawValue }
+            if accept == nil { try await Task.sleep(for: .milliseconds(1)) }
+        }
+        #expect(accept?.operation == "accept" && accept?.isStream == true)
+        consumer.cancel()
+        _ = try? await consumer.value
+        #expect(await waitUntil { executor.operationsInFlight == 0 })
+    }
+
+    /// After shutdown: the counters as the loop left them, and nothing in flight.
+    @Test func afterShutdownTheFinalCountsRemain() async throws {
+        guard let executor = try makeExecutor(.ioURing) else { return }
+        try await executor.run { for _ in 0..<5 { try await executor.nop() } }
+        executor.shutdownGracefully()
+        let statistics = await executor.statistics()
+        #expect(statistics.completed >= 5 && statistics.completed == statistics.submitted)
+        #expect(await executor.inFlightOperations().isEmpty)
+    }
+
+    /// The histogram's buckets and quantiles.
+    @Test func latencyHistogramBucketsByPowersOfTwo() {
+        var histogram = RingExecutor.LatencyHistogram()
+        #expect(histogram.quantile(0.5) == nil)
+        histogram.record(0)
+        histogram.record(1)
+        histogram.record(1_000)  // 2^9 ≤ 1000 < 2^10
+        histogram.record(1_000)
+        #expect(histogram.counts[0] == 1 && histogram.counts[1] == 1 && histogram.counts[10] == 2)
+        #expect(histogram.total == 4)
+        #expect(histogram.quantile(0.25) == .zero)
+        #expect(histogram.quantile(0.5) == .nanoseconds(2))
+        #expect(histogram.quantile(1) == .nanoseconds(1024))
+        histogram.record(.max)
+        #expect(histogram.counts[64] == 1)
+    }
+}
