@@ -22,6 +22,8 @@ let package = Package(
         .executable(name: "ring-bench", targets: ["ring-bench"]),
         .library(name: "RingInspect", targets: ["RingInspect"]),
         .executable(name: "ring-top", targets: ["ring-top"]),
+        // swift-metrics for an executor's counters: only packages that use this product link it.
+        .library(name: "RingMetrics", targets: ["RingMetrics"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
@@ -29,6 +31,8 @@ let package = Package(
         // ring-bench only (latency percentiles); target-based resolution keeps it away from
         // packages that depend on Ring or RingExec.
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // RingMetrics only (an opt-in product; RingExec users never build or link it).
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     ],
     targets: [
         // The only C in the package: raw system calls returning -errno.
@@ -51,6 +55,11 @@ let package = Package(
         ),
         // Reading io_uring descriptors of any process through /proc (fdinfo); no ArgumentParser.
         .target(name: "RingInspect", dependencies: ["Ring"], swiftSettings: strict),
+        .target(
+            name: "RingMetrics",
+            dependencies: ["RingExec", .product(name: "CoreMetrics", package: "swift-metrics")],
+            swiftSettings: strict
+        ),
         // The tools' shared conventions (stderr messages, exit statuses, progress, JSON).
         .target(
             name: "RingToolSupport",
@@ -123,6 +132,14 @@ let package = Package(
             dependencies: [
                 "RingExec", "Ring", "CKernelHeader", "RingToolSupport", "RingInspect",
                 .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "RingMetricsTests",
+            dependencies: [
+                "RingMetrics", "RingExec",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: strict
         ),

@@ -125,6 +125,14 @@ extension RingExecutor {
         /// Operations recorded.
         public var total: Int { counts.reduce(0, +) }
 
+        /// The operations recorded in `self` and not in `earlier`, a histogram of the same
+        /// executor taken before (e.g. the latencies of the last interval).
+        public func subtracting(_ earlier: LatencyHistogram) -> LatencyHistogram {
+            var difference = self
+            for index in counts.indices { difference.counts[index] -= earlier.counts[index] }
+            return difference
+        }
+
         @inline(__always)
         mutating func record(_ nanoseconds: UInt64) {
             counts[UInt64.bitWidth - nanoseconds.leadingZeroBitCount] &+= 1
