@@ -37,6 +37,9 @@ struct RingEcho {
         }
         do {
             let executor = try RingExecutor(entries: 256, engine: .ioURing)
+            // With SWIFT_RING_INSPECT=1, ring-top also lists what this executor has in flight.
+            let inspection = try InspectionService.startIfRequested(on: executor)
+            defer { withExtendedLifetime(inspection) {} }
             try await executor.run { try await serve(port: port, on: executor) }
         } catch {
             fail("ring-echo: 127.0.0.1:\(port): \(error)", status: 1)

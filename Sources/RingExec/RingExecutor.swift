@@ -1141,6 +1141,10 @@ final class WakeRegistry: @unchecked Sendable {
     func register(_ executor: RingExecutor) { lock.withLock { entries[executor.wakeID] = Entry(executor: executor) } }
     func unregister(_ id: UInt64) { _ = lock.withLock { entries.removeValue(forKey: id) } }
     func executor(_ id: UInt64) -> RingExecutor? { lock.withLock { entries[id]?.executor } }
+    /// Every executor alive, oldest first.
+    func all() -> [RingExecutor] {
+        lock.withLock { entries.sorted { $0.key < $1.key }.compactMap(\.value.executor) }
+    }
 }
 
 /// The serial-executor face of a `RingExecutor` (see `RingExecutor.asUnownedSerialExecutor`):

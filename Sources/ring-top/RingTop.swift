@@ -61,12 +61,15 @@ struct RingTop: ParsableCommand {
             let current = RingScanner.sample(selection)
             let rings = RingActivity.between(previous, current)
             previous = current
+            // Processes of ours that opted in also tell what their executors have in flight.
+            var own: [Int32: OwnExecutors] = [:]
+            for pid in Set(rings.map(\.pid)) { own[pid] = OwnExecutors.query(pid) }
             shown += 1
             if json {
-                print(try jsonText(TopDocument(interval: interval, rings: rings), pretty: true))
+                print(try jsonText(TopDocument(interval: interval, rings: rings, own: own), pretty: true))
                 return
             }
-            let table = Render.table(rings, interval: interval)
+            let table = Render.table(rings, interval: interval, own: own)
             if terminal {
                 // Home the cursor and clear the screen, as top does, then draw.
                 writeOut("\u{1B}[H\u{1B}[2J" + table + "\n")
@@ -96,19 +99,21 @@ struct TopDocument: Encodable {
     var interval: Double
     var rings: [Ring]
 
-    init(interval: Double, rings: [RingActivity]) {
+    init(interval: Double, rings: [RingActivity], own: [Int32: OwnExecutors] = [:]) {
         self.interval = interval
-        self.rings = rings.map(Ring.init)
+        self.rings = rings.map { Ring(activity: $0, executor: own[$0.pid]?.executor(ringFD: $0.fd)) }
     }
 
-    /// A ring; every key is present, null when the kernel did not print the value.
+    /// A ring; every key is present, null when the kernel did not print the value (and
+    /// `counters`/`inFlight` null unless the process serves `InspectionService`).
     struct Ring: Encodable {
         var activity: RingActivity
+        var executor: OwnExecutors.Executor?
 
         enum Key: String, CodingKey {
             case pid, command, fd, incomplete, sqEntries, cqEntries, sqHead, sqTail, cqHead, cqTail, pendingSubmissions
             case pendingCompletions, overflow, waiting, backlog, sqPollThread, sqPollCPU, registeredFiles
-            case registeredBuffers, submissionsPerSecond, completionsPerSecond, oldest
+            case registeredBuffers, submissionsPerSecond, completionsPerSecond, oldest, counters, inFlight
         }
 
         func encode(to encoder: any Encoder) throws {
@@ -136,6 +141,8 @@ struct TopDocument: Encodable {
             try c.encode(jsonNumber(a.submissionsPerSecond, decimals: 1), forKey: .submissionsPerSecond)
             try c.encode(jsonNumber(a.completionsPerSecond, decimals: 1), forKey: .completionsPerSecond)
             try c.encode(a.oldest.map(Entry.init), forKey: .oldest)
+            try c.encode(executor?.counters, forKey: .counters)
+            try c.encode(executor?.inFlight, forKey: .inFlight)
         }
     }
 
@@ -162,7 +169,7 @@ enum Render {
     /// Waiting entries listed under each ring in the table (JSON lists `RingActivity.oldestLimit`).
     static let shownEntries = 4
 
-    static func table(_ rings: [RingActivity], interval: Double) -> String {
+    static func table(_ rings: [RingActivity], interval: Double, own: [Int32: OwnExecutors] = [:]) -> String {
         let processes = Set(rings.map(\.pid)).count
         var lines = [
             "ring-top \(SwiftRing.version): \(rings.count) ring\(rings.count == 1 ? "" : "s") in \(processes) process\(processes == 1 ? "" : "es"), rates over \(format(interval))s"
@@ -189,6 +196,9 @@ enum Render {
                 if let result = entry.result { words.append("res \(result)") }
                 if let userData = entry.userData { words.append("user_data \(userData)") }
                 lines.append(String(repeating: " ", count: 7) + words.joined(separator: " "))
+            }
+            for operation in own[ring.pid]?.executor(ringFD: ring.fd)?.inFlight.prefix(shownEntries) ?? [] {
+                lines.append(String(repeating: " ", count: 10) + operation.line)
             }
         }
         if rings.isEmpty { lines.append("(no io_uring descriptors)") }

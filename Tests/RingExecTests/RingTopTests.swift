@@ -77,6 +77,40 @@ import Testing
         }
     }
 
+    /// A process of ours that serves `InspectionService` also tells ring-top what its executor
+    /// has in flight: the stalled receive, with its descriptor and age, under the ring it waits
+    /// in; a process that does not serve it gets nulls.
+    @Test func ringTopListsTheInFlightOperationsOfAnExecutorThatOptedIn() async throws {
+        guard let tool = ToolBehaviourTests.tool("ring-top"), let server = try EchoServerProcess(inspect: true),
+            let plain = try EchoServerProcess()
+        else { return }
+        defer { withExtendedLifetime((server, plain)) {} }
+        let client = try Self.connect(port: server.port)
+        defer { close(client) }
+        #expect(await Self.eventually { Self.waitingReceives(server.pid) >= 1 })
+
+        let outcome = try await ToolBehaviourTests.run(
+            tool, ["--json", "--interval", "0.2", String(server.pid), String(plain.pid)])
+        #expect(outcome.status == 0, "\(outcome.error)")
+        let document = try ToolBehaviourTests.parseJSON(outcome.output)
+        let rings = try #require(document["rings"] as? [[String: Any]], "\(outcome.output)")
+        let served = rings.filter { $0["pid"] as? Int == Int(server.pid) && !($0["inFlight"] is NSNull) }
+        #expect(served.count == 1, "one ring of the opted-in server has an executor's list: \(outcome.output)")
+        let operations = served.first?["inFlight"] as? [[String: Any]] ?? []
+        let receives = operations.filter {
+            $0["operation"] as? String == "recv" && $0["state"] as? String == "submitted"
+        }
+        #expect(receives.count == 1, "\(outcome.output)")
+        #expect((receives.first?["ageSeconds"] as? Double ?? -1) >= 0)
+        #expect((served.first?["counters"] as? [String: Any])?["submitted"] as? Int ?? 0 >= 1)
+        let others = rings.filter { $0["pid"] as? Int == Int(plain.pid) }
+        #expect(!others.isEmpty && others.allSatisfy { $0["inFlight"] is NSNull && $0["counters"] is NSNull })
+
+        // The table shows it too.
+        let table = try await ToolBehaviourTests.run(tool, ["--interval", "0.2", "--count", "1", String(server.pid)])
+        #expect(table.output.contains("in flight recv fd"), "\(table.output)")
+    }
+
     @Test func ringTopShowsFioMovingThroughItsRing() async throws {
         guard let tool = ToolBehaviourTests.tool("ring-top") else { return }
         guard let fio = Self.onPath("fio") else {

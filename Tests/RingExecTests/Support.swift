@@ -192,9 +192,13 @@ final class EchoServerProcess: @unchecked Sendable {
     let process = Process()
     let port: UInt16
 
-    init?(sourceLocation: SourceLocation = #_sourceLocation) throws {
+    /// `inspect`: with `SWIFT_RING_INSPECT=1`, so it serves `InspectionService`.
+    init?(inspect: Bool = false, sourceLocation: SourceLocation = #_sourceLocation) throws {
         guard let tool = ExampleTests.binary("ring-echo", sourceLocation: sourceLocation) else { return nil }
         process.executableURL = URL(fileURLWithPath: tool)
+        if inspect {
+            process.environment = ProcessInfo.processInfo.environment.merging(["SWIFT_RING_INSPECT": "1"]) { $1 }
+        }
         let output = Pipe()
         process.standardOutput = output
         try process.run()
