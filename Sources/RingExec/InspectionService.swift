@@ -1,5 +1,6 @@
 import Glibc
 import Ring
+import Synchronization
 public import SystemPackage
 
 /// Opt-in: lets `ring-top` (or any tool) read this process's executors from outside — each live
@@ -25,6 +26,9 @@ public final class InspectionService: Sendable {
 
     private let listener: FileDescriptor
     private let serving: Task<Void, Never>
+    /// Set by the first `stop()`: the descriptor is closed once (a second close could hit a
+    /// descriptor the process opened meanwhile under the same number).
+    private let stopped = Atomic<Bool>(false)
 
     /// Starts answering on `executor` (its loop thread accepts and answers; every live executor
     /// of the process is reported). Throws the `Errno` of `socket`, `bind` or `listen`.
@@ -59,7 +63,10 @@ public final class InspectionService: Sendable {
                     defer { try? connection.close() }
                     guard Self.isTrusted(connection) else { continue }
                     let document = await Self.document()
-                    _ = try? await executor.send(connection, bytes: Array(document.utf8))
+                    // A client that does not read must not hold up the next one.
+                    _ = try? await executor.withTimeout(.seconds(1)) {
+                        try await executor.send(connection, bytes: Array(document.utf8))
+                    }
                 }
             } catch {
                 // The accept stream ended (stopped, or the executor shut down): nothing to serve.
@@ -68,8 +75,11 @@ public final class InspectionService: Sendable {
     }
 
     /// Stops answering: ends the accept stream, waits for it, closes the socket (the name is
-    /// free again afterwards).
+    /// free again afterwards). Later calls return at once. Call it before dropping the service:
+    /// until then its socket stays open (also after its executor has shut down, which ends the
+    /// answering).
     public func stop() async {
+        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
         serving.cancel()
         await serving.value
         try? listener.close()

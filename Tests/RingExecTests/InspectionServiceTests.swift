@@ -74,6 +74,14 @@ import Testing
         _ = try? await stalled.value
         await service.stop()
         #expect(await Self.query() == .failure(.connectionRefused), "the name is gone after stop")
+        // A second stop closes nothing: a descriptor opened since under the same number survives.
+        let (c, d) = try socketPair()
+        defer {
+            try? c.close()
+            try? d.close()
+        }
+        await service.stop()
+        #expect(fcntl(c.rawValue, F_GETFD) >= 0 && fcntl(d.rawValue, F_GETFD) >= 0)
         // And free to be taken again.
         let again = try InspectionService.start(on: executor)
         await again.stop()
