@@ -10,10 +10,12 @@ public import SystemPackage
 /// process exits).
 ///
 /// A client connects and reads one JSON document to the end of the stream:
-/// `{"pid": N, "executors": [{"id": N, "engine": "io_uring", "ringFD": N or null,
+/// `{"pid": N, "executors": [{"id": N, "engine": "io_uring", "responsive": true, "ringFD": N or null,
 /// "counters": {"submitted": N, ...}, "inFlight": [{"operation": "recv", "fd": N or null,
 /// "fixedFile": false, "length": N, "entries": N, "stream": false, "state": "submitted",
-/// "ageSeconds": N or null}]}]}` (counters under `Statistics.namedCounters`' names).
+/// "ageSeconds": N or null}]}]}` (counters under `Statistics.namedCounters`' names). An executor
+/// whose loop does not take the request within a second is listed with `"responsive": false` and
+/// its id and engine only.
 ///
 /// Only clients of the same effective user, or root, are answered (`SO_PEERCRED`); others are
 /// disconnected. Abstract sockets belong to the network namespace, so the tool must run in the
@@ -57,22 +59,37 @@ public final class InspectionService: Sendable {
 
     private init(listener: FileDescriptor, executor: RingExecutor) {
         self.listener = listener
+        // One accept at a time, awaited: when `stop()` cancels this task, the accept returns only
+        // once the kernel has let go of the listener, so the socket (and its name) is released as
+        // soon as `stop()` closes it. (A multishot stream ends for its consumer before its
+        // request has ended in the kernel.)
         serving = Task(executorPreference: executor) {
-            do {
-                for try await connection in executor.connections(listener) {
-                    defer { try? connection.close() }
-                    guard Self.isTrusted(connection) else { continue }
-                    let document = await Self.document()
-                    // A client that does not read must not hold up the next one.
-                    _ = try? await executor.withTimeout(.seconds(1)) {
-                        try await executor.send(connection, bytes: Array(document.utf8))
-                    }
+            while !Task.isCancelled {
+                let connection: FileDescriptor
+                do {
+                    connection = try await executor.accept(listener)
+                } catch let error as Errno where Self.transient.contains(error) {
+                    try? await Task.sleep(for: .milliseconds(100))  // out of descriptors or memory
+                    continue
+                } catch {
+                    return  // stopped, the executor shut down, or the listener is gone
                 }
-            } catch {
-                // The accept stream ended (stopped, or the executor shut down): nothing to serve.
+                defer { try? connection.close() }
+                guard Self.isTrusted(connection) else { continue }
+                let document = await Self.document()
+                // A client that does not read must not hold up the next one.
+                _ = try? await executor.withTimeout(.seconds(1)) {
+                    try await executor.send(connection, bytes: Array(document.utf8))
+                }
             }
         }
     }
+
+    /// Accept errors the service waits out instead of ending.
+    private static let transient: Set<Errno> = [
+        .tooManyOpenFiles, .tooManyOpenFilesInSystem, .noBufferSpace, .noMemory, .connectionAbort,
+        .resourceTemporarilyUnavailable, .interrupted,
+    ]
 
     /// Stops answering: ends the accept stream, waits for it, closes the socket (the name is
     /// free again afterwards). Later calls return at once. Call it before dropping the service:
@@ -97,9 +114,17 @@ public final class InspectionService: Sendable {
     /// The JSON document a client reads.
     static func document() async -> String {
         var executors: [String] = []
-        for executor in WakeRegistry.shared.all() where !executor.isShutDown {
-            let statistics = await executor.statistics()
-            let operations = await executor.inFlightOperations()
+        // One executor held at a time (a shut-down executor must stay free to be released), and
+        // each answers within a second or is reported unresponsive: a loop stuck in a long job
+        // must not stall the answer for the others.
+        for id in WakeRegistry.shared.ids() {
+            guard let executor = WakeRegistry.shared.executor(id), !executor.isShutDown else { continue }
+            guard let (statistics, operations) = await executor.snapshot(within: .seconds(1)) else {
+                executors.append(
+                    "{\"id\": \(id), \"engine\": \(quoted(executor.engineSelection.engine.description)), "
+                        + "\"responsive\": false}")
+                continue
+            }
             let counters = statistics.namedCounters.map { "\(quoted($0.name)): \($0.value)" }
             let inFlight = operations.map { operation in
                 let fields = [
@@ -114,6 +139,7 @@ public final class InspectionService: Sendable {
             }
             let fields = [
                 "\"id\": \(executor.wakeID)", "\"engine\": \(quoted(executor.engineSelection.engine.description))",
+                "\"responsive\": true",
                 "\"ringFD\": \(executor.uringEngine.map { String($0.ringFD.rawValue) } ?? "null")",
                 "\"counters\": {" + counters.joined(separator: ", ") + "}",
                 "\"inFlight\": [" + inFlight.joined(separator: ", ") + "]",

@@ -1,5 +1,6 @@
 import Glibc
 import Ring
+import Synchronization
 public import SystemPackage
 
 /// Monotonic time in nanoseconds (`CLOCK_MONOTONIC`, a vDSO call: no system call).
@@ -211,6 +212,37 @@ extension RingExecutor {
             inFlightOnLoop()
         } afterExit: {
             []
+        }
+    }
+
+    /// Both snapshots from one visit to the loop thread, or nil when the loop has not taken the
+    /// job within `limit` (its thread is stuck in a long job, or its engine does not wake): for
+    /// callers that must not wait on a loop without bound (`InspectionService`). The job stays
+    /// queued until the loop takes it; its answer is then dropped.
+    func snapshot(within limit: Duration) async -> (Statistics, [InFlightOperation])? {
+        typealias Answer = (Statistics, [InFlightOperation])?
+        /// Resumes the continuation once: whichever of the loop's answer and the timer is first.
+        final class Once: Sendable {
+            let taken = Atomic<Bool>(false)
+            let continuation: UnsafeContinuation<Answer, Never>
+            init(_ continuation: UnsafeContinuation<Answer, Never>) { self.continuation = continuation }
+            func resume(_ answer: sending Answer) {
+                if !taken.exchange(true, ordering: .acquiringAndReleasing) { continuation.resume(returning: answer) }
+            }
+        }
+        return await withUnsafeContinuation { (continuation: UnsafeContinuation<Answer, Never>) in
+            let once = Once(continuation)
+            Task(executorPreference: self) { [self] in
+                if isOnLoopThread {
+                    once.resume((statisticsOnLoop(counters), inFlightOnLoop()))
+                } else {
+                    once.resume((statisticsOnLoop(countersAtExit ?? LoopCounters()), []))
+                }
+            }
+            Task {
+                try? await Task.sleep(for: limit)
+                once.resume(nil)
+            }
         }
     }
 

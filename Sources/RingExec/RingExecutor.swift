@@ -1141,10 +1141,9 @@ final class WakeRegistry: @unchecked Sendable {
     func register(_ executor: RingExecutor) { lock.withLock { entries[executor.wakeID] = Entry(executor: executor) } }
     func unregister(_ id: UInt64) { _ = lock.withLock { entries.removeValue(forKey: id) } }
     func executor(_ id: UInt64) -> RingExecutor? { lock.withLock { entries[id]?.executor } }
-    /// Every executor alive, oldest first.
-    func all() -> [RingExecutor] {
-        lock.withLock { entries.sorted { $0.key < $1.key }.compactMap(\.value.executor) }
-    }
+    /// The ids of the executors registered, oldest first (look each up with `executor(_:)`, so
+    /// only the one in use is retained).
+    func ids() -> [UInt64] { lock.withLock { entries.keys.sorted() } }
 }
 
 /// The serial-executor face of a `RingExecutor` (see `RingExecutor.asUnownedSerialExecutor`):

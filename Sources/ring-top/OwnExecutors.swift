@@ -8,12 +8,15 @@ struct OwnExecutors: Decodable {
     var pid: Int32
     var executors: [Executor]
 
+    /// One executor; an unresponsive one (its loop did not answer within a second) has only
+    /// `id`, `engine` and `responsive`.
     struct Executor: Decodable {
         var id: UInt64
         var engine: String
+        var responsive: Bool?
         var ringFD: Int32?
-        var counters: [String: Int]
-        var inFlight: [Operation]
+        var counters: [String: Int]?
+        var inFlight: [Operation]?
     }
 
     struct Operation: Codable {

@@ -197,7 +197,7 @@ enum Render {
                 if let userData = entry.userData { words.append("user_data \(userData)") }
                 lines.append(String(repeating: " ", count: 7) + words.joined(separator: " "))
             }
-            for operation in own[ring.pid]?.executor(ringFD: ring.fd)?.inFlight.prefix(shownEntries) ?? [] {
+            for operation in own[ring.pid]?.executor(ringFD: ring.fd)?.inFlight?.prefix(shownEntries) ?? [] {
                 lines.append(String(repeating: " ", count: 10) + operation.line)
             }
         }

@@ -56,7 +56,8 @@ import Testing
             try? b.close()
         }
         let stalled = Task { try await executor.receive(b, upTo: 100) }
-        #expect(await waitUntil { executor.operationsInFlight >= 1 })
+        // The service's own accept and the receive, both in the kernel.
+        #expect(await waitUntil { executor.operationsInFlight >= 2 })
         let text = try await Self.query().get()
         let document = try #require(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "\(text)")
         #expect(document["pid"] as? Int == Int(getpid()))
@@ -68,12 +69,35 @@ import Testing
         let inFlight = try #require(ours["inFlight"] as? [[String: Any]])
         let receive = try #require(inFlight.first { $0["fd"] as? Int == Int(b.rawValue) }, "\(text)")
         #expect(receive["operation"] as? String == "recv" && receive["length"] as? Int == 100)
-        #expect(receive["state"] as? String == "submitted" && (receive["ageSeconds"] as? Double ?? -1) >= 0)
+        #expect(
+            receive["state"] as? String == "submitted" && (receive["ageSeconds"] as? Double ?? -1) >= 0, "\(receive)")
 
         stalled.cancel()
         _ = try? await stalled.value
+
+        // An executor whose loop is stuck in a long job is reported unresponsive, and does not
+        // hold up the answer for the others.
+        let stuck = try RingExecutor(entries: 8)
+        defer { stuck.shutdownGracefully() }
+        let release = Flag()
+        let entered = Flag()
+        let blocker = Task(executorPreference: stuck) {
+            entered.set()
+            while !release.isSet { usleep(1000) }  // blocks the loop thread on purpose
+        }
+        #expect(await waitUntil { entered.isSet })
+        let withStuck = try await Self.query().get()
+        release.set()
+        await blocker.value
+        let stuckDocument = try #require(
+            JSONSerialization.jsonObject(with: Data(withStuck.utf8)) as? [String: Any], "\(withStuck)")
+        let listed = stuckDocument["executors"] as? [[String: Any]] ?? []
+        #expect(listed.first { $0["id"] as? Int == Int(stuck.wakeID) }?["responsive"] as? Bool == false)
+        #expect(listed.first { $0["id"] as? Int == Int(executor.wakeID) }?["responsive"] as? Bool == true)
+
         await service.stop()
-        #expect(await Self.query() == .failure(.connectionRefused), "the name is gone after stop")
+        let afterStop = await Self.query()
+        #expect(afterStop == .failure(.connectionRefused), "the name is gone after stop: \(afterStop)")
         // A second stop closes nothing: a descriptor opened since under the same number survives.
         let (c, d) = try socketPair()
         defer {
