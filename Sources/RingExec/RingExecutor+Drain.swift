@@ -60,3 +60,89 @@ extension Operation {
             .socket,
         ].map(\.rawValue))
 }
+
+extension RingExecutor {
+    /// Returns once shutdown has begun (`shutdown(deadline:)` or `shutdownGracefully` was
+    /// called), at once if it already has. Throws `CancellationError` if the task is cancelled
+    /// first. While the deadline runs, the executor still completes what is in flight and
+    /// accepts new operations (only the streams end at once): a server that hears this can
+    /// close its idle connections instead of holding shutdown until the deadline.
+    public nonisolated(nonsending) func waitForShutdown() async throws {
+        await shutdownSignal.wait()
+        if !isShuttingDown { throw CancellationError() }
+    }
+
+    /// Runs `body` in a child task that is cancelled when shutdown begins (see
+    /// `waitForShutdown()`), and returns its result or rethrows its error. An idle `receive` in
+    /// `body` then ends the way any cancelled operation does: with `CancellationError`, after the
+    /// kernel has let go of its buffer. The child inherits the caller's executor preference. Use
+    /// it around the idle part of a connection (waiting for the next request), so shutdown
+    /// never cuts a response short.
+    public nonisolated(nonsending) func withShutdownCancellation<T: Sendable>(
+        _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        try await withThrowingTaskGroup(of: DrainOutcome<T>.self) { group in
+            group.addTask { .finished(try await body()) }
+            group.addTask {
+                try? await self.waitForShutdown()  // cancelled when `body` finished first
+                return .shutdownBegan
+            }
+            while let outcome = try await group.next() {
+                group.cancelAll()  // `body` finished (the waiter goes), or shutdown began (`body` is cancelled)
+                if case .finished(let value) = outcome { return value }
+            }
+            preconditionFailure("the body's child task always ends the group")
+        }
+    }
+}
+
+/// Which child of `withShutdownCancellation` ended.
+private enum DrainOutcome<T: Sendable>: Sendable {
+    case finished(T)
+    case shutdownBegan
+}
+
+/// Opens once, when shutdown begins; async waiters can leave early when their task is cancelled.
+final class ShutdownSignal: @unchecked Sendable {
+    private let lock = Lock()
+    // Under `lock`.
+    private var fired = false
+    private var nextWaiter: UInt64 = 0
+    private var waiters: [UInt64: UnsafeContinuation<Void, Never>] = [:]
+    /// Waiters whose task was cancelled before they were registered.
+    private var cancelledEarly: Set<UInt64> = []
+
+    func fire() {
+        let resumed = lock.withLock { () -> [UnsafeContinuation<Void, Never>] in
+            fired = true
+            defer { waiters.removeAll() }
+            return Array(waiters.values)
+        }
+        for waiter in resumed { waiter.resume() }
+    }
+
+    /// Returns when the signal has fired or the task is cancelled.
+    func wait() async {
+        let id = lock.withLock {
+            defer { nextWaiter += 1 }
+            return nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+                let now = lock.withLock { () -> Bool in
+                    if cancelledEarly.remove(id) != nil || fired { return true }
+                    waiters[id] = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = lock.withLock { () -> UnsafeContinuation<Void, Never>? in
+                if let waiter = waiters.removeValue(forKey: id) { return waiter }
+                if !fired { cancelledEarly.insert(id) }
+                return nil
+            }
+            waiter?.resume()
+        }
+    }
+}

@@ -25,6 +25,15 @@ enum Transport: String, CustomStringConvertible, CaseIterable {
     }
 }
 
+/// Whether `fd` reads end-of-file, waiting up to 10 s for it (with the executor gone, a plain
+/// `poll`: the FIN of a close that already completed may still be on its way through loopback).
+func peerReadsEndOfFile(_ fd: FileDescriptor) -> Bool {
+    var entry = pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)
+    guard poll(&entry, 1, 10_000) == 1 else { return false }
+    var byte: UInt8 = 0
+    return recv(fd.rawValue, &byte, 1, Int32(MSG_DONTWAIT)) == 0
+}
+
 /// What a receive ended with, as text the tests compare.
 func receiveOutcome(_ body: () async throws -> [UInt8]) async -> String {
     do {
@@ -86,5 +95,103 @@ func receiveOutcome(_ body: () async throws -> [UInt8]) async -> String {
         #expect(await doomed.value == "Errno \(ECANCELED)")
         try await executor.send(otherPeer, bytes: Array("still here".utf8))
         #expect(await survivor.value == "received 10")
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct GracefulDrainTests {
+    /// Issue 18: an idle keep-alive connection held shutdown for its whole deadline. A server
+    /// task waiting for its next request inside `withShutdownCancellation` is cancelled when
+    /// shutdown begins, closes its connection, and shutdown ends long before its 60 s deadline
+    /// (this suite's time limit is one minute).
+    @Test(arguments: Transport.allCases)
+    func anIdleConnectionClosesWhenShutdownBegins(transport: Transport) async throws {
+        let executor = try RingExecutor(entries: 16)
+        let (server, client) = try await transport.pair(executor)
+        defer { try? client.close() }
+        #expect(!executor.isShuttingDown)
+        let served = Task(executorPreference: executor) { () -> String in
+            let outcome = await receiveOutcome {
+                try await executor.withShutdownCancellation { try await executor.receive(server, upTo: 64) }
+            }
+            try? await executor.close(server)
+            return outcome
+        }
+        #expect(await waitUntil { executor.operationsInFlight >= 1 })
+        await executor.shutdown(deadline: .seconds(60))
+        #expect(executor.isShuttingDown)
+        #expect(await served.value == "CancellationError")
+        #expect(peerReadsEndOfFile(client))
+    }
+
+    /// A body that finishes before shutdown returns its value, and its shutdown waiter goes away
+    /// (shutdown later does not wait on it); an error from the body is rethrown as is.
+    @Test func aBodyThatFinishesFirstReturnsItsValueOrError() async throws {
+        let executor = try RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        let (server, client) = try socketPair()
+        defer { try? server.close() }
+        defer { try? client.close() }
+        try await executor.send(client, bytes: Array("GET".utf8))
+        let bytes = try await executor.withShutdownCancellation { try await executor.receive(server, upTo: 64) }
+        #expect(bytes == Array("GET".utf8))
+        await #expect(throws: Errno.badFileDescriptor) {
+            try await executor.withShutdownCancellation {
+                try await executor.receive(FileDescriptor(rawValue: -1), upTo: 1)
+            }
+        }
+        #expect(!executor.isShuttingDown)
+    }
+
+    /// `waitForShutdown()` returns when shutdown begins, at once when it already has, and throws
+    /// `CancellationError` when its task is cancelled first.
+    @Test func waitForShutdownHearsTheStartAndCancellation() async throws {
+        let executor = try RingExecutor(entries: 16)
+        let cancelled = Task { () -> Bool in
+            do {
+                try await executor.waitForShutdown()
+                return false
+            } catch { return error is CancellationError }
+        }
+        cancelled.cancel()
+        #expect(await cancelled.value)
+        let waiter = Task { try await executor.waitForShutdown() }
+        await executor.shutdown(deadline: .seconds(60))
+        try await waiter.value
+        try await executor.waitForShutdown()  // already begun: returns at once
+    }
+
+    /// Calling the blocking `shutdownGracefully()` on the executor's own loop thread stops the
+    /// process with a message naming the mistake and the fix (in a child process), not a bare
+    /// trap.
+    @Test func blockingShutdownOnTheLoopThreadStopsWithAMessage() async throws {
+        guard let helper = ExampleTests.binary("ring-fault-helper") else { return }
+        let (status, text) = try await runProcess(helper, ["--shutdown-on-loop-thread"], standardError: true)
+        #expect(status != 0, "\(text)")
+        #expect(text.contains("called on the executor's own loop thread"), "\(text)")
+        #expect(text.contains("await executor.shutdown(deadline:)"), "\(text)")
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct IdleTimeoutTests {
+    /// The idle-timeout pattern of the README: each wait for the next request runs in its own
+    /// `withTimeout`, so the timeout restarts with every request. A quiet connection times out
+    /// with `Errno.timedOut` without losing anything: bytes sent afterwards arrive intact at the
+    /// next receive. Composed with `withShutdownCancellation` the timeout still applies.
+    @Test(arguments: Transport.allCases)
+    func anIdleReceiveTimesOutAndTheConnectionStaysWhole(transport: Transport) async throws {
+        let executor = try RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        let (server, client) = try await transport.pair(executor)
+        defer { try? server.close() }
+        defer { try? client.close() }
+        let idle = await receiveOutcome {
+            try await executor.withShutdownCancellation {
+                try await executor.withTimeout(.milliseconds(50)) { try await executor.receive(server, upTo: 64) }
+            }
+        }
+        #expect(idle == "Errno \(ETIMEDOUT)")
+        try await executor.send(client, bytes: Array("next request".utf8))
+        let next = try await executor.withTimeout(.seconds(10)) { try await executor.receive(server, upTo: 64) }
+        #expect(next == Array("next request".utf8))
     }
 }
