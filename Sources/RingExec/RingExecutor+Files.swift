@@ -47,7 +47,15 @@ extension RingExecutor {
     }
 
     /// Closes `fd` through the engine (`EBADF` if it is not open).
+    ///
+    /// Operations still pending on `fd` through this executor (a `receive` waiting for data, a
+    /// `poll`, an `accept`) are cancelled first, so a connection really closes: a pending request
+    /// holds the open file, and the peer would not see end-of-file while it waits. Each of those
+    /// operations ends with `Errno.canceled` (`ECANCELED`), or with its real result if it
+    /// completed first; `CancellationError` stays reserved for a task that was itself cancelled.
+    /// Their callers resume only after the kernel is done with their buffers, as always.
     public nonisolated(nonsending) func close(_ fd: FileDescriptor) async throws {
+        await cancelPending(on: fd)
         _ = try await perform(.close(fd))
     }
 

@@ -266,7 +266,7 @@ extension RingExecutor {
 
     /// Runs `body` on the loop thread and returns its result; `afterExit` instead when the loop
     /// has exited (a task preferring the executor then runs elsewhere).
-    private nonisolated(nonsending) func onLoopThread<T: Sendable>(
+    nonisolated(nonsending) func onLoopThread<T: Sendable>(
         _ body: @escaping @Sendable () -> T, afterExit: @escaping @Sendable () -> T
     ) async -> T {
         if isOnLoopThread { return body() }

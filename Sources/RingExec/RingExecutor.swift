@@ -32,6 +32,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// Published (release, under `lock`) after `shutdownDeadline`, so a loop that sees it set
     /// also sees the deadline of the call that set it.
     private let stopping = Atomic<Bool>(false)
+    /// Fired once `stopping` is published (see `waitForShutdown`).
+    let shutdownSignal = ShutdownSignal()
     /// Set under `lock` when the loop has exited; nothing is accepted afterwards.
     private var exited = false
     /// Actor jobs that arrived after the loop exited, and whether a thread is draining them
@@ -448,6 +450,10 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         return result
     }
 
+    /// Whether shutdown has begun (`shutdown(deadline:)` or `shutdownGracefully` was called).
+    /// See `waitForShutdown()` to be told.
+    public var isShuttingDown: Bool { stopping.load(ordering: .acquiring) }
+
     /// The loop has exited: nothing more is accepted.
     var isShutDown: Bool { lock.withLock { exited } }
 
@@ -594,8 +600,16 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// also when another caller started the shutdown (the earliest deadline of all callers
     /// wins); call it from outside the executor. From async code prefer `shutdown(deadline:)`.
     /// Later submissions fail with `ESHUTDOWN`.
+    ///
+    /// Called on the executor's own loop thread (from a task or actor running there) it could
+    /// only wait for itself forever: it stops the process with a message saying so, in release
+    /// builds too. From there, `await shutdown(deadline:)` does not block and works.
     public func shutdownGracefully(deadline: Duration = .seconds(30)) {
-        precondition(!isOnLoopThread, "shutdownGracefully() would wait for its own thread")
+        if isOnLoopThread {
+            fatalError(
+                "RingExecutor.shutdownGracefully() was called on the executor's own loop thread, "
+                    + "where it would wait for itself forever; use `await executor.shutdown(deadline:)` there")
+        }
         if beginShutdown(deadline) {
             pthread_join(joinHandle, nil)
             finishShutdown()
@@ -634,6 +648,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             return true
         }
         guard claimed else { return false }
+        shutdownSignal.fire()
         afterStoppingPublished?()
         wakeByEventfd()
         return true

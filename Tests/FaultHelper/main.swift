@@ -4,7 +4,7 @@
 //
 //   ring-fault-helper [--engine] io_uring_setup=ENOSYS [io_setup=EPERM ...]
 //   ring-fault-helper --teardown io_uring|libaio|posix-aio
-//   ring-fault-helper --nofile | --memlock
+//   ring-fault-helper --nofile | --memlock | --shutdown-on-loop-thread
 //
 // Prints one line: `available` or `unavailable errno=<n> explanation=<text>`; with `--engine`,
 // starts a RingExecutor with `.automatic`, checks a write and read through it, and prints
@@ -215,6 +215,15 @@ if arguments.first == "--posix-aio-wake", arguments.count == 3, let threads = In
     let count = Int(arguments[2])
 {
     posixAIOWakeCheck(threads: threads, executors: count)
+}
+if arguments.first == "--shutdown-on-loop-thread" {
+    // Calls the blocking shutdown from a task on the executor's own thread: the process must stop
+    // with a message saying why (the test reads it from standard error).
+    let executor = try RingExecutor(entries: 8)
+    Task(executorPreference: executor) { executor.shutdownGracefully() }
+    for _ in 0..<1000 { usleep(10_000) }  // the trap ends this far sooner
+    print("shutdownGracefully returned on the loop thread")
+    exit(0)
 }
 if arguments.first == "--memlock" {
     memlockMode = true

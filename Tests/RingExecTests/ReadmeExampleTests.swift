@@ -28,6 +28,38 @@ func countBytes(of path: FilePath, on executor: RingExecutor) async throws -> In
 // print(try await countBytes(of: "/etc/services", on: executor))
 // README-EXEC-EXAMPLE-END
 
+// README-SERVER-EXAMPLE-BEGIN
+/// Accepts connections until shutdown begins and serves each in a child task on the ring.
+func runServer(_ listener: FileDescriptor, on executor: RingExecutor) async throws {
+    try await executor.run {
+        try await withThrowingDiscardingTaskGroup { group in
+            // The stream ends when shutdown begins; the group then waits for its connections.
+            for try await connection in executor.connections(listener) {
+                group.addTask { await serve(connection, on: executor) }
+            }
+        }
+    }
+}
+
+/// Answers each request with "ok\n" until the peer closes, stays idle for `idle`, or the
+/// executor starts shutting down; then closes the connection.
+func serve(_ connection: FileDescriptor, on executor: RingExecutor, idle: Duration = .seconds(30)) async {
+    do {
+        while true {
+            // Waiting for the next request: bounded by the idle timeout, cancelled by shutdown.
+            let request = try await executor.withShutdownCancellation {
+                try await executor.withTimeout(idle) { try await executor.receive(connection, upTo: 4096) }
+            }
+            if request.isEmpty { break }  // the peer closed its end
+            try await executor.send(connection, bytes: Array("ok\n".utf8))
+        }
+    } catch {
+        // Errno.timedOut (idle), CancellationError (shutdown began), or the connection's Errno.
+    }
+    try? await executor.close(connection)  // cancels what is still pending on it, then closes
+}
+// README-SERVER-EXAMPLE-END
+
 @Suite(.timeLimit(.minutes(3))) struct ExecutorReadmeExampleTests {
     @Test func exampleCountsTheBytesOfAFile() async throws {
         let executor = try RingExecutor()
@@ -40,6 +72,26 @@ func countBytes(of path: FilePath, on executor: RingExecutor) async throws -> In
         }
     }
 
+    /// The server of the README: answers a request, and when shutdown begins with a 60 s
+    /// deadline the idle keep-alive connection is closed at once and shutdown ends (this
+    /// suite's time limit is far shorter than the deadline would be with the connection open).
+    @Test func serverExampleAnswersAndDrainsAtShutdown() async throws {
+        let executor = try RingExecutor(entries: 32)
+        let listener = try await executor.socket()
+        try await executor.bind(listener, to: .loopback(port: 0))
+        try await executor.listen(listener)
+        let server = Task { try await runServer(listener, on: executor) }
+        let client = try await executor.socket()
+        defer { try? client.close() }
+        try await executor.connect(client, to: .loopback(port: boundPort(listener)))
+        try await executor.send(client, bytes: Array("GET /\n".utf8))
+        #expect(try await executor.receive(client, upTo: 16) == Array("ok\n".utf8))
+        await executor.shutdown(deadline: .seconds(60))
+        await #expect(throws: Never.self) { try await server.value }
+        #expect(peerReadsEndOfFile(client), "the server closed the idle connection")
+        try listener.close()
+    }
+
     /// The README shows exactly the code compiled above.
     @Test func readmeShowsTheCompiledExample() throws {
         let root = String(#filePath).components(separatedBy: "/Tests/")[0]
@@ -48,5 +100,10 @@ func countBytes(of path: FilePath, on executor: RingExecutor) async throws -> In
         let begin = source.range(of: "// README-EXEC-EXAMPLE-BEGIN\n")!.upperBound
         let end = source.range(of: "// README-EXEC-EXAMPLE-END")!.lowerBound
         #expect(readme.contains(String(source[begin..<end])), "README.md must contain the example verbatim")
+        let serverBegin = source.range(of: "// README-SERVER-EXAMPLE-BEGIN\n")!.upperBound
+        let serverEnd = source.range(of: "// README-SERVER-EXAMPLE-END")!.lowerBound
+        #expect(
+            readme.contains(String(source[serverBegin..<serverEnd])),
+            "README.md must contain the server example verbatim")
     }
 }

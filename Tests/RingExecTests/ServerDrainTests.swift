@@ -1,0 +1,241 @@
+import Foundation
+import Glibc
+import Ring
+import SystemPackage
+import Testing
+
+@testable import RingExec
+
+/// The two ends of a connected stream socket: `.tcp` over loopback (made through the
+/// executor), or a `.unix` socket pair.
+enum Transport: String, CustomStringConvertible, CaseIterable {
+    case tcp, unix
+    var description: String { rawValue }
+
+    /// (server end, client end); the caller closes both.
+    func pair(_ executor: RingExecutor) async throws -> (FileDescriptor, FileDescriptor) {
+        guard self == .tcp else { return try socketPair() }
+        let listener = try await executor.socket()
+        defer { try? listener.close() }
+        try await executor.bind(listener, to: .loopback(port: 0))
+        try await executor.listen(listener)
+        let client = try await executor.socket()
+        try await executor.connect(client, to: .loopback(port: boundPort(listener)))
+        return (try await executor.accept(listener), client)
+    }
+}
+
+/// Whether `fd` reads end-of-file, waiting up to 10 s for it (with the executor gone, a plain
+/// `poll`: the FIN of a close that already completed may still be on its way through loopback).
+func peerReadsEndOfFile(_ fd: FileDescriptor) -> Bool {
+    var entry = pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)
+    guard poll(&entry, 1, 10_000) == 1 else { return false }
+    var byte: UInt8 = 0
+    return recv(fd.rawValue, &byte, 1, Int32(MSG_DONTWAIT)) == 0
+}
+
+/// `task`'s value, or "still open after 10 s" (then `task` is cancelled and awaited): bounded,
+/// so an operation that never ends fails its test instead of hanging it.
+func valueWithin10Seconds(_ task: Task<String, Never>, _ executor: RingExecutor) async -> String {
+    await withTaskGroup(of: String.self) { group in
+        group.addTask { await task.value }
+        group.addTask {
+            try? await executor.sleep(for: .seconds(10))
+            return "still open after 10 s"
+        }
+        let first = await group.next() ?? ""
+        group.cancelAll()
+        task.cancel()
+        return first
+    }
+}
+
+/// What a receive ended with, as text the tests compare.
+func receiveOutcome(_ body: () async throws -> [UInt8]) async -> String {
+    do {
+        return "received \(try await body().count)"
+    } catch is CancellationError {
+        return "CancellationError"
+    } catch let error as Errno {
+        return "Errno \(error.rawValue)"
+    } catch {
+        return "\(error)"
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct CloseCancelsPendingTests {
+    /// Issue 18: a receive pending on a connection kept it open after `close(fd)` through the
+    /// executor (the request holds the file), so the peer never saw FIN and the receive never
+    /// ended. Now close cancels what is pending on the descriptor first: the receive ends with
+    /// `Errno.canceled` and the peer reads end-of-file. Linux 5.19+ cancels by descriptor in the
+    /// kernel; on an emulated 5.15 the executor cancels its own records on that descriptor.
+    @Test(arguments: [nil, KernelVersion(5, 15)], Transport.allCases)
+    func closeEndsAPendingReceiveAndThePeerSeesEndOfFile(kernel: KernelVersion?, transport: Transport) async throws {
+        let executor = try kernel.map { try KernelFallbackTests.executor(emulating: $0) } ?? RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        let (server, client) = try await transport.pair(executor)
+        defer { try? client.close() }
+        let receiving = Task(executorPreference: executor) {
+            await receiveOutcome { try await executor.receive(server, upTo: 64) }
+        }
+        #expect(await waitUntil { executor.operationsInFlight >= 1 })
+        try await executor.close(server)
+        // The peer's view, bounded so the old behaviour fails instead of hanging.
+        let peer = await receiveOutcome {
+            try await executor.withTimeout(.seconds(10)) { try await executor.receive(client, upTo: 64) }
+        }
+        #expect(peer == "received 0", "the peer should read end-of-file")
+        if peer != "received 0" { receiving.cancel() }
+        #expect(await receiving.value == "Errno \(ECANCELED)")
+    }
+
+    /// Closing a listening socket through the executor ends its `connections()` stream without
+    /// an error (it hung before: the pending accept held the socket open), also where each
+    /// connection is accepted by its own request (an emulated 5.15).
+    @Test(arguments: [nil, KernelVersion(5, 15)])
+    func closingTheListenerEndsItsConnectionsStream(kernel: KernelVersion?) async throws {
+        let executor = try kernel.map { try KernelFallbackTests.executor(emulating: $0) } ?? RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        let listener = try await executor.socket()
+        try await executor.bind(listener, to: .loopback(port: 0))
+        try await executor.listen(listener)
+        let accepting = Task(executorPreference: executor) { () -> String in
+            do {
+                var accepted = 0
+                for try await connection in executor.connections(listener) {
+                    accepted += 1
+                    try? connection.close()
+                }
+                return "ended after \(accepted)"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(await waitUntil { executor.operationsInFlight >= 1 })
+        try await executor.close(listener)
+        let outcome = await valueWithin10Seconds(accepting, executor)
+        #expect(outcome == "ended after 0")
+    }
+
+    /// Only what is pending on the closed descriptor is cancelled: a receive on another
+    /// connection carries on and gets its bytes.
+    @Test(arguments: [nil, KernelVersion(5, 15)])
+    func closeLeavesOtherDescriptorsAlone(kernel: KernelVersion?) async throws {
+        let executor = try kernel.map { try KernelFallbackTests.executor(emulating: $0) } ?? RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        let (closing, closingPeer) = try socketPair()
+        defer { try? closingPeer.close() }
+        let (other, otherPeer) = try socketPair()
+        defer { try? other.close() }
+        defer { try? otherPeer.close() }
+        let doomed = Task(executorPreference: executor) {
+            await receiveOutcome { try await executor.receive(closing, upTo: 64) }
+        }
+        let survivor = Task(executorPreference: executor) {
+            await receiveOutcome { try await executor.receive(other, upTo: 64) }
+        }
+        #expect(await waitUntil { executor.operationsInFlight >= 2 })
+        try await executor.close(closing)
+        #expect(await valueWithin10Seconds(doomed, executor) == "Errno \(ECANCELED)")
+        try await executor.send(otherPeer, bytes: Array("still here".utf8))
+        #expect(await survivor.value == "received 10")
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct GracefulDrainTests {
+    /// Issue 18: an idle keep-alive connection held shutdown for its whole deadline. A server
+    /// task waiting for its next request inside `withShutdownCancellation` is cancelled when
+    /// shutdown begins, closes its connection, and shutdown ends long before its 60 s deadline
+    /// (this suite's time limit is one minute).
+    @Test(arguments: Transport.allCases)
+    func anIdleConnectionClosesWhenShutdownBegins(transport: Transport) async throws {
+        let executor = try RingExecutor(entries: 16)
+        let (server, client) = try await transport.pair(executor)
+        defer { try? client.close() }
+        #expect(!executor.isShuttingDown)
+        let served = Task(executorPreference: executor) { () -> String in
+            let outcome = await receiveOutcome {
+                try await executor.withShutdownCancellation { try await executor.receive(server, upTo: 64) }
+            }
+            try? await executor.close(server)
+            return outcome
+        }
+        #expect(await waitUntil { executor.operationsInFlight >= 1 })
+        await executor.shutdown(deadline: .seconds(60))
+        #expect(executor.isShuttingDown)
+        #expect(await served.value == "CancellationError")
+        #expect(peerReadsEndOfFile(client))
+    }
+
+    /// A body that finishes before shutdown returns its value, and its shutdown waiter goes away
+    /// (shutdown later does not wait on it); an error from the body is rethrown as is.
+    @Test func aBodyThatFinishesFirstReturnsItsValueOrError() async throws {
+        let executor = try RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        let (server, client) = try socketPair()
+        defer { try? server.close() }
+        defer { try? client.close() }
+        try await executor.send(client, bytes: Array("GET".utf8))
+        let bytes = try await executor.withShutdownCancellation { try await executor.receive(server, upTo: 64) }
+        #expect(bytes == Array("GET".utf8))
+        await #expect(throws: Errno.badFileDescriptor) {
+            try await executor.withShutdownCancellation {
+                try await executor.receive(FileDescriptor(rawValue: -1), upTo: 1)
+            }
+        }
+        #expect(!executor.isShuttingDown)
+    }
+
+    /// `waitForShutdown()` returns when shutdown begins, at once when it already has, and throws
+    /// `CancellationError` when its task is cancelled first.
+    @Test func waitForShutdownHearsTheStartAndCancellation() async throws {
+        let executor = try RingExecutor(entries: 16)
+        let cancelled = Task { () -> Bool in
+            do {
+                try await executor.waitForShutdown()
+                return false
+            } catch { return error is CancellationError }
+        }
+        cancelled.cancel()
+        #expect(await cancelled.value)
+        let waiter = Task { try await executor.waitForShutdown() }
+        await executor.shutdown(deadline: .seconds(60))
+        try await waiter.value
+        try await executor.waitForShutdown()  // already begun: returns at once
+    }
+
+    /// Calling the blocking `shutdownGracefully()` on the executor's own loop thread stops the
+    /// process with a message naming the mistake and the fix (in a child process), not a bare
+    /// trap.
+    @Test func blockingShutdownOnTheLoopThreadStopsWithAMessage() async throws {
+        guard let helper = ExampleTests.binary("ring-fault-helper") else { return }
+        let (status, text) = try await runProcess(helper, ["--shutdown-on-loop-thread"], standardError: true)
+        #expect(status != 0, "\(text)")
+        #expect(text.contains("called on the executor's own loop thread"), "\(text)")
+        #expect(text.contains("await executor.shutdown(deadline:)"), "\(text)")
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct IdleTimeoutTests {
+    /// The idle-timeout pattern of the README: each wait for the next request runs in its own
+    /// `withTimeout`, so the timeout restarts with every request. A quiet connection times out
+    /// with `Errno.timedOut` without losing anything: bytes sent afterwards arrive intact at the
+    /// next receive. Composed with `withShutdownCancellation` the timeout still applies.
+    @Test(arguments: Transport.allCases)
+    func anIdleReceiveTimesOutAndTheConnectionStaysWhole(transport: Transport) async throws {
+        let executor = try RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        let (server, client) = try await transport.pair(executor)
+        defer { try? server.close() }
+        defer { try? client.close() }
+        let idle = await receiveOutcome {
+            try await executor.withShutdownCancellation {
+                try await executor.withTimeout(.milliseconds(50)) { try await executor.receive(server, upTo: 64) }
+            }
+        }
+        #expect(idle == "Errno \(ETIMEDOUT)")
+        try await executor.send(client, bytes: Array("next request".utf8))
+        let next = try await executor.withTimeout(.seconds(10)) { try await executor.receive(server, upTo: 64) }
+        #expect(next == Array("next request".utf8))
+    }
+}
