@@ -17,9 +17,9 @@ extension RingExecutor {
     nonisolated(nonsending) func cancelPending(on fd: FileDescriptor) async {
         guard let uring = uringEngine else { return }  // the aio engines cannot close through the engine
         if uring.canCancelAny {  // CANCEL_FD and CANCEL_ALL came with CANCEL_ANY, in 5.19
-            // -ENOENT: nothing was pending. Not bounded by `withTimeout` and not refused for a
-            // cancelled task here: `close` itself applies both rules right after.
-            _ = await submitReusingRecord(.cancel(fd: fd, flags: [.all]))
+            // -ENOENT: nothing was pending. Neither bounded by `withTimeout` nor refused for a
+            // cancelled task: closing is cleanup (see `close`).
+            _ = await submitIgnoringCancellation(.cancel(fd: fd, flags: [.all]))
             return
         }
         await onLoopThread { [self] in

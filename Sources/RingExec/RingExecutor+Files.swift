@@ -54,9 +54,19 @@ extension RingExecutor {
     /// operations ends with `Errno.canceled` (`ECANCELED`), or with its real result if it
     /// completed first; `CancellationError` stays reserved for a task that was itself cancelled.
     /// Their callers resume only after the kernel is done with their buffers, as always.
+    ///
+    /// Closing is cleanup, so it always happens: in a cancelled task too (it does not throw
+    /// `CancellationError`), inside `withTimeout` without being bounded by it, after shutdown
+    /// and on the aio engines with the `close(2)` system call.
     public nonisolated(nonsending) func close(_ fd: FileDescriptor) async throws {
-        await cancelPending(on: fd)
-        _ = try await perform(.close(fd))
+        if uringEngine != nil {
+            await cancelPending(on: fd)
+            let result = await submitIgnoringCancellation(.close(fd))
+            if result >= 0 { return }
+            if result != -ESHUTDOWN { throw Errno(rawValue: -result) }
+        }
+        // Shut down, or an aio engine (their kernels have no close request).
+        if Glibc.close(fd.rawValue) != 0 { throw Errno(rawValue: errno) }
     }
 
     // MARK: Read and write

@@ -406,6 +406,20 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         return result
     }
 
+    /// Submits `entry` and waits for its completion whatever happens to the calling task: no
+    /// cancellation check, no cancellation handler, no `withTimeout` bound. For cleanup that must
+    /// not be skipped (`close` and its cancel-by-descriptor); `-ESHUTDOWN` after shutdown.
+    nonisolated(nonsending) func submitIgnoringCancellation(_ entry: SubmissionEntry) async -> Int32 {
+        var record = takeRecord(entry)
+        let result = await withUnsafeContinuation { continuation in
+            record.continuation = continuation
+            if !enqueue(record) { continuation.resume(returning: -ESHUTDOWN) }
+        }
+        _ = record.handoff.load(ordering: .acquiring)  // pairs with the store in `finish`
+        recycle(&record)
+        return result
+    }
+
     /// A record for `entry`: a finished one from the pool on the loop thread, else a new one.
     @inline(__always)
     func takeRecord(_ entry: SubmissionEntry) -> Operation {

@@ -117,6 +117,47 @@ func receiveOutcome(_ body: () async throws -> [UInt8]) async -> String {
         #expect(outcome == "ended after 0")
     }
 
+    /// Closing is cleanup: a task that has been cancelled (a server task cancelled as a whole,
+    /// closing its connections on the way out) must still release the descriptor and end what
+    /// is pending on it. Before, `close` refused to start in a cancelled task and the
+    /// descriptor leaked.
+    @Test(arguments: [nil, KernelVersion(5, 15)])
+    func aCancelledTaskStillClosesItsDescriptor(kernel: KernelVersion?) async throws {
+        let executor = try kernel.map { try KernelFallbackTests.executor(emulating: $0) } ?? RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        let (server, client) = try socketPair()
+        defer { try? client.close() }
+        let receiving = Task(executorPreference: executor) {
+            await receiveOutcome { try await executor.receive(server, upTo: 64) }
+        }
+        #expect(await waitUntil { executor.operationsInFlight >= 1 })
+        let closing = Task(executorPreference: executor) { () -> String in
+            withUnsafeCurrentTask { $0?.cancel() }  // cancelled before it closes
+            do {
+                try await executor.close(server)
+                return "closed"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(await closing.value == "closed")
+        #expect(fcntl(server.rawValue, F_GETFD) == -1 && errno == EBADF, "the descriptor is closed")
+        #expect(peerReadsEndOfFile(client))
+        #expect(await receiving.value == "Errno \(ECANCELED)")
+    }
+
+    /// After shutdown the executor cannot submit, but a descriptor handed to `close` is still
+    /// closed (with the system call) instead of leaking with `ESHUTDOWN`.
+    @Test func closeAfterShutdownStillCloses() async throws {
+        let executor = try RingExecutor(entries: 16)
+        let (a, b) = try socketPair()
+        defer { try? b.close() }
+        await executor.shutdown()
+        try await executor.close(a)
+        #expect(fcntl(a.rawValue, F_GETFD) == -1 && errno == EBADF)
+        await #expect(throws: Errno.badFileDescriptor) { try await executor.close(a) }
+    }
+
     /// Only what is pending on the closed descriptor is cancelled: a receive on another
     /// connection carries on and gets its bytes.
     @Test(arguments: [nil, KernelVersion(5, 15)])
