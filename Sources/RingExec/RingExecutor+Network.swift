@@ -307,7 +307,9 @@ extension RingExecutor {
     /// `ECONNABORTED`, `EPERM`, ...) do not end the stream: each is passed to `onError` (on the
     /// executor's loop thread: keep it short, e.g. count or log), and the request is armed again
     /// after a pause of 10 ms that doubles with each error in a row up to 1 s, on a kernel
-    /// timeout; the connection that met the error stays in the listen backlog.
+    /// timeout; the connection that met the error stays in the listen backlog. (The kernel reads
+    /// `RLIMIT_NOFILE` when a request is armed: a limit raised meanwhile counts from the next
+    /// re-arm.)
     ///
     /// How the stream ends: it finishes without an error when the listening socket is closed
     /// through this executor's `close(_:)` or shut down (`shutdown(_:how:)` with `SHUT_RD` or
