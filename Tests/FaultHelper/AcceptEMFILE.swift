@@ -7,10 +7,11 @@ import SystemPackage
 /// is full (the soft `RLIMIT_NOFILE` lowered to just above what is open, the rest filled), with a
 /// client waiting in the listen backlog. Once the stream has reported `EMFILE` twice (the accept
 /// failed, was re-armed after a pause and failed again), one descriptor is freed and the
-/// connection must arrive. The stream starts after the limit is lowered: the kernel takes the
+/// connection must arrive. With `--accept-emfile-shutdown` the executor shuts down instead while
+/// the stream waits to re-arm: the stream must finish without an error (prints `ended=clean`). The stream starts after the limit is lowered: the kernel takes the
 /// limit an accept works under when it prepares the request. Prints `emfile=<n> accepted=1`, or `error <description>`. A child
 /// process because the limit is per process: the test runner's parallel tests would meet it too.
-func acceptEMFILECheck() -> Never {
+func acceptEMFILECheck(shutDown: Bool) -> Never {
     let done = Atomic<Bool>(false)
     Task.detached {
         var spare: [Int32] = []
@@ -47,18 +48,31 @@ func acceptEMFILECheck() -> Never {
                 if error == .tooManyOpenFiles { emfile.add(1, ordering: .relaxed) }
             }
             let deadline = ContinuousClock.now + .seconds(30)
-            while emfile.load(ordering: .relaxed) < 2 {
+            while emfile.load(ordering: .relaxed) < (shutDown ? 1 : 2) {
                 guard ContinuousClock.now < deadline else { throw Errno.timedOut }
                 try await executor.sleep(for: .milliseconds(2))
             }
-            close(spare.removeLast())
-            var accepted = 0
-            for try await connection in stream {
-                accepted += 1
-                try? connection.close()
-                break
+            if shutDown {
+                let consumer = Task {
+                    do {
+                        for try await connection in stream { try? connection.close() }
+                        return "ended=clean"
+                    } catch {
+                        return "ended=error \(error)"
+                    }
+                }
+                await executor.shutdown(deadline: .seconds(5))
+                print("\(await consumer.value) emfile=\(emfile.load(ordering: .relaxed))")
+            } else {
+                close(spare.removeLast())
+                var accepted = 0
+                for try await connection in stream {
+                    accepted += 1
+                    try? connection.close()
+                    break
+                }
+                print("emfile=\(emfile.load(ordering: .relaxed)) accepted=\(accepted)")
             }
-            print("emfile=\(emfile.load(ordering: .relaxed)) accepted=\(accepted)")
         } catch {
             print("error \(error)")
         }

@@ -197,6 +197,16 @@ func consume(_ stream: AsyncThrowingStream<FileDescriptor, any Error>) -> (Task<
         #expect(line.hasPrefix("emfile=") && line.hasSuffix(" accepted=1"), "helper said: \(text)")
     }
 
+    /// Shutting the executor down while the stream waits to re-arm after `EMFILE` (its timer
+    /// pending, or the accept failing again) finishes the stream without an error.
+    @Test func shutdownWhileBackingOffFinishesConnections() async throws {
+        guard let helper = ExampleTests.binary("ring-fault-helper") else { return }
+        let (status, text) = try await runProcess(helper, ["--accept-emfile-shutdown"])
+        #expect(status == 0)
+        let line = text.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(line.hasPrefix("ended=clean emfile="), "helper said: \(text)")
+    }
+
     /// The errors a busy server lives through are retried; others end the stream.
     @Test func transientAcceptErrors() {
         for code in [EMFILE, ENFILE, ENOBUFS, ENOMEM, ECONNABORTED, EPERM, EAGAIN, EINTR] {
