@@ -350,6 +350,7 @@ extension RingExecutor {
             decode: { result, _ in .element(FileDescriptor(rawValue: result)) }, discard: { try? $0.close() },
             classify: { code in
                 if code == EINVAL { return .finish }  // it was listening: shut down since
+                if code == ESHUTDOWN { return .finish }  // re-armed while the executor shuts down
                 return Self.transientAcceptErrors.contains(Errno(rawValue: code)) ? .retry : .fail
             },
             onError: onError

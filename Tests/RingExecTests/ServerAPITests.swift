@@ -187,8 +187,8 @@ func consume(_ stream: AsyncThrowingStream<FileDescriptor, any Error>) -> (Task<
     }
 
     /// Old code: one `EMFILE` ended the stream for good. Now it is reported, the accept is
-    /// re-armed after a pause, and the waiting connection arrives once a descriptor is free.
-    /// In a child process: the lowered descriptor limit would hit the other tests too.
+    /// re-armed after a pause, and the waiting connection arrives once descriptors are to be
+    /// had. In a child process: the lowered descriptor limit would hit the other tests too.
     @Test func connectionsLiveThroughEMFILE() async throws {
         guard let helper = ExampleTests.binary("ring-fault-helper") else { return }
         let (status, text) = try await runProcess(helper, ["--accept-emfile"])
