@@ -104,12 +104,58 @@ public struct SocketAddress: @unchecked Sendable, CustomStringConvertible {
     }
 }
 
+/// A socket option with its value's Swift type, for `RingExecutor.setOption(_:to:on:)` and
+/// `option(_:of:)`. The common ones are below; others that take an `int` can be named with
+/// `init(level:name:)`.
+public struct SocketOption<Value>: Sendable {
+    /// The protocol level (`SOL_SOCKET`, `IPPROTO_TCP`, ...).
+    public let level: Int32
+    /// The option (`SO_REUSEADDR`, `TCP_NODELAY`, ...).
+    public let name: Int32
+    let encode: @Sendable (Value) -> Int32
+    let decode: @Sendable (Int32) -> Value
+}
+
+extension SocketOption where Value == Bool {
+    /// An on/off option taking an `int`.
+    public init(level: Int32, name: Int32) {
+        self.init(level: level, name: name, encode: { $0 ? 1 : 0 }, decode: { $0 != 0 })
+    }
+
+    /// `SO_REUSEADDR`: bind to a local address still held by connections in `TIME_WAIT`
+    /// (set it on a listener before `bind`, or a restarted server meets `EADDRINUSE`).
+    public static var reuseAddress: Self { Self(level: SOL_SOCKET, name: SO_REUSEADDR) }
+    /// `SO_REUSEPORT`: several sockets bind the same address and port; the kernel spreads
+    /// incoming connections among them (one listener per executor). Set before `bind`.
+    public static var reusePort: Self { Self(level: SOL_SOCKET, name: SO_REUSEPORT) }
+    /// `SO_KEEPALIVE`: probe an idle connection's peer, and fail the socket when it is gone.
+    public static var keepAlive: Self { Self(level: SOL_SOCKET, name: SO_KEEPALIVE) }
+    /// `TCP_NODELAY`: send small segments at once instead of coalescing them (Nagle's
+    /// algorithm off): lower latency for request/response protocols. TCP sockets only.
+    public static var noDelay: Self { Self(level: Int32(IPPROTO_TCP), name: TCP_NODELAY) }
+}
+
+extension SocketOption where Value == Int32 {
+    /// An option taking an `int` value.
+    public init(level: Int32, name: Int32) {
+        self.init(level: level, name: name, encode: { $0 }, decode: { $0 })
+    }
+
+    /// `SO_RCVBUF`: the receive buffer size in bytes (Linux doubles what is set, and reports
+    /// the doubled value).
+    public static var receiveBufferSize: Self { Self(level: SOL_SOCKET, name: SO_RCVBUF) }
+    /// `SO_SNDBUF`: the send buffer size in bytes (doubled like `receiveBufferSize`).
+    public static var sendBufferSize: Self { Self(level: SOL_SOCKET, name: SO_SNDBUF) }
+}
+
 // Sockets (io_uring only). Memory handed to the kernel (addresses, buffers) stays valid until
 // each operation's completion, also when the task is cancelled.
 extension RingExecutor {
     /// `socket(2)` (close-on-exec): io_uring `SOCKET` (Linux 5.19+), or the plain system call on
     /// older kernels (it never blocks).
-    public func socket(domain: Int32 = AF_INET, type: Int32 = Int32(SOCK_STREAM.rawValue), protocol proto: Int32 = 0)
+    public nonisolated(nonsending) func socket(
+        domain: Int32 = AF_INET, type: Int32 = Int32(SOCK_STREAM.rawValue), protocol proto: Int32 = 0
+    )
         async throws -> FileDescriptor
     {
         let type = type | Int32(SOCK_CLOEXEC.rawValue)
@@ -121,7 +167,7 @@ extension RingExecutor {
 
     /// `bind(2)`: io_uring `BIND` (Linux 6.11+), or the plain system call on older kernels
     /// (it never blocks).
-    public func bind(_ fd: FileDescriptor, to address: SocketAddress) async throws {
+    public nonisolated(nonsending) func bind(_ fd: FileDescriptor, to address: SocketAddress) async throws {
         let memory = address.copied()
         defer { memory.deallocate() }
         if systemCallInstead(of: .bind) {
@@ -134,7 +180,7 @@ extension RingExecutor {
     }
 
     /// `listen(2)`: io_uring `LISTEN` (Linux 6.11+), or the plain system call on older kernels.
-    public func listen(_ fd: FileDescriptor, backlog: Int32 = 128) async throws {
+    public nonisolated(nonsending) func listen(_ fd: FileDescriptor, backlog: Int32 = 128) async throws {
         if systemCallInstead(of: .listen) {
             _ = try systemCall { Glibc.listen(fd.rawValue, backlog) }
             return
@@ -159,22 +205,120 @@ extension RingExecutor {
         return result
     }
 
+    // MARK: Socket options and addresses
+
+    /// Sets a socket option (`setsockopt(2)`), for example
+    /// `try await executor.setOption(.reuseAddress, to: true, on: listener)`. A plain system call
+    /// on the caller's thread (it never blocks), with `perform`'s rules around it: a cancelled
+    /// task throws `CancellationError` and a shut-down executor `ESHUTDOWN` before the call; the
+    /// kernel's refusal is its `Errno` (`ENOPROTOOPT` for an option the socket lacks, e.g.
+    /// `.noDelay` on a Unix-domain socket; `EBADF`, `ENOTSOCK`).
+    public nonisolated(nonsending) func setOption<Value>(
+        _ option: SocketOption<Value>, to value: Value, on fd: FileDescriptor
+    ) async throws {
+        var raw = option.encode(value)
+        _ = try systemCall {
+            setsockopt(fd.rawValue, option.level, option.name, &raw, socklen_t(MemoryLayout<Int32>.size))
+        }
+    }
+
+    /// Reads a socket option (`getsockopt(2)`); the same rules as `setOption`. Linux reports
+    /// `.receiveBufferSize` and `.sendBufferSize` doubled (the kernel's bookkeeping overhead).
+    public nonisolated(nonsending) func option<Value>(_ option: SocketOption<Value>, of fd: FileDescriptor) async throws
+        -> Value
+    {
+        var raw: Int32 = 0
+        var size = socklen_t(MemoryLayout<Int32>.size)
+        _ = try systemCall { getsockopt(fd.rawValue, option.level, option.name, &raw, &size) }
+        return option.decode(raw)
+    }
+
+    /// The address `fd` is bound to (`getsockname(2)`): after binding to port 0, the port the
+    /// kernel chose. Same rules as `setOption`.
+    public nonisolated(nonsending) func localAddress(of fd: FileDescriptor) async throws -> SocketAddress {
+        try socketAddress { getsockname(fd.rawValue, $0, $1) }
+    }
+
+    /// The address of `fd`'s peer (`getpeername(2)`); `ENOTCONN` when it has none. Same rules
+    /// as `setOption`.
+    public nonisolated(nonsending) func peerAddress(of fd: FileDescriptor) async throws -> SocketAddress {
+        try socketAddress { getpeername(fd.rawValue, $0, $1) }
+    }
+
+    private func socketAddress(
+        _ call: (UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32
+    ) throws -> SocketAddress {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = try systemCall {
+            withUnsafeMutableBytes(of: &storage) {
+                call($0.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length)
+            }
+        }
+        return SocketAddress(storage: storage, length: length)
+    }
+
     /// `connect(2)`.
-    public func connect(_ fd: FileDescriptor, to address: SocketAddress) async throws {
+    public nonisolated(nonsending) func connect(_ fd: FileDescriptor, to address: SocketAddress) async throws {
         let memory = address.copied()
         defer { memory.deallocate() }
         _ = try await perform(.connect(fd, address: memory, length: address.length))
     }
 
     /// Accepts one connection (close-on-exec).
-    public func accept(_ fd: FileDescriptor) async throws -> FileDescriptor {
+    public nonisolated(nonsending) func accept(_ fd: FileDescriptor) async throws -> FileDescriptor {
         FileDescriptor(rawValue: Int32(try await perform(.accept(fd, flags: Int32(SOCK_CLOEXEC.rawValue)))))
     }
 
+    /// Accepts one connection (close-on-exec) and returns it with the peer's address. The
+    /// address memory stays allocated until the kernel's completion, also when the task is
+    /// cancelled.
+    public nonisolated(nonsending) func acceptWithPeer(_ fd: FileDescriptor) async throws -> (
+        FileDescriptor, peer: SocketAddress
+    ) {
+        let peer = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
+        peer.initialize(to: sockaddr_storage())
+        let length = UnsafeMutablePointer<socklen_t>.allocate(capacity: 1)
+        length.initialize(to: socklen_t(MemoryLayout<sockaddr_storage>.size))
+        defer {  // `perform` returns only after the completion: the kernel is done with both
+            peer.deallocate()
+            length.deallocate()
+        }
+        let entry = SubmissionEntry.accept(
+            fd, peer: UnsafeMutableRawPointer(peer), peerLength: length, flags: Int32(SOCK_CLOEXEC.rawValue))
+        let accepted = FileDescriptor(rawValue: Int32(try await perform(entry)))
+        return (accepted, SocketAddress(storage: peer.pointee, length: length.pointee))
+    }
+
+    /// Errors of a listening socket's accept that a busy server meets and lives through: out of
+    /// descriptors (`EMFILE`, `ENFILE`) or memory (`ENOBUFS`, `ENOMEM`), a connection that went
+    /// away while queued (`ECONNABORTED`), a firewall's refusal (`EPERM`), and the transient
+    /// `EAGAIN`/`EINTR`.
+    public static let transientAcceptErrors: Set<Errno> = [
+        .tooManyOpenFiles, .tooManyOpenFilesInSystem, .noBufferSpace, .noMemory, .connectionAbort,
+        .notPermitted, .resourceTemporarilyUnavailable, .interrupted,
+    ]
+
     /// Accepts connections with one multishot request for as long as the stream is iterated.
-    /// Ending the iteration (or cancelling its task) cancels the request; the kernel's errors end
-    /// the stream with an `Errno`. If the kernel ends the multishot on its own (e.g. under CQ
-    /// pressure), the executor re-arms it.
+    /// Ending the iteration (or cancelling its task) cancels the request. If the kernel ends the
+    /// multishot on its own (e.g. under CQ pressure), the executor re-arms it.
+    ///
+    /// Errors in `transientAcceptErrors` (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`,
+    /// `ECONNABORTED`, `EPERM`, ...) do not end the stream: each is passed to `onError` (on the
+    /// executor's loop thread: keep it short, e.g. count or log), and the request is armed again
+    /// after a pause of 10 ms that doubles with each error in a row up to 1 s, on a kernel
+    /// timeout; the connection that met the error stays in the listen backlog. (The kernel reads
+    /// `RLIMIT_NOFILE` when a request is armed: a limit raised meanwhile counts from the next
+    /// re-arm.)
+    ///
+    /// How the stream ends: it finishes without an error when the listening socket is closed
+    /// through this executor's `close(_:)` or shut down (`shutdown(_:how:)` with `SHUT_RD` or
+    /// `SHUT_RDWR`, the executor's or the system call: the kernel then fails the accept with
+    /// `EINVAL`), and when the executor shuts down. A socket that is not listening when the
+    /// stream is made ends it at once with `EINVAL` (`ENOTSOCK`, `EBADF` for what is not a
+    /// socket); other errors end it with their `Errno`. Closing the descriptor behind the
+    /// executor's back (`FileDescriptor.close()`, `Glibc.close`) does not end it: the pending
+    /// accept holds the socket open in the kernel.
     ///
     /// The stream owns every descriptor it has accepted and not yet handed out: those still
     /// buffered when the iteration ends (a `break`, a thrown error, a cancelled task, the stream
@@ -184,14 +328,33 @@ extension RingExecutor {
     ///
     /// Before Linux 5.19 (no multishot accept) each connection is accepted by its own request,
     /// re-armed as each completes, with the same stream, ownership and `bufferLimit` rules.
-    public func connections(_ fd: FileDescriptor, bufferLimit: Int = 64) -> AsyncThrowingStream<
-        FileDescriptor, any Error
-    > {
+    public func connections(
+        _ fd: FileDescriptor, bufferLimit: Int = 64, onError: (@Sendable (Errno) -> Void)? = nil
+    ) -> AsyncThrowingStream<FileDescriptor, any Error> {
         let multishot = (engine as? URingEngine)?.supportsMultishotAccept ?? true
-        return multishotStream(
-            "multishot accept", .accept(fd, flags: Int32(SOCK_CLOEXEC.rawValue), multishot: multishot),
-            bufferLimit: bufferLimit,
-            decode: { result, _ in .element(FileDescriptor(rawValue: result)) }, discard: { try? $0.close() })
+        let entry = SubmissionEntry.accept(fd, flags: Int32(SOCK_CLOEXEC.rawValue), multishot: multishot)
+        if let refusal = refusal("multishot accept", entry) {
+            return AsyncThrowingStream { $0.finish(throwing: refusal) }
+        }
+        if !isShutDown {  // after shutdown the stream ends with ESHUTDOWN, like every call
+            var listening: Int32 = 0
+            var size = socklen_t(MemoryLayout<Int32>.size)
+            let failed = getsockopt(fd.rawValue, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0
+            if failed || listening == 0 {
+                let error = failed ? Errno(rawValue: errno) : Errno.invalidArgument
+                return AsyncThrowingStream { $0.finish(throwing: error) }
+            }
+        }
+        return Multishot<FileDescriptor>(
+            executor: self, entry: entry, bufferLimit: bufferLimit,
+            decode: { result, _ in .element(FileDescriptor(rawValue: result)) }, discard: { try? $0.close() },
+            classify: { code in
+                if code == EINVAL { return .finish }  // it was listening: shut down since
+                if code == ESHUTDOWN { return .finish }  // re-armed while the executor shuts down
+                return Self.transientAcceptErrors.contains(Errno(rawValue: code)) ? .retry : .fail
+            },
+            onError: onError
+        ).start()
     }
 
     /// Submits any multishot request (`.pollAdd(fd, events:, flags: .multishot)`,
@@ -223,26 +386,33 @@ extension RingExecutor {
         _ operation: String, _ entry: SubmissionEntry, bufferLimit: Int,
         decode: @escaping (Int32, UInt32) -> Multishot<Element>.Decoded, discard: @escaping (Element) -> Void
     ) -> AsyncThrowingStream<Element, any Error> {
-        guard engineSelection.engine == .ioURing else {
-            let error = EngineError.unsupported(operation: operation, engine: engineSelection.engine)
-            return AsyncThrowingStream { $0.finish(throwing: error) }
-        }
-        if let uring = engine as? URingEngine, !uring.offers(entry.op), let needs = entry.op.introduced {
-            // As `perform` says it: which operation, and which release has it.
-            let error = EngineError.kernelLacks(operation: Self.operationName(entry.op), needs: needs)
-            return AsyncThrowingStream { $0.finish(throwing: error) }
-        }
+        if let error = refusal(operation, entry) { return AsyncThrowingStream { $0.finish(throwing: error) } }
         return Multishot(executor: self, entry: entry, bufferLimit: bufferLimit, decode: decode, discard: discard)
             .start()
     }
 
+    /// Why a multishot stream cannot start here: `unsupported` on the aio engines, `kernelLacks`
+    /// when the kernel's probe lacks the operation; nil when it can.
+    private func refusal(_ operation: String, _ entry: SubmissionEntry) -> (any Error)? {
+        guard engineSelection.engine == .ioURing else {
+            return EngineError.unsupported(operation: operation, engine: engineSelection.engine)
+        }
+        if let uring = engine as? URingEngine, !uring.offers(entry.op), let needs = entry.op.introduced {
+            // As `perform` says it: which operation, and which release has it.
+            return EngineError.kernelLacks(operation: Self.operationName(entry.op), needs: needs)
+        }
+        return nil
+    }
+
     /// Sends from `buffer`; returns the bytes sent. `MSG_NOSIGNAL` is always added.
-    public func send(_ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, flags: Int32 = 0) async throws -> Int {
+    public nonisolated(nonsending) func send(
+        _ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, flags: Int32 = 0
+    ) async throws -> Int {
         try await perform(.send(fd, buffer, flags: flags | Int32(MSG_NOSIGNAL)))
     }
 
     /// Sends all of `bytes` (looping over short sends).
-    public func send(_ fd: FileDescriptor, bytes: [UInt8]) async throws {
+    public nonisolated(nonsending) func send(_ fd: FileDescriptor, bytes: [UInt8]) async throws {
         let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 16)
         defer { storage.deallocate() }
         storage.copyBytes(from: bytes)
@@ -253,14 +423,16 @@ extension RingExecutor {
     }
 
     /// Receives into `buffer`; returns the bytes received (0: the peer closed).
-    public func receive(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, flags: Int32 = 0) async throws
+    public nonisolated(nonsending) func receive(
+        _ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, flags: Int32 = 0
+    ) async throws
         -> Int
     {
         try await perform(.recv(fd, into: buffer, flags: flags))
     }
 
     /// Receives up to `count` bytes into a new array (empty: the peer closed).
-    public func receive(_ fd: FileDescriptor, upTo count: Int) async throws -> [UInt8] {
+    public nonisolated(nonsending) func receive(_ fd: FileDescriptor, upTo count: Int) async throws -> [UInt8] {
         guard count > 0 else { throw Errno.invalidArgument }
         let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 16)
         defer { storage.deallocate() }
@@ -280,7 +452,9 @@ extension RingExecutor {
     /// Before Linux 6.0 (no multishot receive into a buffer ring) each message is received by its
     /// own request into one buffer of `bufferSize` bytes that the stream owns, re-armed as each
     /// completes: the same stream, ending and `bufferLimit` rules, without the group id.
-    public func messages(_ fd: FileDescriptor, bufferSize: Int = 16384, bufferCount: Int = 64, bufferLimit: Int = 64)
+    public nonisolated(nonsending) func messages(
+        _ fd: FileDescriptor, bufferSize: Int = 16384, bufferCount: Int = 64, bufferLimit: Int = 64
+    )
         async throws
         -> AsyncThrowingStream<[UInt8], any Error>
     {
@@ -321,7 +495,7 @@ extension RingExecutor {
 
     /// `shutdown(2)` (`SHUT_RD`, `SHUT_WR`, `SHUT_RDWR`): io_uring `SHUTDOWN` (Linux 5.11+), or
     /// the plain system call on older kernels.
-    public func shutdown(_ fd: FileDescriptor, how: Int32 = Int32(SHUT_WR)) async throws {
+    public nonisolated(nonsending) func shutdown(_ fd: FileDescriptor, how: Int32 = Int32(SHUT_WR)) async throws {
         if systemCallInstead(of: .shutdown) {
             _ = try systemCall { Glibc.shutdown(fd.rawValue, how) }
             return
@@ -460,12 +634,28 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
         case end
     }
 
+    /// What a request's final error means to its stream.
+    enum ErrorAction {
+        /// End the stream with the error (the default).
+        case fail
+        /// End the stream without an error.
+        case finish
+        /// Report it, wait a little, and arm the request again.
+        case retry
+    }
+
     /// What follows a request's final completion.
     private enum AfterFinal {
         case end((any Error)?)
         case rearm
         case wait
+        case retry(Errno, Duration)
     }
+
+    /// The first wait before re-arming after a retried error, and the longest: the wait doubles
+    /// with each error in a row and starts over once an element arrives.
+    static var firstRetryDelay: Duration { .milliseconds(10) }
+    static var longestRetryDelay: Duration { .seconds(1) }
 
     private let lock = Lock()
     // Under `lock`.
@@ -484,6 +674,8 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
     private var outcome: (any Error)??
     /// `onEnd` has run (it must run once, after the last completion).
     private var ended = false
+    /// The wait before the next re-arm after a retried error (zero: none in a row yet).
+    private var retryDelay: Duration = .zero
 
     private let executor: RingExecutor
     private let entry: SubmissionEntry
@@ -491,10 +683,15 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
     private let decode: (Int32, UInt32) -> Decoded
     private let discard: (Element) -> Void
     private let onEnd: () -> Void
+    private let classify: (Int32) -> ErrorAction
+    private let onError: ((Errno) -> Void)?
 
+    /// `classify` maps a final completion's errno (other than `ECANCELED`) to what the stream
+    /// does; `onError` hears each retried one, on the loop thread.
     init(
         executor: RingExecutor, entry: SubmissionEntry, bufferLimit: Int, decode: @escaping (Int32, UInt32) -> Decoded,
-        discard: @escaping (Element) -> Void, onEnd: @escaping () -> Void = {}
+        discard: @escaping (Element) -> Void, onEnd: @escaping () -> Void = {},
+        classify: @escaping (Int32) -> ErrorAction = { _ in .fail }, onError: ((Errno) -> Void)? = nil
     ) {
         self.executor = executor
         self.entry = entry
@@ -502,6 +699,8 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
         self.decode = decode
         self.discard = discard
         self.onEnd = onEnd
+        self.classify = classify
+        self.onError = onError
     }
 
     /// Whoever holds this is the stream's consumer; its deinit ends the stream.
@@ -589,7 +788,8 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
         operation.endsAtShutdown = true
         operation.onEach = { [self] result, flags in handle(result, flags) }
         let proceed = lock.withLock { () -> Bool in
-            if terminated || outcome != nil { return false }
+            // `current`: a retry's timer and a consumer catching up may both re-arm; one does.
+            if terminated || outcome != nil || current != nil { return false }
             current = operation
             deliveredByCurrent = 0
             return true
@@ -635,6 +835,17 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
                 paused = false
                 return .rearm
             }
+            if result < 0 && result != -ECANCELED {
+                switch classify(-result) {
+                case .retry:
+                    paused = false  // the retry's timer re-arms, not the consumer
+                    retryDelay =
+                        retryDelay == .zero ? Self.firstRetryDelay : min(retryDelay * 2, Self.longestRetryDelay)
+                    return .retry(Errno(rawValue: -result), retryDelay)
+                case .finish: return .end(nil)
+                case .fail: break
+                }
+            }
             // The kernel ended it on its own (CQ pressure, or its buffers ran out after it used
             // some): again. ENOBUFS with nothing delivered: no buffers to be had, end with it.
             if result >= 0 || result == -ENOBUFS && deliveredByCurrent > 0 { return .rearm }
@@ -644,6 +855,28 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
         case .end(let error): end(error)
         case .rearm: arm()
         case .wait: break
+        case .retry(let error, let delay):
+            onError?(error)
+            rearm(after: delay)
+        }
+    }
+
+    /// Arms the request again after `delay`, on a kernel timeout. Shutdown cancels the timer
+    /// (`ECANCELED`), which ends the stream the way shutdown ends an armed request.
+    private func rearm(after delay: Duration) {
+        let timespec = UnsafeMutablePointer<KernelTimespec>.allocate(capacity: 1)
+        timespec.initialize(to: KernelTimespec(delay))
+        let timer = Operation(.timeout(timespec))
+        timer.endsAtShutdown = true
+        timer.onEach = { [self] result, _ in
+            timer.onEach = nil  // breaks the record -> closure -> record cycle
+            timespec.deallocate()  // its only completion has arrived
+            if result == -ECANCELED || result == -ESHUTDOWN { end(nil) } else { arm() }
+        }
+        if !executor.enqueue(timer) {
+            timer.onEach = nil
+            timespec.deallocate()
+            end(Errno(rawValue: ESHUTDOWN))
         }
     }
 
@@ -654,6 +887,7 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
         let outcome = lock.withLock { () -> UnsafeContinuation<Element?, any Error>?? in
             if terminated { return .none }
             deliveredByCurrent += 1
+            retryDelay = .zero
             if !waiters.isEmpty { return .some(waiters.removeFirst()) }
             buffered.append(element)
             if buffered.count >= bufferLimit && !paused, let current {

@@ -5,6 +5,7 @@
 //   ring-fault-helper [--engine] io_uring_setup=ENOSYS [io_setup=EPERM ...]
 //   ring-fault-helper --teardown io_uring|libaio|posix-aio
 //   ring-fault-helper --nofile | --memlock | --shutdown-on-loop-thread
+//   ring-fault-helper --accept-emfile | --accept-emfile-shutdown
 //
 // Prints one line: `available` or `unavailable errno=<n> explanation=<text>`; with `--engine`,
 // starts a RingExecutor with `.automatic`, checks a write and read through it, and prints
@@ -224,6 +225,9 @@ if arguments.first == "--shutdown-on-loop-thread" {
     for _ in 0..<1000 { usleep(10_000) }  // the trap ends this far sooner
     print("shutdownGracefully returned on the loop thread")
     exit(0)
+}
+if arguments.first == "--accept-emfile" || arguments.first == "--accept-emfile-shutdown" {
+    acceptEMFILECheck(shutDown: arguments.first == "--accept-emfile-shutdown")
 }
 if arguments.first == "--memlock" {
     memlockMode = true
