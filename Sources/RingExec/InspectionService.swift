@@ -140,7 +140,7 @@ public final class InspectionService: Sendable {
             let fields = [
                 "\"id\": \(executor.wakeID)", "\"engine\": \(quoted(executor.engineSelection.engine.description))",
                 "\"responsive\": true",
-                "\"ringFD\": \(executor.uringEngine.map { String($0.ringFD.rawValue) } ?? "null")",
+                "\"ringFD\": \(executor.engineRingFD.map(String.init) ?? "null")",
                 "\"counters\": {" + counters.joined(separator: ", ") + "}",
                 "\"inFlight\": [" + inFlight.joined(separator: ", ") + "]",
             ]

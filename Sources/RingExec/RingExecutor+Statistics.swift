@@ -22,6 +22,10 @@ struct LoopCounters: Sendable {
     var submissionQueueFull = 0
     var jobsRun = 0
     var latency = RingExecutor.LatencyHistogram()
+    /// Read from the engine by `RingExecutor.countersNow()` on the loop thread (the engine is
+    /// loop-thread state: other threads never read it).
+    var systemCalls = 0
+    var overflowFlushes = 0
 
     /// Counts a finished operation by its result.
     @inline(__always)
@@ -198,7 +202,7 @@ extension RingExecutor {
     /// the copy. After shutdown: the counters as the loop left them.
     public nonisolated(nonsending) func statistics() async -> Statistics {
         await onLoopThread { [self] in
-            statisticsOnLoop(counters)
+            statisticsOnLoop(countersNow())
         } afterExit: { [self] in
             statisticsOnLoop(countersAtExit ?? LoopCounters())
         }
@@ -234,7 +238,7 @@ extension RingExecutor {
             let once = Once(continuation)
             Task(executorPreference: self) { [self] in
                 if isOnLoopThread {
-                    once.resume((statisticsOnLoop(counters), inFlightOnLoop()))
+                    once.resume((statisticsOnLoop(countersNow()), inFlightOnLoop()))
                 } else {
                     once.resume((statisticsOnLoop(countersAtExit ?? LoopCounters()), []))
                 }
@@ -244,6 +248,14 @@ extension RingExecutor {
                 once.resume(nil)
             }
         }
+    }
+
+    /// The loop's counters with the engine's own counts filled in (loop thread).
+    func countersNow() -> LoopCounters {
+        var now = counters
+        now.systemCalls = engine.systemCalls
+        now.overflowFlushes = uringEngine?.ring.overflowFlushes ?? 0
+        return now
     }
 
     private func statisticsOnLoop(_ counters: LoopCounters) -> Statistics {
@@ -256,8 +268,8 @@ extension RingExecutor {
         statistics.submissionQueueFull = counters.submissionQueueFull
         statistics.jobsRun = counters.jobsRun
         statistics.latency = counters.latency
-        statistics.systemCalls = systemCalls
-        statistics.completionOverflowsFlushed = uringEngine?.ring.overflowFlushes ?? 0
+        statistics.systemCalls = counters.systemCalls
+        statistics.completionOverflowsFlushed = counters.overflowFlushes
         statistics.eventfdWakeUps = eventfdWakeUps.load(ordering: .relaxed)
         statistics.messageWakeUpsSent = messagesSent.load(ordering: .relaxed)
         statistics.messageWakeUpsFailed = messagesFailed.load(ordering: .relaxed)

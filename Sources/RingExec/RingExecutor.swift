@@ -54,6 +54,9 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// The engine when it is io_uring (set with `engineStorage`): the hot path asks it directly
     /// instead of through the protocol.
     @exclusivity(unchecked) private(set) var uringEngine: URingEngine?
+    /// The io_uring engine's ring descriptor (set with `engineStorage`; readable from any thread
+    /// after `init`, unlike the engine, whose ring the loop keeps mutating).
+    private(set) var engineRingFD: Int32?
     /// Which engine this executor drives and why others were passed over.
     public private(set) var engineSelection = EngineSelection(engine: .ioURing, passedOver: [], fromEnvironment: false)
     /// The io_uring ring fd, when the engine is io_uring (target of `MSG_RING` wake-ups).
@@ -723,6 +726,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             let (engine, selection) = try context.makeEngine()
             engineStorage = engine
             uringEngine = engine as? URingEngine
+            engineRingFD = uringEngine?.ringFD.rawValue
             engineSelection = selection
             submitBatch = engine.submitBatch
             // MSG_RING wake-ups only where the kernel has them (5.18); else the eventfd.
@@ -809,7 +813,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                     let quiet = lock.withLock { () -> Bool in
                         guard remoteJobs.isEmpty && remoteSubmissions.isEmpty else { return false }
                         exited = true
-                        finalCounters = counters
+                        finalCounters = countersNow()
                         remoteCancels.removeAll()  // nothing is in flight: they are moot
                         return true
                     }
