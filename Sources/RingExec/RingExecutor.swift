@@ -940,6 +940,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         let (unmanaged, index) = Operation.from(token: token)
         let operation = unmanaged.takeUnretainedValue()
         let result = Self.settled(raw, cancelled: operation.cancelRequested || cancelledEverything)
+        // Read before `onEach` runs: a stream clears its callback at its final completion.
+        let isStream = operation.onEach != nil
         if let onEach = operation.onEach {
             onEach(result, flags)
             if flags & CQEFlags.more.rawValue != 0 { return }  // more completions will follow
@@ -949,7 +951,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         operation.pending -= 1
         guard operation.pending == 0 else { return }
         unlinkInFlight(operation)
-        if operation.onEach == nil { counters.latency.record(reapedAt &- operation.submittedAt) }
+        if !isStream { counters.latency.record(reapedAt &- operation.submittedAt) }
         inFlight -= 1
         if operation.isSchedulerTimer { schedulerTimersInFlight -= 1 }
         if operation.endsAtShutdown { liveStreams.removeValue(forKey: ObjectIdentifier(operation)) }
