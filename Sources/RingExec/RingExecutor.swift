@@ -984,7 +984,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     private func finish(_ operation: Operation, result: Int32) {
         precondition(!operation.completed, "an operation completed twice")
         operation.completed = true
-        counters.count(result)
+        counters.count(result, of: operation.entry.op)
         if let batch = operation.batch {
             batch._withUnsafeGuaranteedRef { batch in
                 batch.results[operation.batchIndex] = result

@@ -145,6 +145,23 @@ import Testing
         #expect(after.latency.total == before.latency.total, "the stream's request is not an operation's latency")
     }
 
+    /// Regression: a timeout that expires ends with `ETIME`, which is how it succeeds (`sleep`
+    /// returns normally, and so does every `Task.sleep` on the ring, `RingMetricsExporter.run`'s
+    /// among them); it was counted as a failure under `failed_ETIME`. On io_uring and on an
+    /// engine timer alike.
+    @Test(arguments: [EngineKind.ioURing, .posixAIO])
+    func anExpiredTimeoutIsNotAFailure(engine: EngineKind) async throws {
+        guard let executor = try makeExecutor(engine) else { return }
+        defer { executor.shutdownGracefully() }
+        let before = await executor.statistics()
+        try await executor.sleep(for: .milliseconds(1))
+        let after = await executor.statistics()
+        #expect(after.completed - before.completed == 1)
+        #expect(after.failed == before.failed)
+        #expect(after.failuresByErrno[Errno(rawValue: ETIME)] == nil)
+        #expect(!after.namedCounters.contains { $0.name == "failed_ETIME" })
+    }
+
     /// After shutdown: the counters as the loop left them, and nothing in flight.
     @Test func afterShutdownTheFinalCountsRemain() async throws {
         guard let executor = try makeExecutor(.ioURing) else { return }
