@@ -8,8 +8,8 @@ import Testing
 
 /// The opt-in inspection socket (issue 19): another process — here a plain blocking client on a
 /// thread of its own — reads the executors' counters and in-flight lists. One service per
-/// process, so one test covers its whole life.
-@Suite(.timeLimit(.minutes(1))) struct InspectionServiceTests {
+/// process, so the suite runs its tests one at a time (they take the same socket name).
+@Suite(.serialized, .timeLimit(.minutes(1))) struct InspectionServiceTests {
     /// Connects to the abstract socket of this process and reads to the end; the errno when the
     /// connection is refused.
     static func query() async -> Result<String, Errno> {
@@ -85,5 +85,31 @@ import Testing
         // And free to be taken again.
         let again = try InspectionService.start(on: executor)
         await again.stop()
+    }
+
+    /// Regression: on an engine that cannot accept (the aio engines), or an executor that has
+    /// shut down, the service took its name and never answered: clients waited in its backlog
+    /// until their own timeouts, and once the backlog was full a blocking connect waited for
+    /// good. Refused now, before the name is taken.
+    @Test func anExecutorThatCannotAcceptIsRefused() async throws {
+        guard let executor = try makeExecutor(.posixAIO) else { return }
+        defer { executor.shutdownGracefully() }
+        do {
+            let service = try InspectionService.start(on: executor)
+            await service.stop()
+            Issue.record("started on an engine that cannot accept connections")
+        } catch {
+            #expect(error == .notSupported)
+        }
+        // Nor on an executor that has shut down.
+        guard let finished = try makeExecutor(.ioURing) else { return }
+        finished.shutdownGracefully()
+        do {
+            let service = try InspectionService.start(on: finished)
+            await service.stop()
+            Issue.record("started on an executor that has shut down")
+        } catch {
+            #expect(error == Errno(rawValue: ESHUTDOWN))
+        }
     }
 }
