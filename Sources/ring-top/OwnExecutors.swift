@@ -34,7 +34,7 @@ struct OwnExecutors: Decodable {
             if stream { words.append("stream") }
             words.append(state)
             if let ageSeconds { words.append("for \(Render.format(ageSeconds))s") }
-            return words.joined(separator: " ")
+            return Render.printable(words.joined(separator: " "))
         }
     }
 

@@ -234,4 +234,30 @@ import Testing
         #expect(!rings.isEmpty && rings.allSatisfy { $0["inFlight"] is NSNull }, "\(output)")
         #expect(!(table ?? "").contains("forged"), "\(table ?? "")")
     }
+
+    /// Regression: ring-top printed what an answer said as it was, so a process that serves the
+    /// channel (when ring-top runs as root over every process: any user's) could send terminal
+    /// escapes to the operator's terminal. Control characters are shown as `?` now.
+    @Test func ringTopPrintsNoControlCharactersFromAnAnswer() async throws {
+        guard let tool = ToolBehaviourTests.tool("ring-top"), let executor = try makeExecutor(.ioURing) else { return }
+        defer { executor.shutdownGracefully() }
+        let ringFD = try #require(executor.uringEngine?.ringFD.rawValue)
+        let answer =
+            "{\"pid\": \(getpid()), \"executors\": [{\"id\": 1, \"engine\": \"io_uring\", \"ringFD\": \(ringFD),"
+            + " \"counters\": {}, \"inFlight\": [{\"operation\": \"recv\\u001b]0;owned\\u0007\", \"fd\": 3,"
+            + " \"fixedFile\": false, \"length\": 1, \"entries\": 1, \"stream\": false,"
+            + " \"state\": \"submitted\\u009b2J\", \"ageSeconds\": 1}]}]}\n"
+        let listener = try Self.bindName(of: getpid(), backlog: 16)
+        defer { close(listener) }
+        let stop = Flag()
+        let server = Task { await Self.serve(answer, on: listener, until: stop) }
+        let table = try await Self.ringTop(
+            tool, ["--interval", "0.1", "--count", "1", String(getpid())], limit: .seconds(20))
+        stop.set()
+        await server.value
+        let output = try #require(table)
+        #expect(output.contains("in flight recv?]0;owned? fd 3"), "\(output)")
+        #expect(
+            !output.unicodeScalars.contains { $0.properties.generalCategory == .control && $0 != "\n" }, "\(output)")
+    }
 }
