@@ -33,8 +33,13 @@ public final class InspectionService: Sendable {
     private let stopped = Atomic<Bool>(false)
 
     /// Starts answering on `executor` (its loop thread accepts and answers; every live executor
-    /// of the process is reported). Throws the `Errno` of `socket`, `bind` or `listen`.
+    /// of the process is reported). Throws the `Errno` of `socket`, `bind` or `listen`, and
+    /// `notSupported` when `executor` cannot accept connections (the aio engines, a kernel
+    /// without `IORING_OP_ACCEPT`) and `ESHUTDOWN` when it has shut down: the name would be
+    /// taken and never answered.
     public static func start(on executor: RingExecutor) throws(Errno) -> InspectionService {
+        guard executor.uringEngine?.offers(.accept) == true else { throw .notSupported }
+        guard !executor.isShutDown else { throw Errno(rawValue: ESHUTDOWN) }
         let raw = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard raw >= 0 else { throw Errno(rawValue: errno) }
         let listener = FileDescriptor(rawValue: raw)

@@ -27,13 +27,16 @@ struct LoopCounters: Sendable {
     var systemCalls = 0
     var overflowFlushes = 0
 
-    /// Counts a finished operation by its result.
+    /// Counts a finished operation by its result. A timeout that expired ends with `ETIME`,
+    /// which is its success (`sleep` returns normally), not a failure.
     @inline(__always)
-    mutating func count(_ result: Int32) {
+    mutating func count(_ result: Int32, of opcode: Opcode) {
         completed &+= 1
         guard result < 0 else { return }
         if result == -ECANCELED {
             cancelled &+= 1
+        } else if result == -ETIME && opcode == .timeout {
+            return
         } else {
             failed &+= 1
             failuresByErrno[Errno(rawValue: -result), default: 0] += 1
@@ -59,7 +62,8 @@ extension RingExecutor {
         /// Of those, finished with `ECANCELED`: cancelled tasks, expired timeouts' victims,
         /// streams ended by their consumer, shutdown past its deadline.
         public var cancelled = 0
-        /// Of those, finished with another error.
+        /// Of those, finished with another error (a timeout that expired, `ETIME`, is not one:
+        /// that is how it succeeds).
         public var failed = 0
         /// `failed` by error.
         public var failuresByErrno: [Errno: Int] = [:]

@@ -973,6 +973,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         let (unmanaged, index) = Operation.from(token: token)
         let operation = unmanaged.takeUnretainedValue()
         let result = Self.settled(raw, cancelled: operation.cancelRequested || cancelledEverything)
+        // Read before `onEach` runs: a stream clears its callback at its final completion.
+        let isStream = operation.onEach != nil
         if let onEach = operation.onEach {
             onEach(result, flags)
             if flags & CQEFlags.more.rawValue != 0 { return }  // more completions will follow
@@ -982,7 +984,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         operation.pending -= 1
         guard operation.pending == 0 else { return }
         unlinkInFlight(operation)
-        if operation.onEach == nil { counters.latency.record(reapedAt &- operation.submittedAt) }
+        if !isStream { counters.latency.record(reapedAt &- operation.submittedAt) }
         inFlight -= 1
         if operation.isSchedulerTimer { schedulerTimersInFlight -= 1 }
         if operation.endsAtShutdown { liveStreams.removeValue(forKey: ObjectIdentifier(operation)) }
@@ -1015,7 +1017,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     private func finish(_ operation: Operation, result: Int32) {
         precondition(!operation.completed, "an operation completed twice")
         operation.completed = true
-        counters.count(result)
+        counters.count(result, of: operation.entry.op)
         if let batch = operation.batch {
             batch._withUnsafeGuaranteedRef { batch in
                 batch.results[operation.batchIndex] = result

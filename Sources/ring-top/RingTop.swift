@@ -178,7 +178,7 @@ enum Render {
         for ring in rings {
             lines.append(
                 row([
-                    String(ring.pid), ring.command, String(ring.fd),
+                    String(ring.pid), printable(ring.command), String(ring.fd),
                     pair(ring.sqHead, ring.sqTail), pair(ring.cqHead, ring.cqTail),
                     text(ring.pendingSubmissions), text(ring.pendingCompletions), text(ring.overflow),
                     String(ring.waiting), rate(ring.submissionsPerSecond), rate(ring.completionsPerSecond),
@@ -203,6 +203,16 @@ enum Render {
         }
         if rings.isEmpty { lines.append("(no io_uring descriptors)") }
         return lines.joined(separator: "\n")
+    }
+
+    /// `text` with its control characters (terminal escapes among them) shown as `?`: process
+    /// names and inspection answers come from other processes, possibly other users'.
+    static func printable(_ text: String) -> String {
+        var result = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            result.append(scalar.properties.generalCategory == .control ? "?" : scalar)
+        }
+        return String(result)
     }
 
     static func row(_ cells: [String]) -> String {

@@ -116,7 +116,9 @@ import Testing
         #expect(await executor.statistics().eventfdWakeUps > before)
     }
 
-    /// A stream's request is listed as a stream for as long as it runs.
+    /// A stream's request is listed as a stream for as long as it runs; it is counted once, and
+    /// its life is not recorded as an operation's latency (regression: the stream clears its
+    /// own callback at its final completion, so the loop took it for an ordinary operation).
     @Test func aStreamsRequestIsListedAsAStream() async throws {
         guard let executor = try makeExecutor(.ioURing) else { return }
         defer { executor.shutdownGracefully() }
@@ -124,6 +126,8 @@ import Testing
         defer { try? listener.close() }
         try await executor.bind(listener, to: .loopback(port: 0))
         try await executor.listen(listener)
+        #expect(await waitUntil { executor.operationsInFlight == 0 })
+        let before = await executor.statistics()
         let consumer = Task {
             for try await connection in executor.connections(listener) { try? connection.close() }
         }
@@ -136,6 +140,26 @@ import Testing
         consumer.cancel()
         _ = try? await consumer.value
         #expect(await waitUntil { executor.operationsInFlight == 0 })
+        let after = await executor.statistics()
+        #expect(after.submitted - before.submitted == 1 && after.completed - before.completed == 1)
+        #expect(after.latency.total == before.latency.total, "the stream's request is not an operation's latency")
+    }
+
+    /// Regression: a timeout that expires ends with `ETIME`, which is how it succeeds (`sleep`
+    /// returns normally, and so does every `Task.sleep` on the ring, `RingMetricsExporter.run`'s
+    /// among them); it was counted as a failure under `failed_ETIME`. On io_uring and on an
+    /// engine timer alike.
+    @Test(arguments: [EngineKind.ioURing, .posixAIO])
+    func anExpiredTimeoutIsNotAFailure(engine: EngineKind) async throws {
+        guard let executor = try makeExecutor(engine) else { return }
+        defer { executor.shutdownGracefully() }
+        let before = await executor.statistics()
+        try await executor.sleep(for: .milliseconds(1))
+        let after = await executor.statistics()
+        #expect(after.completed - before.completed == 1)
+        #expect(after.failed == before.failed)
+        #expect(after.failuresByErrno[Errno(rawValue: ETIME)] == nil)
+        #expect(!after.namedCounters.contains { $0.name == "failed_ETIME" })
     }
 
     /// After shutdown: the counters as the loop left them, and nothing in flight.
