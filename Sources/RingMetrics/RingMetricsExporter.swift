@@ -54,6 +54,9 @@ public actor RingMetricsExporter {
             reported[name] = value
         }
         inFlight.record(executor.operationsInFlight)
+        // Two updates can interleave at the await above; an older snapshot arriving second must
+        // not move the baseline back (the counters above are safe: they only report growth).
+        guard statistics.latency.total >= reportedLatency.total else { return }
         let recent = statistics.latency.subtracting(reportedLatency)
         reportedLatency = statistics.latency
         for (fraction, gauge) in latencyGauges {
