@@ -53,14 +53,17 @@ extension RingExecutor {
     /// (counted once), one request of a batch, or the request behind a stream (`connections()`,
     /// `messages()`, `multishot()`; counted once per submission, also when re-armed).
     public struct Statistics: Sendable, Equatable {
-        /// Operations handed to the engine.
+        /// Operations handed to the engine. The executor's own requests count too: `Task.sleep`
+        /// timers armed on the ring, stream requests re-armed after a pause, the NOP that ends a
+        /// paused stream on the loop thread when its consumer leaves.
         public var submitted = 0
         /// Operations finished: their task resumed (or their stream heard its last completion),
         /// whatever the result. Includes operations refused or cancelled before they reached the
         /// engine.
         public var completed = 0
         /// Of those, finished with `ECANCELED`: cancelled tasks, expired timeouts' victims,
-        /// streams ended by their consumer, shutdown past its deadline.
+        /// streams ended by their consumer, shutdown past its deadline, and stream requests the
+        /// executor cancels itself to pause a stream whose consumer is behind (backpressure).
         public var cancelled = 0
         /// Of those, finished with another error (a timeout that expired, `ETIME`, is not one:
         /// that is how it succeeds).
