@@ -265,7 +265,7 @@ import Testing
     @Test func ringTopPrintsNoControlCharactersFromAnAnswer() async throws {
         guard let tool = ToolBehaviourTests.tool("ring-top"), let executor = try makeExecutor(.ioURing) else { return }
         defer { executor.shutdownGracefully() }
-        let ringFD = try #require(executor.uringEngine?.ringFD.rawValue)
+        let ringFD = try #require(executor.engineRingFD)  // not through the engine: the loop owns it
         let answer =
             "{\"pid\": \(getpid()), \"executors\": [{\"id\": 1, \"engine\": \"io_uring\", \"ringFD\": \(ringFD),"
             + " \"counters\": {}, \"inFlight\": [{\"operation\": \"recv\\u001b]0;owned\\u0007\", \"fd\": 3,"
