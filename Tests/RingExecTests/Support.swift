@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import RingExec
+import Synchronization
 import SystemPackage
 import Testing
 
@@ -141,17 +142,40 @@ func runProcess(
 /// instead of in the test keeps the cooperative pool (two threads on a two-core machine) free:
 /// tests blocked on child processes for seconds starved every other test meanwhile, among them
 /// the ones that wait for an operation to reach the kernel.
-func waitOffThePool(_ process: Process, output: Pipe) async -> (status: Int32, output: String) {
+///
+/// A child still running after `limit` is killed (SIGKILL) and its output ends with a line
+/// saying so, so a child that hangs fails its test instead of holding the whole run: a time
+/// limit on the test cannot help, because nothing here waits cooperatively.
+func waitOffThePool(
+    _ process: Process, output: Pipe, limit: Duration = .seconds(120)
+) async -> (status: Int32, output: String) {
     struct Child: @unchecked Sendable {  // used by one thread at a time: the waiter, then us
         let process: Process
         let output: Pipe
     }
     let child = Child(process: process, output: output)
+    let pid = process.processIdentifier
+    let finished = DispatchSemaphore(value: 0)
+    let killed = Flag()
+    let watchdog = Thread {
+        let seconds = Double(limit.components.seconds) + Double(limit.components.attoseconds) * 1e-18
+        if finished.wait(timeout: .now() + seconds) == .timedOut {
+            // Foundation reaps the child when it exits; checking first leaves only the instant
+            // between the check and the kill for the number to be reused.
+            guard child.process.isRunning else { return }
+            killed.set()
+            kill(pid, SIGKILL)
+        }
+    }
+    watchdog.start()
     return await withCheckedContinuation { continuation in
         let waiter = Thread {
             let data = child.output.fileHandleForReading.readDataToEndOfFile()
             child.process.waitUntilExit()
-            continuation.resume(returning: (child.process.terminationStatus, String(decoding: data, as: UTF8.self)))
+            finished.signal()
+            var text = String(decoding: data, as: UTF8.self)
+            if killed.isSet { text += "\n[killed by the test after \(limit): it did not exit]\n" }
+            continuation.resume(returning: (child.process.terminationStatus, text))
         }
         waiter.start()
     }

@@ -324,3 +324,19 @@ import Testing
         #expect(heading.hasPrefix("## \(SwiftRing.version) "), "\(heading)")
     }
 }
+
+/// The tests' own child-process helper: a child that never exits is killed at the limit and the
+/// test sees a failure saying so, instead of the whole run waiting for the step's timeout.
+@Suite(.timeLimit(.minutes(1))) struct ChildProcessLimitTests {
+    @Test func aChildThatDoesNotExitIsKilledAtTheLimit() async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        process.arguments = ["600"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let (status, text) = await waitOffThePool(process, output: output, limit: .milliseconds(300))
+        #expect(process.terminationReason == .uncaughtSignal && status == SIGKILL, "\(status)")
+        #expect(text.contains("killed by the test"), "\(text)")
+    }
+}
