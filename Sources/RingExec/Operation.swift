@@ -29,6 +29,13 @@ final class Operation: @unchecked Sendable {
     /// Multishot: called on the loop thread with each completion's result and flags. The task
     /// (if any) resumes with the last one, which lacks `CQEFlags.more`.
     @exclusivity(unchecked) var onEach: ((Int32, UInt32) -> Void)?
+    /// A zero-copy send (`RingExecutor.sendZeroCopy`): its first completion carries the send's
+    /// result and, with `F_MORE`, promises a notification (`F_NOTIF`) for when the kernel stops
+    /// reading the buffer. The task resumes only at the completion without `F_MORE`, with the
+    /// send's result; the notification's result is kept beside it.
+    @exclusivity(unchecked) var awaitsNotification = false
+    @exclusivity(unchecked) var sendResult: Int32 = 0
+    @exclusivity(unchecked) var notificationResult: Int32?
     /// A `Task.sleep` timer armed through the scheduling hooks: shutdown fires these at once
     /// instead of waiting for them (the sleeping task resumes early).
     @exclusivity(unchecked) var isSchedulerTimer = false
@@ -81,7 +88,8 @@ final class Operation: @unchecked Sendable {
     /// Whether this record can serve another operation as it is: one entry, no stream or timer
     /// state.
     var isReusable: Bool {
-        chain.isEmpty && onEach == nil && !isSchedulerTimer && sleepingTask == nil && !endsAtShutdown
+        chain.isEmpty && onEach == nil && !awaitsNotification && !isSchedulerTimer && sleepingTask == nil
+            && !endsAtShutdown
             && continuation == nil && batch == nil
     }
 

@@ -393,7 +393,7 @@ extension RingExecutor {
 
     /// Why a multishot stream cannot start here: `unsupported` on the aio engines, `kernelLacks`
     /// when the kernel's probe lacks the operation; nil when it can.
-    private func refusal(_ operation: String, _ entry: SubmissionEntry) -> (any Error)? {
+    func refusal(_ operation: String, _ entry: SubmissionEntry) -> (any Error)? {
         guard engineSelection.engine == .ioURing else {
             return EngineError.unsupported(operation: operation, engine: engineSelection.engine)
         }

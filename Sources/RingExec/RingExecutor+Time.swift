@@ -90,12 +90,27 @@ extension RingExecutor {
         // comes): a timer of the executor's own cancels the request by token shortly after the
         // deadline, as a task's cancel would. The request's memory rule is unchanged: the call
         // returns only after the request's last completion.
+        let (result, timerFired) = await submit(operation, cancellingAt: deadline + Self.workerCancelGrace)
+        // The timeout fired (-ETIME) and cancelled the operation: -ECANCELED, or -EINTR when it
+        // was blocked in an io-wq worker, which the cancel interrupts with a signal. Or the
+        // executor's own timer cancelled it.
+        let timedOut = operation.results[1] == -ETIME || timerFired
+        if (result == -ECANCELED || result == -EINTR) && timedOut && !Task.isCancelled { return -ETIMEDOUT }
+        return result
+    }
+
+    /// Submits `operation` and asks for its cancellation at `deadline` (as a task's cancel would)
+    /// if it has not finished by then; returns its result, and whether that timer fired. Like
+    /// every submission it returns only after the operation's last completion.
+    nonisolated(nonsending) func submit(
+        _ operation: Operation, cancellingAt deadline: ContinuousClock.Instant
+    ) async -> (result: Int32, timerFired: Bool) {
         let timerCancelled = CancelledByTimer()
         let result = await withTaskGroup(of: Int32?.self) { group -> Int32 in
             group.addTask { await self.submit(operation) }
             group.addTask {
                 let fired: Bool = await TimeoutScope.$current.withValue(nil) {
-                    (try? await self.sleep(until: deadline + Self.workerCancelGrace)) != nil
+                    (try? await self.sleep(until: deadline)) != nil
                 }
                 if fired {
                     timerCancelled.fired.store(true, ordering: .relaxed)  // read after the group
@@ -111,12 +126,7 @@ extension RingExecutor {
             }
             return result
         }
-        // The timeout fired (-ETIME) and cancelled the operation: -ECANCELED, or -EINTR when it
-        // was blocked in an io-wq worker, which the cancel interrupts with a signal. Or the
-        // executor's own timer cancelled it.
-        let timedOut = operation.results[1] == -ETIME || timerCancelled.fired.load(ordering: .relaxed)
-        if (result == -ECANCELED || result == -EINTR) && timedOut && !Task.isCancelled { return -ETIMEDOUT }
-        return result
+        return (result, timerCancelled.fired.load(ordering: .relaxed))
     }
 
     /// How long after a `withTimeout` deadline the executor cancels a request that the kernel's

@@ -341,7 +341,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// The entry must post exactly one completion, for itself. Refused with `-EINVAL`, before
     /// anything is submitted: multishot shapes (poll, accept, recv, recvmsg, read multishot,
     /// multishot timeouts, `RECV_ZC`, multishot `URING_CMD`; use `multishot(_:)`), zero-copy
-    /// sends (`SEND_ZC`, `SENDMSG_ZC`: two completions), `IOSQE_CQE_SKIP_SUCCESS` (none),
+    /// sends (`SEND_ZC`, `SENDMSG_ZC`: two completions; use `sendZeroCopy`), `IOSQE_CQE_SKIP_SUCCESS` (none),
     /// `.link`/`.hardLink` (it would link into another operation's entry), `MSG_RING` that posts
     /// a completion, poll updates that rewrite another request's `user_data` or make it
     /// multishot, and `IOSQE_BUFFER_SELECT` from a buffer group one of this executor's
@@ -978,6 +978,16 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         if let onEach = operation.onEach {
             onEach(result, flags)
             if flags & CQEFlags.more.rawValue != 0 { return }  // more completions will follow
+        } else if operation.awaitsNotification {
+            // The send's own completion, then (if it had F_MORE) the notification. The kernel
+            // posts them in that order (io_uring_prep_send_zc(3)); the buffer is the caller's
+            // again only after the last.
+            if flags & CQEFlags.notification.rawValue != 0 {
+                operation.notificationResult = raw
+            } else {
+                operation.sendResult = result
+            }
+            if flags & CQEFlags.more.rawValue != 0 { return }
         } else if !operation.chain.isEmpty {
             operation.results[index] = result
         }
@@ -991,7 +1001,10 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         // Current before the task resumes, so a task that reads it after its own operation
         // does not see that operation still counted (a plain store on x86 and arm64).
         inFlightCounter.store(inFlight + localSubmissions.count, ordering: .relaxed)
-        finish(operation, result: operation.chain.isEmpty ? result : operation.results[0])
+        let outcome =
+            operation.awaitsNotification
+            ? operation.sendResult : operation.chain.isEmpty ? result : operation.results[0]
+        finish(operation, result: outcome)
         unmanaged.release()
     }
 

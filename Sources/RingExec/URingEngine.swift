@@ -43,6 +43,10 @@ final class URingEngine: IOEngine {
     /// `IORING_OP_BIND` and `IORING_OP_LISTEN` (6.11). Otherwise plain system calls, which do
     /// not block.
     let supportsBindAndListen: Bool
+    /// `IORING_SEND_ZC_REPORT_USAGE` (6.2): a zero-copy send's notification says whether the
+    /// kernel copied after all. Earlier kernels refuse the flag with `EINVAL`; the probe cannot
+    /// ask for a flag, so the release (emulated or running) decides.
+    let reportsZeroCopyUsage: Bool
     /// What this engine does differently on this kernel, and why (for `EngineSelection`).
     let adaptations: [String]
 
@@ -114,6 +118,9 @@ final class URingEngine: IOEngine {
             opcodes.contains(Opcode.sendZC.rawValue)
             && !Ring.refuses(.registerBufferRing, emulating: ring.emulatedKernel)
         supportsBindAndListen = opcodes.contains(Opcode.bind.rawValue) && opcodes.contains(Opcode.listen.rawValue)
+        reportsZeroCopyUsage =
+            opcodes.contains(Opcode.sendZC.rawValue)
+            && (ring.emulatedKernel ?? KernelVersion.running).map { $0 >= KernelVersion(6, 2) } == true
         let fallbacks: [(offered: Bool, note: String)] = [
             (
                 ring.usesRegisteredRingFD,
