@@ -131,27 +131,37 @@ import Testing
     /// and its record has left the executor (the send and its notification both reaped; which
     /// of the two the call waits for is pinned by the test above).
     @Test func aCancelledZeroCopySendEndsWithCancellationAndLeavesNothingInFlight() async throws {
-        let executor = try RingExecutor(entries: 16)
-        defer { executor.shutdownGracefully() }
-        guard executor.kernelOffers(.opcode(.sendZC)) else { return }
-        let (server, client) = try await Transport.tcp.pair(executor)
-        defer { try? server.close() }
-        defer { try? client.close() }
-        Self.fill(client)
-        let sending = Task {
-            // The task owns the buffer and frees it when the send returns, as callers will.
-            let buffer = Self.allocated(Array(repeating: 0x33, count: 65536))
-            defer { buffer.deallocate() }
-            return try await executor.sendZeroCopy(client, from: UnsafeRawBufferPointer(buffer))
+        try await Self.withAFullConnection { executor, client in
+            let sending = Task {
+                // The task owns the buffer and frees it when the send returns, as callers will.
+                let buffer = Self.allocated(Array(repeating: 0x33, count: 65536))
+                defer { buffer.deallocate() }
+                return try await executor.sendZeroCopy(client, from: UnsafeRawBufferPointer(buffer))
+            }
+            #expect(await waitForOperationsInFlight(executor, atLeast: 1))
+            sending.cancel()
+            let outcome = await sending.result
+            #expect(throws: CancellationError.self) { try outcome.get() }
         }
-        #expect(await waitForOperationsInFlight(executor, atLeast: 1))
-        sending.cancel()
-        let outcome = await sending.result
-        #expect(throws: CancellationError.self) { try outcome.get() }
-        #expect(await executor.inFlightOperations().isEmpty)
     }
 
     @Test func aZeroCopySendInsideWithTimeoutTimesOutAndLeavesNothingInFlight() async throws {
+        try await Self.withAFullConnection { executor, client in
+            let buffer = Self.allocated(Array(repeating: 0x44, count: 65536))
+            defer { buffer.deallocate() }
+            await #expect(throws: Errno.timedOut) {
+                try await executor.withTimeout(.milliseconds(50)) {
+                    try await executor.sendZeroCopy(client, from: UnsafeRawBufferPointer(buffer))
+                }
+            }
+        }
+    }
+
+    /// Runs `body` with an executor offering SEND_ZC and the client end of a TCP connection
+    /// whose sends wait (`fill`); then checks that nothing is left in flight.
+    static func withAFullConnection(
+        _ body: (RingExecutor, FileDescriptor) async throws -> Void
+    ) async throws {
         let executor = try RingExecutor(entries: 16)
         defer { executor.shutdownGracefully() }
         guard executor.kernelOffers(.opcode(.sendZC)) else { return }
@@ -159,13 +169,7 @@ import Testing
         defer { try? server.close() }
         defer { try? client.close() }
         Self.fill(client)
-        let buffer = Self.allocated(Array(repeating: 0x44, count: 65536))
-        defer { buffer.deallocate() }
-        await #expect(throws: Errno.timedOut) {
-            try await executor.withTimeout(.milliseconds(50)) {
-                try await executor.sendZeroCopy(client, from: UnsafeRawBufferPointer(buffer))
-            }
-        }
+        try await body(executor, client)
         #expect(await executor.inFlightOperations().isEmpty)
     }
 
