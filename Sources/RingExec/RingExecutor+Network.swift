@@ -481,16 +481,27 @@ extension RingExecutor {
         // The buffer ring is registered (and later released) on the loop thread.
         return try await run { () throws -> AsyncThrowingStream<[UInt8], any Error> in
             let (group, buffers) = try self.registerProvidedBuffers(count: bufferCount, size: bufferSize)
-            let multishot = Multishot<[UInt8]>(
-                executor: self, entry: .recv(fd, bufferGroup: group, options: .multishot), bufferLimit: bufferLimit,
-                decode: { result, flags in
-                    if result == 0 { return .end }
-                    return .element(buffers.take(Completion(userData: 0, result: result, flags: flags)))
-                },
-                discard: { _ in },
+            return self.receiveStream(
+                fd, group: group, buffers: buffers, bufferLimit: bufferLimit,
                 onEnd: { buffers.release() })  // gives the group id back too
-            return multishot.start()
         }
+    }
+
+    /// A multishot receive from `fd` into buffer group `group` (`buffers`), each completion's
+    /// bytes copied out and its buffer recycled at once; `onEnd` runs after the last completion.
+    /// `ENOBUFS` is handled as `classify` says. Loop thread.
+    func receiveStream(
+        _ fd: FileDescriptor, group: UInt16, buffers: ProvidedBuffers, bufferLimit: Int,
+        onEnd: @escaping () -> Void, classify: @escaping (Int32) -> Multishot<[UInt8]>.ErrorAction = { _ in .fail }
+    ) -> AsyncThrowingStream<[UInt8], any Error> {
+        let multishot = Multishot<[UInt8]>(
+            executor: self, entry: .recv(fd, bufferGroup: group, options: .multishot), bufferLimit: bufferLimit,
+            decode: { result, flags in
+                if result == 0 { return .end }
+                return .element(buffers.take(Completion(userData: 0, result: result, flags: flags)))
+            },
+            discard: { _ in }, onEnd: onEnd, classify: classify)
+        return multishot.start()
     }
 
     /// `shutdown(2)` (`SHUT_RD`, `SHUT_WR`, `SHUT_RDWR`): io_uring `SHUTDOWN` (Linux 5.11+), or
