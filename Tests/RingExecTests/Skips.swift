@@ -38,6 +38,9 @@ enum Need: String, CaseIterable, Sendable {
     case xattr = "xattr"
     /// Tests that cannot run under ThreadSanitizer (it crashes or needs what they take away).
     case withoutTSan = "without-tsan"
+    /// Tests that measure a process's memory, which a sanitizer's own bookkeeping swamps
+    /// (AddressSanitizer's quarantine keeps freed memory resident).
+    case withoutSanitizer = "without-sanitizer"
 
     /// `RING_REQUIRE`: a comma-separated list of needs; `all` adds every need, `-name` removes one
     /// (CI: `all,-sysctl` for the main run). Unknown names are reported by `SkipTests`.
