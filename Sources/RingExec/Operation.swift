@@ -35,6 +35,10 @@ final class Operation: @unchecked Sendable {
     /// send's result; the notification's result is kept beside it.
     @exclusivity(unchecked) var awaitsNotification = false
     @exclusivity(unchecked) var sendResult: Int32 = 0
+    /// The send's own completion has come and promised the notification: only the kernel's
+    /// release of the buffer is left, which no cancel can hurry (it waits for the bytes to
+    /// leave the socket, so for a peer that reads).
+    @exclusivity(unchecked) var sendCompleted = false
     @exclusivity(unchecked) var notificationResult: Int32?
     /// A `Task.sleep` timer armed through the scheduling hooks: shutdown fires these at once
     /// instead of waiting for them (the sleeping task resumes early).

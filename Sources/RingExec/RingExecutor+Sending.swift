@@ -63,11 +63,18 @@ extension RingExecutor {
     /// network devices, not for small ones or loopback (where the kernel copies anyway: see
     /// `ZeroCopySend.copied`).
     ///
-    /// `MSG_NOSIGNAL` is always added. Cancelling the task cancels a send still waiting for
-    /// room in the socket; the call still waits for the notification. Inside `withTimeout` the
-    /// send is cancelled at the deadline (`Errno.timedOut`), and again the call waits for the
-    /// notification. Sockets that cannot send zero-copy (Unix sockets) give `EOPNOTSUPP`.
-    /// `EngineError` on the aio engines and on kernels without `SEND_ZC`.
+    /// The kernel lets go of bytes the socket took only once they have left it, so for TCP a
+    /// peer that stops reading holds the call, with the socket's window closed, for as long as
+    /// it does not read. Cancelling the task, or the deadline of `withTimeout`, cancels a send
+    /// still waiting for room in the socket (`CancellationError`, `Errno.timedOut`), but cannot
+    /// shorten that wait: the call returns when the notification comes, and it is listed as
+    /// `awaitingNotification` in `inFlightOperations()` (and ring-top) meanwhile. To give up on
+    /// such a peer, reset the connection from another task: `SO_LINGER` with a zero timeout,
+    /// then close the socket; the kernel drops the queued bytes and the call returns with the
+    /// count the socket took. Shutting the executor down waits for such a send too.
+    ///
+    /// `MSG_NOSIGNAL` is always added. Sockets that cannot send zero-copy (Unix sockets) give
+    /// `EOPNOTSUPP`. `EngineError` on the aio engines and on kernels without `SEND_ZC`.
     public nonisolated(nonsending) func sendZeroCopy(
         _ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, flags: Int32 = 0
     ) async throws -> ZeroCopySend {

@@ -177,6 +177,10 @@ extension RingExecutor {
             case submitted
             /// In the kernel, and its cancellation has been asked for.
             case cancelRequested = "cancel requested"
+            /// A zero-copy send that has sent, waiting for the kernel to let go of its buffer
+            /// (`sendZeroCopy`): that waits for the bytes to leave the socket, so a peer that
+            /// stops reading holds it here.
+            case awaitingNotification = "awaiting notification"
         }
         /// The operation's engine-neutral name: `read`, `recv`, `accept`, `timeout`, ...
         public var operation: String
@@ -320,7 +324,10 @@ extension RingExecutor {
         var cursor = oldestInFlight
         while let operation = cursor {
             let age = Duration.nanoseconds(Int64(clamping: now &- operation.submittedAt))
-            list.append(describe(operation, state: operation.cancelRequested ? .cancelRequested : .submitted, age: age))
+            let state: InFlightOperation.State =
+                operation.sendCompleted
+                ? .awaitingNotification : operation.cancelRequested ? .cancelRequested : .submitted
+            list.append(describe(operation, state: state, age: age))
             cursor = operation.newer
         }
         for operation in queuedOperations() where !operation.completed {

@@ -903,6 +903,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         for (position, operation) in cancels.enumerated() where !operation.cancelRequested && !operation.completed {
             operation.cancelRequested = true
             guard operation.submitted else { continue }  // not yet handed over: never will be
+            // A zero-copy send that has sent: its notification is not a request to cancel.
+            if operation.sendCompleted { continue }
             // Ask the engine for every entry still expected. The record stays retained until
             // its last completion is reaped, so its token cannot name another operation.
             for index in 0..<operation.entryCount
@@ -986,6 +988,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                 operation.notificationResult = raw
             } else {
                 operation.sendResult = result
+                operation.sendCompleted = true
             }
             if flags & CQEFlags.more.rawValue != 0 { return }
         } else if !operation.chain.isEmpty {
