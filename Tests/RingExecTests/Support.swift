@@ -181,6 +181,20 @@ func waitOffThePool(
     }
 }
 
+/// Waits until the executor has nothing in flight, asked on the loop thread
+/// (`inFlightOperations()`, which also sees what other threads queued since its last tick), so
+/// that counters read next include every completion. `operationsInFlight` is not enough for
+/// that: it is published at points of the loop's tick, and reads 0 between a submission and the
+/// end of the tick that made it. False after 30 s.
+func waitUntilNothingInFlight(_ executor: RingExecutor) async -> Bool {
+    let deadline = ContinuousClock.now + (onASlowMachine ? .seconds(120) : .seconds(30))
+    while ContinuousClock.now < deadline {
+        if await executor.inFlightOperations().isEmpty { return true }
+        try? await Task.sleep(for: .milliseconds(1))
+    }
+    return false
+}
+
 /// Waits until `executor` has at least `count` operations in flight: handed to its engine (or
 /// queued on the loop for a full submission queue) and not yet completed. Tests use this instead
 /// of sleeping "until the operation reaches the kernel", so that on a loaded machine they do not
