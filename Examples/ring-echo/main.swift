@@ -67,7 +67,8 @@ struct RingEcho {
         // result.
         try await withThrowingDiscardingTaskGroup { group in
             for try await connection in executor.connections(listener) {
-                group.addTask {
+                // Named, so that inFlightOperations() and ring-top say whose receive waits.
+                group.addTask(name: "connection \(connection.rawValue)") {
                     do {
                         for try await message in try await executor.messages(connection, pool: pool) {
                             try await executor.send(connection, bytes: message)

@@ -13,7 +13,7 @@ public import SystemPackage
 /// `{"pid": N, "executors": [{"id": N, "engine": "io_uring", "responsive": true, "ringFD": N or null,
 /// "counters": {"submitted": N, ...}, "inFlight": [{"operation": "recv", "fd": N or null,
 /// "fixedFile": false, "length": N, "entries": N, "stream": false, "state": "submitted",
-/// "ageSeconds": N or null}]}]}` (counters under `Statistics.namedCounters`' names; states as
+/// "ageSeconds": N or null, "task": "name" or null}]}]}` (counters under `Statistics.namedCounters`' names; states as
 /// `RingExecutor.InFlightOperation.State` spells them: "queued", "submitted", "cancel requested",
 /// "awaiting notification"). An executor
 /// whose loop does not take the request within a second is listed with `"responsive": false` and
@@ -141,6 +141,7 @@ public final class InspectionService: Sendable {
                     "\"entries\": \(operation.entries)", "\"stream\": \(operation.isStream)",
                     "\"state\": \(quoted(operation.state.rawValue))",
                     "\"ageSeconds\": \(operation.age.map { seconds($0) } ?? "null")",
+                    "\"task\": \(operation.task.map(quoted) ?? "null")",
                 ]
                 return "{" + fields.joined(separator: ", ") + "}"
             }

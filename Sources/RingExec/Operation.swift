@@ -65,6 +65,10 @@ final class Operation: @unchecked Sendable {
     @exclusivity(unchecked) unowned(unsafe) var newer: Operation?
     @exclusivity(unchecked) unowned(unsafe) var older: Operation?
     @exclusivity(unchecked) var submittedAt: UInt64 = 0
+    /// The name of the task that handed the record over (`Task(name:)`), read in that task
+    /// before the hand-over, whose lock or loop-thread order publishes it to the loop; nil for
+    /// unnamed tasks. Only `inFlightOperations()` reads it.
+    @exclusivity(unchecked) var taskName: String?
     /// Which use of this record this is (see the type's comment); bumped by `reuse`.
     @exclusivity(unchecked) private(set) var generation: UInt32 = 0
     /// Stored (release) by the loop just before it resumes the task, loaded (acquire) by the task
@@ -85,6 +89,7 @@ final class Operation: @unchecked Sendable {
         cancelRequested = false
         submitted = false
         completed = false
+        taskName = nil
         generation &+= 1  // wraps after 2^32 uses; tokens keep its low 6 bits
         handoff.store(false, ordering: .relaxed)  // the previous task has loaded it already
     }

@@ -63,10 +63,12 @@ extension RingExecutor {
         let batch = Batch(count: requests.count)
         var records: [Operation] = []
         records.reserveCapacity(requests.count)
+        let taskName = Task.name
         for (index, request) in requests.enumerated() {
             let record = takeRecord(request.entry)
             record.batch = Unmanaged.passUnretained(batch)  // `batch` outlives every record's use
             record.batchIndex = index
+            record.taskName = taskName
             records.append(record)
         }
         let timer = CancelledByTimer()

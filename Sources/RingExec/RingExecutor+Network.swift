@@ -696,6 +696,8 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
     private let onEnd: () -> Void
     private let classify: (Int32) -> ErrorAction
     private let onError: ((Errno) -> Void)?
+    /// The name of the task that started the stream, shown for its requests.
+    private let taskName: String?
 
     /// `classify` maps a final completion's errno (other than `ECANCELED`) to what the stream
     /// does; `onError` hears each retried one, on the loop thread.
@@ -712,6 +714,7 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
         self.onEnd = onEnd
         self.classify = classify
         self.onError = onError
+        self.taskName = Task.name
     }
 
     /// Whoever holds this is the stream's consumer; its deinit ends the stream.
@@ -797,6 +800,7 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
     private func arm() {
         let operation = Operation(entry)
         operation.endsAtShutdown = true
+        operation.taskName = taskName
         operation.onEach = { [self] result, flags in handle(result, flags) }
         let proceed = lock.withLock { () -> Bool in
             // `current`: a retry's timer and a consumer catching up may both re-arm; one does.

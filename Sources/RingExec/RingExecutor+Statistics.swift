@@ -199,12 +199,18 @@ extension RingExecutor {
         public var state: State
         /// How long it has been in the kernel (nil while queued).
         public var age: Duration?
+        /// The name of the task that submitted it, given with `Task(name:)` or
+        /// `addTask(name:)`; nil for unnamed tasks. For a stream's request: the task that
+        /// started the stream.
+        public var task: String? = nil
 
         public var description: String {
             let target = descriptor.map { fixedFile ? " fixed#\($0)" : " fd \($0)" } ?? ""
             let chain = entries > 1 ? " (chain of \(entries))" : ""
             let since = age.map { " for \($0)" } ?? ""
-            return "\(operation)\(target) len \(length)\(chain)\(isStream ? " stream" : ""): \(state.rawValue)\(since)"
+            let waiting = task.map { " (task \"\($0)\")" } ?? ""
+            return
+                "\(operation)\(target) len \(length)\(chain)\(isStream ? " stream" : "")\(waiting): \(state.rawValue)\(since)"
         }
     }
 
@@ -344,6 +350,6 @@ extension RingExecutor {
         return InFlightOperation(
             operation: Self.operationName(entry.op), descriptor: withoutDescriptor ? nil : entry.fd,
             fixedFile: entry.sqeFlags.contains(.fixedFile), length: entry.len, entries: operation.entryCount,
-            isStream: operation.onEach != nil, state: state, age: age)
+            isStream: operation.onEach != nil, state: state, age: age, task: operation.taskName)
     }
 }

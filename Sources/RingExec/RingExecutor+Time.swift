@@ -106,6 +106,7 @@ extension RingExecutor {
         _ operation: Operation, cancellingAt deadline: ContinuousClock.Instant
     ) async -> (result: Int32, timerFired: Bool) {
         let timerCancelled = CancelledByTimer()
+        operation.taskName = Task.name  // the caller's name, not the child's that submits
         let result = await withTaskGroup(of: Int32?.self) { group -> Int32 in
             group.addTask { await self.submit(operation) }
             group.addTask {

@@ -414,6 +414,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// not be skipped (`close` and its cancel-by-descriptor); `-ESHUTDOWN` after shutdown.
     nonisolated(nonsending) func submitIgnoringCancellation(_ entry: SubmissionEntry) async -> Int32 {
         var record = takeRecord(entry)
+        record.taskName = Task.name
         let result = await withUnsafeContinuation { continuation in
             record.continuation = continuation
             if !enqueue(record) { continuation.resume(returning: -ESHUTDOWN) }
@@ -455,6 +456,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     @inline(__always)
     nonisolated(nonsending) func submit(_ operation: Operation) async -> Int32 {
         if Task.isCancelled { return -ECANCELED }  // cancelled before submission: nothing submitted
+        if operation.taskName == nil { operation.taskName = Task.name }  // set by a caller that runs it in a child
         let result = await withTaskCancellationHandler {
             await withUnsafeContinuation { continuation in
                 operation.continuation = continuation

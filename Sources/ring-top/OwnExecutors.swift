@@ -28,6 +28,8 @@ struct OwnExecutors: Decodable {
         var stream: Bool
         var state: String
         var ageSeconds: Double?
+        /// The waiting task's name (absent from answers of versions before it was added).
+        var task: String?
 
         var line: String {
             var words = ["in flight", operation]
@@ -35,6 +37,7 @@ struct OwnExecutors: Decodable {
             words.append("len \(length)")
             if entries > 1 { words.append("(chain of \(entries))") }
             if stream { words.append("stream") }
+            if let task { words.append("task \"\(task)\"") }
             words.append(state)
             if let ageSeconds { words.append("for \(Render.format(ageSeconds))s") }
             return Render.printable(words.joined(separator: " "))

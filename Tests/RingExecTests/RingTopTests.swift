@@ -102,6 +102,9 @@ import Testing
         }
         #expect(receives.count == 1, "\(outcome.output)")
         #expect((receives.first?["ageSeconds"] as? Double ?? -1) >= 0)
+        // ring-echo names each connection's task after its descriptor.
+        let task = receives.first?["task"] as? String
+        #expect(task == (receives.first?["fd"] as? Int).map { "connection \($0)" }, "\(outcome.output)")
         #expect((served.first?["counters"] as? [String: Any])?["submitted"] as? Int ?? 0 >= 1)
         let others = rings.filter { $0["pid"] as? Int == Int(plain.pid) }
         #expect(!others.isEmpty && others.allSatisfy { $0["inFlight"] is NSNull && $0["counters"] is NSNull })
@@ -109,6 +112,7 @@ import Testing
         // The table shows it too.
         let table = try await ToolBehaviourTests.run(tool, ["--interval", "0.2", "--count", "1", String(server.pid)])
         #expect(table.output.contains("in flight recv fd"), "\(table.output)")
+        #expect(table.output.contains("task \"connection "), "\(table.output)")
     }
 
     @Test func ringTopShowsFioMovingThroughItsRing() async throws {

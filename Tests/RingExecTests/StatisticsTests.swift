@@ -44,6 +44,55 @@ import Testing
         #expect(await executor.run { await executor.inFlightOperations() }.isEmpty)
     }
 
+    /// Each operation names the task that waits for it (`Task(name:)`), whichever way it was
+    /// submitted: a plain call, one inside `withTimeout` (submitted from a child task), a batch
+    /// and a stream (the task that started it); an unnamed task's operations have no name.
+    @Test func theTaskThatWaitsIsListedByName() async throws {
+        guard let executor = try makeExecutor(.ioURing) else { return }
+        defer { executor.shutdownGracefully() }
+        let pairs = try (0..<5).map { _ in try socketPair() }
+        defer {
+            for (a, b) in pairs {
+                try? a.close()
+                try? b.close()
+            }
+        }
+        let tasks = [
+            Task(name: "plain") { _ = try await executor.receive(pairs[0].1, upTo: 8) },
+            Task(name: "with a deadline") {
+                _ = try await executor.withTimeout(.seconds(60)) { try await executor.receive(pairs[1].1, upTo: 8) }
+            },
+            Task(name: "batch") {
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8, alignment: 8)
+                defer { buffer.deallocate() }  // after the batch: it returns when the kernel is done with it
+                _ = try await executor.perform([.read(pairs[2].1, into: buffer, offset: 0)])
+            },
+            Task(name: "stream") { for try await _ in try await executor.messages(pairs[3].1) {} },
+            Task { _ = try await executor.receive(pairs[4].1, upTo: 8) },
+        ]
+        let names: [Int32: String?] = [
+            pairs[0].1.rawValue: "plain", pairs[1].1.rawValue: "with a deadline", pairs[2].1.rawValue: "batch",
+            pairs[3].1.rawValue: "stream", pairs[4].1.rawValue: nil,
+        ]
+        var listed: [Int32: String?] = [:]
+        let deadline = ContinuousClock.now + .seconds(30)
+        while listed.count < names.count && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(1))
+            listed = [:]
+            for operation in await executor.inFlightOperations() where operation.state == .submitted {
+                if let fd = operation.descriptor, names.keys.contains(fd) {
+                    listed.updateValue(operation.task, forKey: fd)
+                }
+            }
+        }
+        #expect(listed == names)
+        let described = await executor.inFlightOperations().first { $0.descriptor == pairs[0].1.rawValue }
+        #expect(described?.description.contains("(task \"plain\")") == true, "\(String(describing: described))")
+        for task in tasks { task.cancel() }
+        for task in tasks { _ = try? await task.value }
+        #expect(await waitUntilNothingInFlight(executor))  // the stream's last completion comes after its consumer ends
+    }
+
     /// Queued, submitted, cancel requested: an engine that holds two operations keeps the
     /// third queued, the counters see the full queue, and a cancel shows until the engine lets
     /// go.
