@@ -8,16 +8,13 @@ import Testing
 @testable import RingExec
 
 /// Polls `condition` (a state the test can observe) until it holds or `timeout` passes; returns
-/// whether it held. For bounded waits on another thread's progress, not as synchronisation.
-/// The default bound matches `waitForOperationsInFlight`: under a sanitizer, with other tests
-/// holding the two cooperative threads, a task can wait tens of seconds before it first runs.
-func waitUntil(_ timeout: Duration = onASlowMachine ? .seconds(120) : .seconds(30), _ condition: () -> Bool) async
-    -> Bool
-{
+/// whether it held (false too when the waiting task is cancelled). For bounded waits on another
+/// thread's progress, not as synchronisation.
+func waitUntil(_ timeout: Duration = waitLimit, _ condition: () -> Bool) async -> Bool {
     let end = ContinuousClock.now + timeout
     while !condition() {
         if ContinuousClock.now >= end { return false }
-        try? await Task.sleep(for: .milliseconds(1))
+        guard await pauseBeforeLookingAgain() else { return condition() }
     }
     return true
 }

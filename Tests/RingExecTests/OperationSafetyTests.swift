@@ -49,7 +49,7 @@ func pendingBytes(_ fd: FileDescriptor) -> Int32 {
             return await executor.submit(.pollAdd(pipe.read, events: .readable, flags: .multishot))
         }
         // Under the old code the poll was armed (and the submit waited): write only once it is.
-        while executor.operationsInFlight == 0 && !returned.isSet { await Task.yield() }
+        _ = await waitUntil { executor.operationsInFlight > 0 || returned.isSet }
         _ = try pipe.write.writeAll([1])
         _ = try pipe.write.writeAll([2])
         // Round trips through the loop: a second completion for a freed record would be reaped here.

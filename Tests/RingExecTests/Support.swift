@@ -187,12 +187,31 @@ func waitOffThePool(
 /// that: it is published at points of the loop's tick, and reads 0 between a submission and the
 /// end of the tick that made it. False after 30 s.
 func waitUntilNothingInFlight(_ executor: RingExecutor) async -> Bool {
-    let deadline = ContinuousClock.now + (onASlowMachine ? .seconds(120) : .seconds(30))
+    let deadline = ContinuousClock.now + waitLimit
     while ContinuousClock.now < deadline {
         if await executor.inFlightOperations().isEmpty { return true }
-        try? await Task.sleep(for: .milliseconds(1))
+        guard await pauseBeforeLookingAgain() else { return false }
     }
     return false
+}
+
+/// How long the polling waits of the tests wait by default before they give up. Only a failing
+/// test waits this long; a passing one stops at the first look that sees the state. Generous:
+/// under a sanitizer, or with other tests holding the two cooperative threads, a task can wait
+/// tens of seconds before it first runs.
+let waitLimit: Duration = onASlowMachine ? .seconds(120) : .seconds(30)
+
+/// The pause between two looks of a polling wait; false when the waiting task has been
+/// cancelled, and the wait must then end. (`try? await Task.sleep` returns at once in a
+/// cancelled task: a wait built on it turns into a busy loop that holds one of the two
+/// cooperative threads until its deadline, and starves the tasks other tests wait for.)
+func pauseBeforeLookingAgain(_ pause: Duration = .milliseconds(1)) async -> Bool {
+    do {
+        try await Task.sleep(for: pause)
+        return true
+    } catch {
+        return false
+    }
 }
 
 /// Waits until `executor` has at least `count` operations in flight: handed to its engine (or
@@ -205,7 +224,7 @@ func waitUntilNothingInFlight(_ executor: RingExecutor) async -> Bool {
 /// value read is the one the loop stored after its previous tick handed its submissions to the
 /// engine, so it does not depend on when the loop last chose to publish it.
 func waitForOperationsInFlight(
-    _ executor: RingExecutor, atLeast count: Int, timeout: Duration = onASlowMachine ? .seconds(120) : .seconds(30)
+    _ executor: RingExecutor, atLeast count: Int, timeout: Duration = waitLimit
 ) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     var polls = 0
@@ -217,10 +236,10 @@ func waitForOperationsInFlight(
         polls += 1
         // Polling, not synchronising: after the first few hops, back off a little so the loop
         // and the tasks it is waiting for get the CPU (two cores, shared).
-        if polls < 50 {
+        if polls < 50 && !Task.isCancelled {
             await Task.yield()
-        } else {
-            try? await Task.sleep(for: .milliseconds(1))
+        } else if !(await pauseBeforeLookingAgain()) {
+            return false
         }
     }
 }
