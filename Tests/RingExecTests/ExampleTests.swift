@@ -93,6 +93,7 @@ import Testing
         process.arguments = arguments
         let output = Pipe()
         process.standardOutput = output
+        process.detachFromTheTestsStandardStreams()
         try process.run()
         var line = Data()
         while !line.contains(UInt8(ascii: "\n")) {

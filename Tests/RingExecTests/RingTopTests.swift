@@ -131,7 +131,7 @@ import Testing
             "--bs=4k", "--iodepth=8", "--time_based", "--runtime=60", "--output=/dev/null",
         ]
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        process.detachFromTheTestsStandardStreams()
         try process.run()
         defer {
             // SIGKILL: fio took its whole --runtime to honour a SIGTERM sent from here.

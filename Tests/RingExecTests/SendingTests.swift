@@ -159,7 +159,7 @@ import Testing
         _ start: (RingExecutor, _ client: FileDescriptor) async -> Task<ZeroCopySend, any Error>
     ) async throws -> Result<ZeroCopySend, any Error>? {
         for attempt in 1...5 {
-            let tried = try await Self.withAStalledConnection(room: false) { executor, server, client in
+            let tried = try await Self.withAStalledConnection(room: false) { executor, server, client, _ in
                 (ContinuousClock.now, await Self.result(of: start(executor, client), releasing: server, on: executor))
             }
             guard let (still, outcome) = tried else { return nil }  // skipped
@@ -185,7 +185,8 @@ import Testing
     /// having taken bytes while bytes are still queued fails.
     @Test func aZeroCopySendWhoseBytesWaitForTheirPeerReturnsWhenTheConnectionIsReset() async throws {
         for attempt in 1...5 {
-            let tested = try await Self.withAStalledConnection(room: true) { executor, server, client -> Bool in
+            let tested = try await Self.withAStalledConnection(room: true) {
+                executor, server, client, resetClient -> Bool in
                 let returned = Flag()
                 let sending = Task {
                     let buffer = Self.allocated(Array(repeating: 0x55, count: 4096))
@@ -221,9 +222,7 @@ import Testing
                     let listed = await executor.inFlightOperations()
                     Issue.record("neither listed as awaiting its notification nor returned in \(waitLimit): \(listed)")
                 }
-                var linger = linger(l_onoff: 1, l_linger: 0)  // close resets the connection
-                setsockopt(client.rawValue, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<linger>.size))
-                try client.close()
+                try resetClient()
                 let outcome = await Self.result(of: sending, releasing: server, on: executor)
                 #expect(try outcome.get().bytesSent == 4096)
                 return true
@@ -283,17 +282,30 @@ import Testing
 
     /// Runs `body` with an executor offering SEND_ZC and a TCP connection brought to a
     /// standstill (`stall`); then checks that nothing is left in flight. Nil when skipped.
+    /// `body` may reset the connection with `resetClient`, which closes the client; it is then
+    /// not closed again. (A second close of its number, as this helper once made, can close a
+    /// descriptor another test running in parallel has just opened under that number.)
     @discardableResult static func withAStalledConnection<Value>(
-        room: Bool, _ body: (RingExecutor, _ server: FileDescriptor, _ client: FileDescriptor) async throws -> Value
+        room: Bool,
+        _ body:
+            (
+                RingExecutor, _ server: FileDescriptor, _ client: FileDescriptor, _ resetClient: () throws -> Void
+            ) async throws -> Value
     ) async throws -> Value? {
         let executor = try RingExecutor(entries: 16)
         defer { executor.shutdownGracefully() }
         guard executor.kernelOffers(.opcode(.sendZC)) else { return nil }
         let (server, client) = try await Transport.tcp.pair(executor)
         defer { try? server.close() }
-        defer { try? client.close() }  // EBADF where the test closed it: ignored
+        var clientIsOpen = true
+        defer { if clientIsOpen { try? client.close() } }
         try #require(Self.stall(client, room: room), "the connection did not come to a standstill in 10 s")
-        let value = try await body(executor, server, client)
+        let value = try await body(executor, server, client) {
+            var linger = linger(l_onoff: 1, l_linger: 0)  // close resets the connection
+            setsockopt(client.rawValue, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<linger>.size))
+            clientIsOpen = false  // closed even when close reports an error
+            try client.close()
+        }
         #expect(await executor.inFlightOperations().isEmpty)
         return value
     }
@@ -312,13 +324,14 @@ import Testing
         var size: Int32 = 4 << 20
         setsockopt(client.rawValue, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         let chunk = [UInt8](repeating: 0x5A, count: 16384)
+        let flags = Int32(MSG_DONTWAIT | MSG_NOSIGNAL)  // a peer gone is EPIPE, not SIGPIPE for the test process
         let deadline = ContinuousClock.now + .seconds(10)
         var stillSince: ContinuousClock.Instant?
         while ContinuousClock.now < deadline {
             let queued = Self.socketQueue(client, request: UInt(TIOCOUTQ))
             let unsent = Self.socketQueue(client, request: 0x894B)  // SIOCOUTQNSD
             if unsent > 0 && queued == unsent {  // nothing in flight, bytes waiting: window closed
-                let full = chunk.withUnsafeBytes { send(client.rawValue, $0.baseAddress, 1, Int32(MSG_DONTWAIT)) } < 0
+                let full = chunk.withUnsafeBytes { send(client.rawValue, $0.baseAddress, 1, flags) } < 0
                 if room && full { return false }  // the buffer filled before the window closed
                 if room || full {
                     if let since = stillSince, ContinuousClock.now - since >= .milliseconds(20) { return true }
@@ -332,7 +345,7 @@ import Testing
                 continue
             }
             stillSince = nil
-            let sent = chunk.withUnsafeBytes { send(client.rawValue, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            let sent = chunk.withUnsafeBytes { send(client.rawValue, $0.baseAddress, $0.count, flags) }
             if sent < 0 { poll(nil, 0, 1) }  // full for now: let acknowledgements come
         }
         return false

@@ -244,6 +244,18 @@ func waitForOperationsInFlight(
     }
 }
 
+extension Process {
+    /// Gives a child that runs until the test stops it standard input and error of its own
+    /// (/dev/null) instead of the test process's, which are the pipes `swift test` reads until
+    /// they close. If the test process dies before it stops the child (a crash, a signal), an
+    /// orphan holding them keeps `swift test` waiting for the step's timeout: a CI run waited so
+    /// on a ring-echo and a ring-http after the test process was killed by SIGPIPE.
+    func detachFromTheTestsStandardStreams() {
+        standardInput = FileHandle.nullDevice
+        standardError = FileHandle.nullDevice
+    }
+}
+
 /// A running ring-echo (Examples/ring-echo), stopped when the last reference goes.
 final class EchoServerProcess: @unchecked Sendable {
     let process = Process()
@@ -258,6 +270,7 @@ final class EchoServerProcess: @unchecked Sendable {
         }
         let output = Pipe()
         process.standardOutput = output
+        process.detachFromTheTestsStandardStreams()
         try process.run()
         // First line: "listening on 127.0.0.1:<port>".
         var line = Data()

@@ -334,6 +334,7 @@ import Testing
         process.arguments = ["600"]
         let output = Pipe()
         process.standardOutput = output
+        process.detachFromTheTestsStandardStreams()
         try process.run()
         let (status, text) = await waitOffThePool(process, output: output, limit: .milliseconds(300))
         #expect(process.terminationReason == .uncaughtSignal && status == SIGKILL, "\(status)")
