@@ -82,11 +82,11 @@ import Testing
             return result
         }
         #expect(
-            await waitUntil(.seconds(60)) { engine.heldCount.load(ordering: .acquiring) == 1 },
+            await waitUntil { engine.heldCount.load(ordering: .acquiring) == 1 },
             "the operation reached the engine")
         task.cancel()
         #expect(
-            await waitUntil(.seconds(60)) { engine.cancelRequests.load(ordering: .acquiring) == 1 },
+            await waitUntil { engine.cancelRequests.load(ordering: .acquiring) == 1 },
             "the cancel reached the engine")
         // Many more loop ticks: the task must still be suspended, the engine still holds it.
         for _ in 0..<50 { _ = await executor.run { 0 } }

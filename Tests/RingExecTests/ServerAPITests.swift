@@ -161,7 +161,7 @@ func consume(_ stream: AsyncThrowingStream<FileDescriptor, any Error>) -> (Task<
         let (task, outcome) = consume(executor.connections(listener))
         #expect(await waitForOperationsInFlight(executor, atLeast: 1))
         try await executor.close(listener)
-        let ended = await waitUntil(.seconds(10)) { outcome.result != nil }
+        let ended = await waitUntil { outcome.result != nil }
         #expect(ended)
         if !ended { task.cancel() }
         await task.value

@@ -75,9 +75,9 @@ import Testing
             pairs[3].1.rawValue: "stream", pairs[4].1.rawValue: nil,
         ]
         var listed: [Int32: String?] = [:]
-        let deadline = ContinuousClock.now + .seconds(30)
+        let deadline = ContinuousClock.now + waitLimit
         while listed.count < names.count && ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(1))
+            guard await pauseBeforeLookingAgain() else { break }
             listed = [:]
             for operation in await executor.inFlightOperations() where operation.state == .submitted {
                 if let fd = operation.descriptor, names.keys.contains(fd) {
