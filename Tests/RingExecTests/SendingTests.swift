@@ -1,6 +1,5 @@
 import Glibc
 import Ring
-import Synchronization
 import SystemPackage
 import Testing
 
@@ -191,7 +190,7 @@ import Testing
                 let sending = Task {
                     let buffer = Self.allocated(Array(repeating: 0x55, count: 4096))
                     defer { buffer.deallocate() }
-                    defer { returned.value.store(true, ordering: .releasing) }
+                    defer { returned.set() }
                     return try await executor.withTimeout(.milliseconds(50)) {
                         try await executor.sendZeroCopy(client, from: UnsafeRawBufferPointer(buffer))
                     }
@@ -232,23 +231,13 @@ import Testing
         Issue.record("in five tries the bytes never waited behind the closed window")
     }
 
-    final class Flag: Sendable {
-        let value = Atomic<Bool>(false)
-        var isSet: Bool { value.load(ordering: .acquiring) }
-    }
-
     /// Waits until the executor lists an operation in `state`, or `done` holds; true only in the
-    /// first case. Gives up (false) after `waitLimit` or when the waiting task is cancelled.
+    /// first case (see `waitUntilInFlightList`).
     static func waitUntilListed(
         _ state: RingExecutor.InFlightOperation.State, on executor: RingExecutor,
         orUntil done: @autoclosure () -> Bool = false
     ) async -> Bool {
-        let deadline = ContinuousClock.now + waitLimit
-        while ContinuousClock.now < deadline && !done() {
-            if await executor.inFlightOperations().contains(where: { $0.state == state }) { return true }
-            guard await pauseBeforeLookingAgain() else { return false }
-        }
-        return false
+        await waitUntilInFlightList(of: executor, orUntil: done()) { $0.contains { $0.state == state } }
     }
 
     /// `task`'s result, where `task` zero-copy sends to `peer`. Once the send's own completion

@@ -75,15 +75,14 @@ import Testing
             pairs[3].1.rawValue: "stream", pairs[4].1.rawValue: nil,
         ]
         var listed: [Int32: String?] = [:]
-        let deadline = ContinuousClock.now + waitLimit
-        while listed.count < names.count && ContinuousClock.now < deadline {
-            guard await pauseBeforeLookingAgain() else { break }
+        _ = await waitUntilInFlightList(of: executor) { operations in
             listed = [:]
-            for operation in await executor.inFlightOperations() where operation.state == .submitted {
+            for operation in operations where operation.state == .submitted {
                 if let fd = operation.descriptor, names.keys.contains(fd) {
                     listed.updateValue(operation.task, forKey: fd)
                 }
             }
+            return listed.count == names.count
         }
         #expect(listed == names)
         let described = await executor.inFlightOperations().first { $0.descriptor == pairs[0].1.rawValue }

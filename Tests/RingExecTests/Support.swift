@@ -187,9 +187,19 @@ func waitOffThePool(
 /// that: it is published at points of the loop's tick, and reads 0 between a submission and the
 /// end of the tick that made it. False after 30 s.
 func waitUntilNothingInFlight(_ executor: RingExecutor) async -> Bool {
+    await waitUntilInFlightList(of: executor) { $0.isEmpty }
+}
+
+/// Waits until `executor`'s `inFlightOperations()` satisfies `condition`, or `done` holds; true
+/// only in the first case. Gives up (false) after `waitLimit` or when the waiting task is
+/// cancelled.
+func waitUntilInFlightList(
+    of executor: RingExecutor, orUntil done: @autoclosure () -> Bool = false,
+    _ condition: ([RingExecutor.InFlightOperation]) -> Bool
+) async -> Bool {
     let deadline = ContinuousClock.now + waitLimit
-    while ContinuousClock.now < deadline {
-        if await executor.inFlightOperations().isEmpty { return true }
+    while ContinuousClock.now < deadline && !done() {
+        if condition(await executor.inFlightOperations()) { return true }
         guard await pauseBeforeLookingAgain() else { return false }
     }
     return false
