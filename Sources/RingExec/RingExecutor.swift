@@ -697,6 +697,11 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         }
     }
 
+    /// Whether the loop has announced that it is about to block (or is blocked) waiting for the
+    /// kernel. Work handed over from another thread while this holds wakes the loop through its
+    /// eventfd (see `wakeIfSleeping`). For tests that need the loop asleep first.
+    var loopIsAsleep: Bool { sleeping.load(ordering: .sequentiallyConsistent) }
+
     /// Wakes the loop through its engine's eventfd (or aio signal), from any thread.
     func wakeByEventfd() {
         eventfdWakeUps.add(1, ordering: .relaxed)
