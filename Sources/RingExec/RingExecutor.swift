@@ -624,12 +624,29 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// only wait for itself forever: it stops the process with a message saying so, in release
     /// builds too. From there, `await shutdown(deadline:)` does not block and works.
     public func shutdownGracefully(deadline: Duration = .seconds(30)) {
-        if isOnLoopThread {
-            fatalError(
-                "RingExecutor.shutdownGracefully() was called on the executor's own loop thread, "
-                    + "where it would wait for itself forever; use `await executor.shutdown(deadline:)` there")
-        }
-        if beginShutdown(deadline) {
+        refuseToBlockOnLoopThread(
+            "RingExecutor.shutdownGracefully() was called on the executor's own loop thread, "
+                + "where it would wait for itself forever; use `await executor.shutdown(deadline:)` there")
+        waitForLoopExit(joining: beginShutdown(deadline))
+    }
+
+    /// `shutdownGracefully(deadline:)` without blocking a thread: the loop thread is joined on
+    /// a helper thread, and this returns once it has been. May be called from the executor's
+    /// own tasks (they continue on the global executor afterwards).
+    public func shutdown(deadline: Duration = .seconds(30)) async {
+        await loopExit(joining: beginShutdown(deadline))
+    }
+
+    /// Stops the process with `message` when called on this executor's loop thread, where a
+    /// blocking wait for the loop to exit would wait for itself.
+    func refuseToBlockOnLoopThread(_ message: @autoclosure () -> String) {
+        if isOnLoopThread { fatalError(message()) }
+    }
+
+    /// Blocks until the loop thread has exited: joins it if `joining` (the caller that began
+    /// the shutdown), else waits for the caller that does.
+    func waitForLoopExit(joining: Bool) {
+        if joining {
             pthread_join(joinHandle, nil)
             finishShutdown()
         } else {
@@ -637,11 +654,10 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         }
     }
 
-    /// `shutdownGracefully(deadline:)` without blocking a thread: the loop thread is joined on
-    /// a helper thread, and this returns once it has been. May be called from the executor's
-    /// own tasks (they continue on the global executor afterwards).
-    public func shutdown(deadline: Duration = .seconds(30)) async {
-        if beginShutdown(deadline) {
+    /// Returns once the loop thread has exited, without blocking a thread: if `joining`, the
+    /// join happens on a helper thread.
+    func loopExit(joining: Bool) async {
+        if joining {
             let handle = joinHandle
             let joiner: @Sendable () -> Void = { [self] in
                 pthread_join(handle, nil)
@@ -654,7 +670,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
 
     /// Publishes the deadline and then `stopping`, both under the lock, so the loop never sees
     /// `stopping` with a stale deadline. True for the one caller that must join the thread.
-    private func beginShutdown(_ deadline: Duration) -> Bool {
+    func beginShutdown(_ deadline: Duration) -> Bool {
         let end = ContinuousClock.now + deadline
         let claimed = lock.withLock { () -> Bool in
             if joinClaimed {

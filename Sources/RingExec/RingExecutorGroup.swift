@@ -36,18 +36,28 @@ public final class RingExecutorGroup: Sendable {
         return executors[index % executors.count]
     }
 
-    /// Shuts every executor down (see `RingExecutor.shutdownGracefully`); they share the deadline.
+    /// Shuts every executor down (see `RingExecutor.shutdownGracefully`), with one deadline
+    /// for all, and blocks until every loop thread has been joined. Every executor hears that
+    /// shutdown has begun (`waitForShutdown()` returns, streams end) before this waits for any
+    /// of them, so the connections of a server spread over the group drain together. Called
+    /// on one of the group's own loop threads it stops the process with a message, as
+    /// `RingExecutor.shutdownGracefully` does; use `await shutdown(deadline:)` there.
     public func shutdownGracefully(deadline: Duration = .seconds(30)) {
-        let end = ContinuousClock.now + deadline
-        for executor in executors { executor.shutdownGracefully(deadline: max(.zero, end - .now)) }
+        for executor in executors {
+            executor.refuseToBlockOnLoopThread(
+                "RingExecutorGroup.shutdownGracefully() was called on the loop thread of one of the group's "
+                    + "executors, where it would wait for itself forever; use `await group.shutdown(deadline:)` there")
+        }
+        let joining = executors.map { $0.beginShutdown(deadline) }
+        for (executor, joins) in zip(executors, joining) { executor.waitForLoopExit(joining: joins) }
     }
 
-    /// Shuts every executor down at once without blocking a thread (see
-    /// `RingExecutor.shutdown(deadline:)`); returns when all loop threads have been joined.
+    /// Shuts every executor down without blocking a thread (see
+    /// `RingExecutor.shutdown(deadline:)`): begins the shutdown of all of them before it waits
+    /// for any, and returns when all loop threads have been joined.
     public func shutdown(deadline: Duration = .seconds(30)) async {
-        await withTaskGroup(of: Void.self) { group in
-            for executor in executors { group.addTask { await executor.shutdown(deadline: deadline) } }
-        }
+        let joining = executors.map { $0.beginShutdown(deadline) }
+        for (executor, joins) in zip(executors, joining) { await executor.loopExit(joining: joins) }
     }
 
     /// Online CPUs (`sysconf(_SC_NPROCESSORS_ONLN)`), at least 1.

@@ -4,7 +4,7 @@
 //
 //   ring-fault-helper [--engine] io_uring_setup=ENOSYS [io_setup=EPERM ...]
 //   ring-fault-helper --teardown io_uring|libaio|posix-aio
-//   ring-fault-helper --nofile | --memlock | --shutdown-on-loop-thread
+//   ring-fault-helper --nofile | --memlock | --shutdown-on-loop-thread | --group-shutdown-on-loop-thread
 //   ring-fault-helper --accept-emfile | --accept-emfile-shutdown
 //
 // Prints one line: `available` or `unavailable errno=<n> explanation=<text>`; with `--engine`,
@@ -224,6 +224,14 @@ if arguments.first == "--shutdown-on-loop-thread" {
     Task(executorPreference: executor) { executor.shutdownGracefully() }
     for _ in 0..<1000 { usleep(10_000) }  // the trap ends this far sooner
     print("shutdownGracefully returned on the loop thread")
+    exit(0)
+}
+if arguments.first == "--group-shutdown-on-loop-thread" {
+    // The same for a group, called from a task on its second executor's thread.
+    let group = try RingExecutorGroup(threads: 2, entries: 8)
+    Task(executorPreference: group.executors[1]) { group.shutdownGracefully() }
+    for _ in 0..<1000 { usleep(10_000) }
+    print("the group's shutdownGracefully returned on a loop thread")
     exit(0)
 }
 if arguments.first == "--accept-emfile" || arguments.first == "--accept-emfile-shutdown" {

@@ -245,20 +245,59 @@ func receiveOutcome(_ body: () async throws -> [UInt8]) async -> String {
         try await executor.waitForShutdown()  // already begun: returns at once
     }
 
+    /// A group's shutdown begins on every executor before it waits for any, so a server spread
+    /// over the group drains all of it together. Here a receive on the first executor is
+    /// answered only by a task on the second once that one hears of the shutdown; the receive
+    /// must get its bytes, not be cancelled at the deadline. Regression: the blocking
+    /// `shutdownGracefully` shut the executors down one after the other, so the second heard of
+    /// it only after the first had stopped, and the first cancelled the receive at its deadline.
+    @Test(arguments: [true, false])
+    func aGroupsShutdownBeginsOnEveryExecutorBeforeWaitingForOne(blocking: Bool) async throws {
+        let group = try RingExecutorGroup(threads: 2, entries: 16)
+        let (first, second) = (group.executors[0], group.executors[1])
+        let (server, client) = try socketPair()
+        defer { try? server.close() }
+        defer { try? client.close() }
+        let receive = Task(executorPreference: first) {
+            await receiveOutcome { try await first.receive(server, upTo: 64) }
+        }
+        let answer = Task(executorPreference: second) {
+            try await second.waitForShutdown()
+            try await second.send(client, bytes: Array("bye".utf8))
+        }
+        #expect(await waitForOperationsInFlight(first, atLeast: 1))
+        if blocking {
+            await Task.detached { group.shutdownGracefully(deadline: .seconds(3)) }.value
+        } else {
+            await group.shutdown(deadline: .seconds(3))
+        }
+        #expect(await receive.value == "received 3")
+        try await answer.value
+    }
+
     /// Calling the blocking `shutdownGracefully()` on the executor's own loop thread stops the
     /// process with a message naming the mistake and the fix (in a child process), not a bare
     /// trap. The Swift runtime's backtracer is turned off in the child: the message comes before
     /// it, and under AddressSanitizer the backtracer's stack reads trip the sanitizer, which then
     /// hung the child for good while its output went to a pipe (CI's ASan step, 20 minutes).
-    @Test func blockingShutdownOnTheLoopThreadStopsWithAMessage() async throws {
+    ///
+    /// A group's blocking shutdown, called on the thread of one of its executors, does the same
+    /// (before it begins shutting anything down).
+    @Test(arguments: [
+        ("--shutdown-on-loop-thread", "called on the executor's own loop thread", "await executor.shutdown(deadline:)"),
+        (
+            "--group-shutdown-on-loop-thread", "called on the loop thread of one of the group's executors",
+            "await group.shutdown(deadline:)"
+        ),
+    ])
+    func blockingShutdownOnTheLoopThreadStopsWithAMessage(mode: String, mistake: String, fix: String) async throws {
         guard let helper = ExampleTests.binary("ring-fault-helper") else { return }
         var environment = ProcessInfo.processInfo.environment
         environment["SWIFT_BACKTRACE"] = "enable=no"
-        let (status, text) = try await runProcess(
-            helper, ["--shutdown-on-loop-thread"], environment: environment, standardError: true)
+        let (status, text) = try await runProcess(helper, [mode], environment: environment, standardError: true)
         #expect(status != 0, "\(text)")
-        #expect(text.contains("called on the executor's own loop thread"), "\(text)")
-        #expect(text.contains("await executor.shutdown(deadline:)"), "\(text)")
+        #expect(text.contains(mistake), "\(text)")
+        #expect(text.contains(fix), "\(text)")
     }
 }
 
