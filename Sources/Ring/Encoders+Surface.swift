@@ -612,13 +612,16 @@ extension SubmissionEntry {
         return e
     }
 
-    /// `IORING_OP_SENDMSG_ZC`: zero-copy `sendmsg`, with the same two completions as `sendZeroCopy`.
+    /// `IORING_OP_SENDMSG_ZC`: zero-copy `sendmsg`, with the same two completions as `sendZeroCopy`
+    /// (keep the message, its vector and its buffers until the notification). `options` as for
+    /// `sendZeroCopy` (`reportUsage` needs Linux 6.2); not `fixedBuffer`.
     @inlinable
-    public static func sendmsgZeroCopy(_ fd: FileDescriptor, _ message: UnsafePointer<msghdr>, flags: Int32 = 0)
-        -> SubmissionEntry
-    {
+    public static func sendmsgZeroCopy(
+        _ fd: FileDescriptor, _ message: UnsafePointer<msghdr>, flags: Int32 = 0, options: SendReceiveFlags = []
+    ) -> SubmissionEntry {
         var e = make(.sendmsgZC, fd: fd.rawValue, addr: address(message), len: 1)
         e.opFlags = UInt32(bitPattern: flags)
+        e.ioprio = options.rawValue
         return e
     }
 

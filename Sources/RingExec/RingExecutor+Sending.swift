@@ -31,27 +31,9 @@ extension RingExecutor {
         _ fd: FileDescriptor, buffers: [UnsafeRawBufferPointer], to destination: SocketAddress? = nil,
         flags: Int32 = 0
     ) async throws -> Int {
-        let vectors = UnsafeMutablePointer<iovec>.allocate(capacity: max(buffers.count, 1))
-        for (index, buffer) in buffers.enumerated() {
-            (vectors + index).initialize(
-                to: iovec(iov_base: UnsafeMutableRawPointer(mutating: buffer.baseAddress), iov_len: buffer.count))
-        }
-        let address = destination?.copied()
-        let message = UnsafeMutablePointer<msghdr>.allocate(capacity: 1)
-        var header = msghdr()
-        header.msg_iov = vectors
-        header.msg_iovlen = buffers.count
-        if let address, let destination {
-            header.msg_name = address
-            header.msg_namelen = destination.length
-        }
-        message.initialize(to: header)
-        defer {  // `perform` returns only after the completion: the kernel is done with all three
-            message.deallocate()
-            vectors.deallocate()
-            address?.deallocate()
-        }
-        return try await perform(.sendmsg(fd, message, flags: flags | Int32(MSG_NOSIGNAL)))
+        let message = OwnedMessage(buffers, to: destination)
+        defer { message.deallocate() }  // `perform` returns only after the completion
+        return try await perform(.sendmsg(fd, message.header, flags: flags | Int32(MSG_NOSIGNAL)))
     }
 
     /// Sends from `buffer` without copying it into the kernel (io_uring `SEND_ZC`, Linux 6.0):
@@ -78,10 +60,38 @@ extension RingExecutor {
     public nonisolated(nonsending) func sendZeroCopy(
         _ fd: FileDescriptor, from buffer: UnsafeRawBufferPointer, flags: Int32 = 0
     ) async throws -> ZeroCopySend {
+        try await sendZeroCopy("zero-copy send") { options in
+            .sendZeroCopy(fd, buffer, flags: flags | Int32(MSG_NOSIGNAL), options: options)
+        }
+    }
+
+    /// Sends the bytes of `buffers`, in order, without copying them into the kernel: one
+    /// zero-copy `sendmsg(2)` (io_uring `SENDMSG_ZC`, Linux 6.1). Everything
+    /// `sendZeroCopy(_:from:flags:)` says holds here too: the call returns only once the kernel
+    /// has let go of every buffer (its notification), a cancelled or timed-out call cannot
+    /// shorten that wait, and `MSG_NOSIGNAL` is always added. As for `send(_:buffers:to:flags:)`,
+    /// a stream socket may take fewer bytes than the total (send the rest from where it
+    /// stopped), `destination` addresses a datagram, and more than 1024 buffers is `EMSGSIZE`.
+    /// `EngineError` on the aio engines and on kernels without `SENDMSG_ZC`.
+    public nonisolated(nonsending) func sendZeroCopy(
+        _ fd: FileDescriptor, buffers: [UnsafeRawBufferPointer], to destination: SocketAddress? = nil,
+        flags: Int32 = 0
+    ) async throws -> ZeroCopySend {
+        let message = OwnedMessage(buffers, to: destination)
+        defer { message.deallocate() }  // after the notification: the kernel has let go of it all
+        return try await sendZeroCopy("zero-copy sendmsg") { options in
+            .sendmsgZeroCopy(fd, message.header, flags: flags | Int32(MSG_NOSIGNAL), options: options)
+        }
+    }
+
+    /// Submits the zero-copy send that `entry` makes (given the options to set) and returns
+    /// after its last completion, the notification.
+    private nonisolated(nonsending) func sendZeroCopy(
+        _ name: String, _ entry: (SendReceiveFlags) -> SubmissionEntry
+    ) async throws -> ZeroCopySend {
         let reportsUsage = uringEngine?.reportsZeroCopyUsage == true
-        let entry = SubmissionEntry.sendZeroCopy(
-            fd, buffer, flags: flags | Int32(MSG_NOSIGNAL), options: reportsUsage ? .reportUsage : [])
-        if let refusal = refusal("zero-copy send", entry) { throw refusal }
+        let entry = entry(reportsUsage ? .reportUsage : [])
+        if let refusal = refusal(name, entry) { throw refusal }
         let operation = Operation(entry)
         operation.awaitsNotification = true
         let result: Int32
@@ -92,7 +102,7 @@ extension RingExecutor {
         } else {
             result = await submit(operation)
         }
-        // The last completion has been reaped: the kernel has let go of `buffer`.
+        // The last completion has been reaped: the kernel has let go of the memory.
         if result >= 0 {
             // With REPORT_USAGE the notification's result is IORING_NOTIF_USAGE_ZC_COPIED (bit
             // 31) when any of the data was copied, else 0.
@@ -101,5 +111,34 @@ extension RingExecutor {
         }
         if (result == -ECANCELED || result == -EINTR) && Task.isCancelled { throw CancellationError() }
         throw Errno(rawValue: -result)
+    }
+}
+
+/// A `msghdr` for `sendmsg` in memory of its own: the vector listing `buffers` and a copy of
+/// the destination address. Freed by the caller once the kernel is done with it.
+private struct OwnedMessage {
+    let header: UnsafeMutablePointer<msghdr>
+
+    init(_ buffers: [UnsafeRawBufferPointer], to destination: SocketAddress?) {
+        let vectors = UnsafeMutablePointer<iovec>.allocate(capacity: max(buffers.count, 1))
+        for (index, buffer) in buffers.enumerated() {
+            (vectors + index).initialize(
+                to: iovec(iov_base: UnsafeMutableRawPointer(mutating: buffer.baseAddress), iov_len: buffer.count))
+        }
+        var message = msghdr()
+        message.msg_iov = vectors
+        message.msg_iovlen = buffers.count
+        if let destination {
+            message.msg_name = UnsafeMutableRawPointer(destination.copied())
+            message.msg_namelen = destination.length
+        }
+        header = UnsafeMutablePointer<msghdr>.allocate(capacity: 1)
+        header.initialize(to: message)
+    }
+
+    func deallocate() {
+        header.pointee.msg_iov.deallocate()
+        header.pointee.msg_name?.deallocate()
+        header.deallocate()
     }
 }

@@ -25,6 +25,15 @@ import Testing
         return received
     }
 
+    /// What is left of `buffers` once `sent` bytes of them have gone (empty buffers dropped).
+    static func remainder(of buffers: [UnsafeMutableRawBufferPointer], after sent: Int) -> [UnsafeRawBufferPointer] {
+        var skip = sent
+        return buffers.compactMap { buffer -> UnsafeRawBufferPointer? in
+            defer { skip = max(0, skip - buffer.count) }
+            return skip >= buffer.count ? nil : UnsafeRawBufferPointer(rebasing: buffer[skip...])
+        }
+    }
+
     @Test(arguments: Transport.allCases)
     func aVectoredSendDeliversEveryBufferInOrder(transport: Transport) async throws {
         let executor = try RingExecutor(entries: 16)
@@ -39,12 +48,7 @@ import Testing
         async let received = Self.receive(total, from: server, on: executor)
         var sent = 0
         while sent < total {  // a stream socket may take less than everything: resend the rest
-            var skip = sent
-            let rest = buffers.compactMap { buffer -> UnsafeRawBufferPointer? in
-                defer { skip = max(0, skip - buffer.count) }
-                return skip >= buffer.count ? nil : UnsafeRawBufferPointer(rebasing: buffer[skip...])
-            }
-            sent += try await executor.send(client, buffers: rest)
+            sent += try await executor.send(client, buffers: Self.remainder(of: buffers, after: sent))
         }
         #expect(try await received == parts.flatMap { $0 })
     }
@@ -96,6 +100,74 @@ import Testing
         #expect(try await received == bytes)
     }
 
+    /// More buffers than one `sendmsg` takes (1024) is `EMSGSIZE`, as documented, for the plain
+    /// and the zero-copy vectored send, and nothing is sent.
+    @Test func moreBuffersThanTheKernelTakesIsEMSGSIZEAndSendsNothing() async throws {
+        let executor = try RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        let (server, client) = try await Transport.tcp.pair(executor)
+        defer { try? server.close() }
+        defer { try? client.close() }
+        let byte = Self.allocated([0x61])
+        defer { byte.deallocate() }
+        let buffers = Array(repeating: UnsafeRawBufferPointer(byte), count: 1025)
+        await #expect(throws: Errno.messageTooLong) { try await executor.send(client, buffers: buffers) }
+        if executor.kernelOffers(.opcode(.sendmsgZC)) {
+            await #expect(throws: Errno.messageTooLong) { try await executor.sendZeroCopy(client, buffers: buffers) }
+            #expect(await executor.inFlightOperations().isEmpty)
+        }
+        #expect(try await executor.send(client, buffers: Array(buffers.prefix(1024))) == 1024)
+        #expect(try await Self.receive(1024, from: server, on: executor) == Array(repeating: 0x61, count: 1024))
+    }
+
+    /// A vectored zero-copy send (`SENDMSG_ZC`) delivers every buffer in order, and each call
+    /// returns only after its notification, like the single-buffer one.
+    @Test func aVectoredZeroCopySendDeliversEveryBufferInOrderAfterItsNotification() async throws {
+        let executor = try RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        guard executor.kernelOffers(.opcode(.sendmsgZC)) else { return }
+        let (server, client) = try await Transport.tcp.pair(executor)
+        defer { try? server.close() }
+        defer { try? client.close() }
+        let parts = [
+            Array("first, ".utf8), [], Array("second, ".utf8),
+            (0..<(256 << 10)).map { UInt8(truncatingIfNeeded: $0 &* 13) },
+        ]
+        let buffers = parts.map(Self.allocated)
+        defer { buffers.forEach { $0.deallocate() } }
+        let total = parts.reduce(0) { $0 + $1.count }
+        async let received = Self.receive(total, from: server, on: executor)
+        var sent = 0
+        while sent < total {
+            let outcome = try await executor.sendZeroCopy(client, buffers: Self.remainder(of: buffers, after: sent))
+            #expect(outcome.bytesSent > 0)
+            if executor.uringEngine?.reportsZeroCopyUsage == true {
+                #expect(outcome.copied != nil, "the call returned without the notification")
+            }
+            #expect(await executor.inFlightOperations().filter { $0.operation == "sendmsg_zc" }.isEmpty)
+            sent += outcome.bytesSent
+        }
+        #expect(try await received == parts.flatMap { $0 })
+    }
+
+    /// With a destination, one vectored zero-copy send is one datagram to that address.
+    @Test func aVectoredZeroCopySendToAnAddressIsOneDatagramThere() async throws {
+        let executor = try RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        guard executor.kernelOffers(.opcode(.sendmsgZC)) else { return }
+        let receiver = try await executor.socket(type: Int32(SOCK_DGRAM.rawValue))
+        defer { try? receiver.close() }
+        try await executor.bind(receiver, to: .loopback(port: 0))
+        let sender = try await executor.socket(type: Int32(SOCK_DGRAM.rawValue))
+        defer { try? sender.close() }
+        let buffers = [Array("zero-copy ".utf8), Array("datagram".utf8)].map(Self.allocated)
+        defer { buffers.forEach { $0.deallocate() } }
+        let outcome = try await executor.sendZeroCopy(
+            sender, buffers: buffers.map { UnsafeRawBufferPointer($0) }, to: .loopback(port: boundPort(receiver)))
+        #expect(outcome.bytesSent == 18)
+        #expect(try await executor.receive(receiver, upTo: 64) == Array("zero-copy datagram".utf8))
+    }
+
     /// Unix sockets cannot send zero-copy: the kernel's EOPNOTSUPP comes back (with its
     /// notification: nothing is left in flight) and the executor carries on.
     @Test func aZeroCopySendOnAUnixSocketIsNotSupportedAndLosesNothing() async throws {
@@ -111,19 +183,26 @@ import Testing
             try await executor.sendZeroCopy(client, from: UnsafeRawBufferPointer(buffer))
         }
         #expect(await executor.inFlightOperations().isEmpty)
+        if executor.kernelOffers(.opcode(.sendmsgZC)) {
+            await #expect(throws: Errno.notSupported) {
+                try await executor.sendZeroCopy(client, buffers: [UnsafeRawBufferPointer(buffer)])
+            }
+            #expect(await executor.inFlightOperations().isEmpty)
+        }
         try await executor.nop()
     }
 
     /// A send waiting for room in a full socket, cancelled: the call ends with CancellationError
     /// and its record has left the executor (the send and its notification both reaped; which
     /// of the two the call waits for is pinned by the test above).
-    @Test func aCancelledZeroCopySendEndsWithCancellationAndLeavesNothingInFlight() async throws {
+    @Test(arguments: [false, true])
+    func aCancelledZeroCopySendEndsWithCancellationAndLeavesNothingInFlight(vectored: Bool) async throws {
         let outcome = try await Self.outcomeOfASendStoppedWhileItWaitsForRoom { executor, client in
             let sending = Task {
                 // The task owns the buffer and frees it when the send returns, as callers will.
                 let buffer = Self.allocated(Array(repeating: 0x33, count: 65536))
                 defer { buffer.deallocate() }
-                return try await executor.sendZeroCopy(client, from: UnsafeRawBufferPointer(buffer))
+                return try await Self.sendZeroCopy(UnsafeRawBufferPointer(buffer), to: client, on: executor, vectored)
             }
             #expect(await waitForOperationsInFlight(executor, atLeast: 1))
             sending.cancel()
@@ -133,18 +212,28 @@ import Testing
         #expect(throws: CancellationError.self) { try outcome.get() }
     }
 
-    @Test func aZeroCopySendInsideWithTimeoutTimesOutAndLeavesNothingInFlight() async throws {
+    @Test(arguments: [false, true])
+    func aZeroCopySendInsideWithTimeoutTimesOutAndLeavesNothingInFlight(vectored: Bool) async throws {
         let outcome = try await Self.outcomeOfASendStoppedWhileItWaitsForRoom { executor, client in
             Task {
                 let buffer = Self.allocated(Array(repeating: 0x44, count: 65536))
                 defer { buffer.deallocate() }
                 return try await executor.withTimeout(.milliseconds(50)) {
-                    try await executor.sendZeroCopy(client, from: UnsafeRawBufferPointer(buffer))
+                    try await Self.sendZeroCopy(UnsafeRawBufferPointer(buffer), to: client, on: executor, vectored)
                 }
             }
         }
         guard let outcome else { return }  // skipped, or recorded as failed
         #expect(throws: Errno.timedOut) { try outcome.get() }
+    }
+
+    /// `buffer` sent zero-copy with `SEND_ZC`, or as the only buffer of a `SENDMSG_ZC`.
+    static func sendZeroCopy(
+        _ buffer: UnsafeRawBufferPointer, to fd: FileDescriptor, on executor: RingExecutor, _ vectored: Bool
+    ) async throws -> ZeroCopySend {
+        vectored
+            ? try await executor.sendZeroCopy(fd, buffers: [buffer])
+            : try await executor.sendZeroCopy(fd, from: buffer)
     }
 
     /// The outcome of a zero-copy send that `start` begins on a connection at a standstill with
@@ -359,6 +448,10 @@ import Testing
         let outcome = try await executor.sendZeroCopy(client, from: UnsafeRawBufferPointer(buffer))
         #expect(outcome == ZeroCopySend(bytesSent: 9, copied: nil))
         #expect(try await Self.receive(9, from: server, on: executor) == Array("zero copy".utf8))
+        guard executor.kernelOffers(.opcode(.sendmsgZC)) else { return }  // 6.1 has it too
+        let vectored = try await executor.sendZeroCopy(client, buffers: [UnsafeRawBufferPointer(buffer)])
+        #expect(vectored == ZeroCopySend(bytesSent: 9, copied: nil))
+        #expect(try await Self.receive(9, from: server, on: executor) == Array("zero copy".utf8))
     }
 
     @Test(arguments: [EngineKind.libaio, .posixAIO])
@@ -376,5 +469,38 @@ import Testing
         await #expect(throws: EngineError.self) {
             try await executor.sendZeroCopy(client, from: UnsafeRawBufferPointer(buffer))
         }
+        await #expect(throws: EngineError.self) {
+            try await executor.sendZeroCopy(client, buffers: [UnsafeRawBufferPointer(buffer)])
+        }
+    }
+
+    /// After shutdown every kind of send throws `ESHUTDOWN` at once (the zero-copy ones
+    /// `EngineError` on a kernel without them), and nothing reaches the peer.
+    @Test func afterShutdownEverySendThrowsESHUTDOWN() async throws {
+        let executor = try RingExecutor(entries: 16)
+        let (server, client) = try await Transport.tcp.pair(executor)
+        defer { try? server.close() }
+        defer { try? client.close() }
+        executor.shutdownGracefully()
+        let buffer = Self.allocated(Array("late".utf8))
+        defer { buffer.deallocate() }
+        let bytes = UnsafeRawBufferPointer(buffer)
+        await #expect(throws: Errno(rawValue: ESHUTDOWN)) { try await executor.send(client, from: bytes) }
+        await #expect(throws: Errno(rawValue: ESHUTDOWN)) { try await executor.send(client, buffers: [bytes]) }
+        // A kernel without the zero-copy operations says so first (as before shutdown).
+        if executor.uringEngine?.offers(.sendZC) == true {
+            await #expect(throws: Errno(rawValue: ESHUTDOWN)) { try await executor.sendZeroCopy(client, from: bytes) }
+        } else {
+            await #expect(throws: EngineError.self) { try await executor.sendZeroCopy(client, from: bytes) }
+        }
+        if executor.uringEngine?.offers(.sendmsgZC) == true {
+            await #expect(throws: Errno(rawValue: ESHUTDOWN)) {
+                try await executor.sendZeroCopy(client, buffers: [bytes])
+            }
+        } else {
+            await #expect(throws: EngineError.self) { try await executor.sendZeroCopy(client, buffers: [bytes]) }
+        }
+        var pending = 0
+        #expect(ioctl(server.rawValue, UInt(FIONREAD), &pending) == 0 && pending == 0, "nothing was sent")
     }
 }
