@@ -28,6 +28,28 @@ extension RingExecutor {
         }
     }
 
+    /// `cancelPending(on:)` and the close of `fd` as one linked pair (Linux 5.19+): the cancel of
+    /// every request on the file, hard-linked to the close, so the close runs after the cancel
+    /// whatever it found (a plain link would skip the close when the cancel finds nothing and
+    /// ends with `-ENOENT`). The close has no file of its own for the cancel to match. Returns
+    /// the close's result, or `-ESHUTDOWN` when the executor has shut down. Like
+    /// `submitIgnoringCancellation`: neither cancelled with its task nor bounded by `withTimeout`.
+    nonisolated(nonsending) func cancelPendingAndClose(_ fd: FileDescriptor) async -> Int32 {
+        var cancel = SubmissionEntry.cancel(fd: fd, flags: [.all])
+        cancel.sqeFlags.insert(.hardLink)
+        let operation = Operation(cancel)
+        operation.chain = [.close(fd)]
+        operation.results = [-ECANCELED, -ECANCELED]
+        operation.pending = 2
+        operation.taskName = Task.name
+        let result = await withUnsafeContinuation { continuation in
+            operation.continuation = continuation
+            if !enqueue(operation) { continuation.resume(returning: -ESHUTDOWN) }
+        }
+        _ = operation.handoff.load(ordering: .acquiring)  // pairs with the store in `finish`
+        return operation.submitted ? operation.results[1] : result
+    }
+
     /// Records handed to the engine and not finally completed, then those still queued (loop
     /// thread).
     private func pendingRecords() -> [Operation] {

@@ -28,14 +28,16 @@ struct LoopCounters: Sendable {
     var overflowFlushes = 0
 
     /// Counts a finished operation by its result. A timeout that expired ends with `ETIME`,
-    /// which is its success (`sleep` returns normally), not a failure.
+    /// which is its success (`sleep` returns normally), not a failure; so does a cancel request
+    /// that found nothing to cancel (`ENOENT`), as every `close` of a descriptor with nothing
+    /// pending does.
     @inline(__always)
     mutating func count(_ result: Int32, of opcode: Opcode) {
         completed &+= 1
         guard result < 0 else { return }
         if result == -ECANCELED {
             cancelled &+= 1
-        } else if result == -ETIME && opcode == .timeout {
+        } else if result == -ETIME && opcode == .timeout || result == -ENOENT && opcode == .asyncCancel {
             return
         } else {
             failed &+= 1
@@ -66,7 +68,8 @@ extension RingExecutor {
         /// executor cancels itself to pause a stream whose consumer is behind (backpressure).
         public var cancelled = 0
         /// Of those, finished with another error (a timeout that expired, `ETIME`, is not one:
-        /// that is how it succeeds).
+        /// that is how it succeeds; nor is a cancel request that found nothing, `ENOENT`, such
+        /// as the one `close` sends first).
         public var failed = 0
         /// `failed` by error.
         public var failuresByErrno: [Errno: Int] = [:]
