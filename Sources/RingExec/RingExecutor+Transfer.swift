@@ -136,23 +136,51 @@ extension RingExecutor {
             throw EngineError.unsupported(operation: "readFile", engine: engineSelection.engine)
         }
         guard limit >= 0, limit < Int(Int32.max) else { throw Errno.invalidArgument }
-        if let slot = try await FixedSlots.take(for: self) {
-            if let bytes = try await readFileChained(path, limit: limit, slot: slot) { return bytes }
-        }
-        return try await readFileInSteps(path, limit: limit)
+        // One byte more than the limit: a file that grew past it after its statx is noticed.
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: limit + 1, alignment: 16)
+        defer { buffer.deallocate() }  // after the chain's last completion
+        let read = try await readWholeFile(path, into: buffer, limit: limit)
+        return Array(buffer[..<read])
     }
 
-    /// The linked chain; nil when the kernel refused the fixed-slot open (then never tried again).
-    private nonisolated(nonsending) func readFileChained(_ path: FilePath, limit: Int, slot: UInt32) async throws
-        -> [UInt8]?
+    /// Reads the whole of the regular file at `path` into `buffer` and returns its size: the
+    /// same chain and fallbacks as `readFile(at:upTo:)`, into memory the caller owns instead of
+    /// a new array (no allocation, no copy: a server can read a file straight into the memory it
+    /// sends from). `EFBIG` when the file holds more than `buffer.count` bytes, decided by its
+    /// size when the call looked (a file that grows meanwhile is read as far as `buffer` holds).
+    /// The same errors and cancellation rule otherwise: the call returns only once the kernel
+    /// is done with `buffer`; after a failure its contents are unspecified.
+    public nonisolated(nonsending) func readFile(at path: FilePath, into buffer: UnsafeMutableRawBufferPointer)
+        async throws -> Int
     {
+        guard engineSelection.engine == .ioURing else {
+            throw EngineError.unsupported(operation: "readFile", engine: engineSelection.engine)
+        }
+        guard buffer.count < Int(Int32.max) else { throw Errno.invalidArgument }
+        return try await readWholeFile(path, into: buffer, limit: buffer.count)
+    }
+
+    /// Reads the file into `buffer`, which holds `limit` bytes, or `limit + 1` to notice a file
+    /// that grew past `limit` after its statx; `EFBIG` past `limit`.
+    private nonisolated(nonsending) func readWholeFile(
+        _ path: FilePath, into buffer: UnsafeMutableRawBufferPointer, limit: Int
+    ) async throws -> Int {
+        if let slot = try await FixedSlots.take(for: self) {
+            if let read = try await readFileChained(path, into: buffer, limit: limit, slot: slot) { return read }
+        }
+        return try await readFileInSteps(path, into: buffer, limit: limit)
+    }
+
+    /// The linked chain; nil when the kernel refused the fixed-slot open (then never tried again)
+    /// or the read came up short of the file's size.
+    private nonisolated(nonsending) func readFileChained(
+        _ path: FilePath, into buffer: UnsafeMutableRawBufferPointer, limit: Int, slot: UInt32
+    ) async throws -> Int? {
         let name = try OwnedPath(path)
         defer { name.free() }
         let status = UnsafeMutableRawPointer.allocate(byteCount: FileStatus.byteCount, alignment: 8)
         defer { status.deallocate() }
         status.initializeMemory(as: UInt8.self, repeating: 0, count: FileStatus.byteCount)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: limit + 1, alignment: 16)
-        defer { buffer.deallocate() }
         let results: [Int32]
         do {
             // statx before the open: io_uring's statx takes a path, never a fixed file (EBADF,
@@ -191,19 +219,19 @@ extension RingExecutor {
         let read = Int(results[2])
         if read > limit || size > UInt64(limit) { throw Errno.fileTooLarge }
         if UInt64(read) < size { return nil }  // a short read (a file growing, a signal): in steps
-        return Array(buffer[..<read])
+        return read
     }
 
-    /// open, statx, reads until the end (or past `limit`), close: separate operations.
-    private nonisolated(nonsending) func readFileInSteps(_ path: FilePath, limit: Int) async throws -> [UInt8] {
+    /// open, statx, reads until the end (or until `buffer` is full), close: separate operations.
+    private nonisolated(nonsending) func readFileInSteps(
+        _ path: FilePath, into buffer: UnsafeMutableRawBufferPointer, limit: Int
+    ) async throws -> Int {
         let fd = try await open(path, .readOnly)
         do {
             let status = try await status(of: fd)
             if status.size > UInt64(limit) { throw Errno.fileTooLarge }
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: limit + 1, alignment: 16)
-            defer { buffer.deallocate() }
             var total = 0
-            while total <= limit {
+            while total < buffer.count {
                 let read = try await self.read(
                     fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[total...]), offset: UInt64(total))
                 if read == 0 { break }
@@ -211,7 +239,7 @@ extension RingExecutor {
             }
             if total > limit { throw Errno.fileTooLarge }
             try await close(fd)
-            return Array(buffer[..<total])
+            return total
         } catch {
             try? await close(fd)
             throw error

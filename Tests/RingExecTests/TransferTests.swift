@@ -128,6 +128,11 @@ import Testing
         await #expect(throws: Errno(rawValue: ESHUTDOWN)) {
             try await executor.readFile(at: FilePath(file.path), upTo: 1 << 20)
         }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
+        defer { buffer.deallocate() }
+        await #expect(throws: Errno(rawValue: ESHUTDOWN)) {
+            try await executor.readFile(at: FilePath(file.path), into: buffer)
+        }
     }
 
     @Test(arguments: [EngineKind.libaio, .posixAIO])
@@ -145,6 +150,11 @@ import Testing
         await #expect(throws: EngineError.unsupported(operation: "readFile", engine: engine)) {
             try await executor.readFile(at: FilePath(file.path), upTo: 1 << 20)
         }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
+        defer { buffer.deallocate() }
+        await #expect(throws: EngineError.unsupported(operation: "readFile", engine: engine)) {
+            try await executor.readFile(at: FilePath(file.path), into: buffer)
+        }
     }
 
     // MARK: readFile
@@ -158,6 +168,51 @@ import Testing
         let bytes = try await executor.run { try await executor.readFile(at: FilePath(file.path), upTo: size) }
         #expect(bytes.count == size)
         #expect(sameBytes(bytes, pattern(count: size), at: 0))
+    }
+
+    /// Into the caller's memory: the whole file lands at the start of the buffer, what lies past
+    /// it is untouched, and a buffer of exactly the file's size is enough.
+    @Test(arguments: [0, 1, 4096, 300_001])
+    func readFileIntoABufferFillsItsStart(size: Int) async throws {
+        guard let executor = try makeExecutor(.ioURing) else { return }
+        defer { executor.shutdownGracefully() }
+        let file = try TemporaryFile(contents: pattern(count: size))
+        defer { file.remove() }
+        for spare in [0, 100] {
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size + spare, alignment: 16)
+            defer { buffer.deallocate() }
+            buffer.initializeMemory(as: UInt8.self, repeating: 0xEE)
+            let read = try await executor.readFile(at: FilePath(file.path), into: buffer)
+            #expect(read == size)
+            #expect(sameBytes(Array(buffer[..<size]), pattern(count: size), at: 0))
+            #expect(buffer[size...].allSatisfy { $0 == 0xEE }, "bytes past the file were written")
+        }
+    }
+
+    /// A file bigger than the buffer is `EFBIG`, through the chain and through separate
+    /// operations (beside a file table of the caller's own), and the buffer's memory is not
+    /// written past its end (a guard page would fault).
+    @Test func readFileIntoASmallerBufferIsFileTooLarge() async throws {
+        guard let executor = try makeExecutor(.ioURing) else { return }
+        defer { executor.shutdownGracefully() }
+        let file = try TemporaryFile(contents: pattern(count: 5000))
+        defer { file.remove() }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4999, alignment: 16)
+        defer { buffer.deallocate() }
+        let empty = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+        await #expect(throws: Errno.fileTooLarge) { try await executor.readFile(at: FilePath(file.path), into: buffer) }
+        await #expect(throws: Errno.fileTooLarge) { try await executor.readFile(at: FilePath(file.path), into: empty) }
+        // A second executor with a table of the caller's own, registered before readFile could
+        // register its own: readFile goes step by step there.
+        guard let stepwise = try makeExecutor(.ioURing) else { return }
+        defer { stepwise.shutdownGracefully() }
+        try await stepwise.run {
+            try stepwise.withRing { (ring: inout Ring) throws(Errno) in
+                let fds: [Int32] = [file.fd.rawValue]
+                try fds.withUnsafeBufferPointer { (table) throws(Errno) in try ring.registerFiles(table) }
+            }
+        }
+        await #expect(throws: Errno.fileTooLarge) { try await stepwise.readFile(at: FilePath(file.path), into: buffer) }
     }
 
     @Test func readFileThrowsTypedErrors() async throws {
