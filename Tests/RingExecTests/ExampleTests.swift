@@ -193,6 +193,60 @@ import Testing
             "GET /small HTTP/1.1\r\nHost: a\r\n\r\n" + "GET /sub/large HTTP/1.1\r\nHost: a\r\n\r\n"
             + "GET /missing HTTP/1.1\r\n\r\n" + "HEAD /small HTTP/1.1\r\n\r\n" + "DELETE /small HTTP/1.1\r\n\r\n"
             + "GET /empty HTTP/1.1\r\n\r\n" + "GET /small?x=1 HTTP/1.1\r\nConnection: close\r\n\r\n"
+        let responses = try await Self.exchange(requests, port: port, headResponses: [3])
+        try #require(responses.count == 7, "\(responses.map(\.status))")
+        #expect(
+            responses.map(\.status) == [
+                "HTTP/1.1 200 OK", "HTTP/1.1 200 OK", "HTTP/1.1 404 Not Found", "HTTP/1.1 200 OK",
+                "HTTP/1.1 405 Method Not Allowed", "HTTP/1.1 200 OK", "HTTP/1.1 200 OK",
+            ])
+        #expect(responses[0].body == small)
+        #expect(responses[1].body == large)
+        #expect(responses[3].body.isEmpty)
+        #expect(responses[5].body.isEmpty)
+        #expect(responses[6].body == small)
+    }
+
+    /// ring-http reads what clients send in any letter case and spacing: header names and the
+    /// keep-alive and close values in any case, values padded with spaces; HTTP/1.0 closes
+    /// unless it asks for keep-alive; a request body of Content-Length bytes is skipped (a POST
+    /// gets 405, and the next request is read after its body); a request line without a version,
+    /// or a Content-Length that is not a number, gets 400 and the connection closes.
+    @Test func httpServerReadsHeadersInAnyCaseAndSkipsBodies() async throws {
+        guard let tool = Self.binary("ring-http") else { return }
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("ring-http-headers-\(getpid())")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        let small = pattern(count: 100)
+        try Data(small).write(to: root.appendingPathComponent("small"))
+        let (process, port) = try Self.startServer(tool, [root.path])
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        let kept = try await Self.exchange(
+            "POST /small HTTP/1.1\r\ncontent-LENGTH:  5 \r\n\r\nhello"
+                + "GET /small HTTP/1.0\r\nCONNECTION: Keep-Alive\r\n\r\n"
+                + "GET /small HTTP/1.1\r\nconnection:\tClose  \r\n\r\n" + "GET /small HTTP/1.1\r\n\r\n",
+            port: port)
+        #expect(kept.map(\.status) == ["HTTP/1.1 405 Method Not Allowed", "HTTP/1.1 200 OK", "HTTP/1.1 200 OK"])
+        #expect(kept.dropFirst().map(\.body) == [small, small])
+        let old = try await Self.exchange("GET /small HTTP/1.0\r\n\r\nGET /small HTTP/1.1\r\n\r\n", port: port)
+        #expect(old.map(\.status) == ["HTTP/1.1 200 OK"])
+        for bad in [
+            "GET /small\r\n\r\n", "GET /small HTTP/1.1\r\nContent-Length: five\r\n\r\n", "GET  HTTP/1.1\r\n\r\n",
+        ] {
+            let answer = try await Self.exchange(bad + "GET /small HTTP/1.1\r\n\r\n", port: port)
+            #expect(answer.map(\.status) == ["HTTP/1.1 400 Bad Request"], "\(bad)")
+        }
+    }
+
+    /// Sends `requests` on a new connection to 127.0.0.1:`port`, reads until the server closes,
+    /// and splits the reply into responses by their Content-Length (the responses at
+    /// `headResponses`, answers to HEAD, have none).
+    static func exchange(_ requests: String, port: UInt16, headResponses: Set<Int> = []) async throws
+        -> [(status: String, body: [UInt8])]
+    {
         let executor = try RingExecutor(entries: 64)
         defer { executor.shutdownGracefully() }
         let reply = try await executor.run { () async throws -> [UInt8] in
@@ -207,7 +261,6 @@ import Testing
                 reply += chunk
             }
         }
-        // Split the stream into responses by their Content-Length.
         var responses: [(status: String, body: [UInt8])] = []
         var rest = reply[...]
         while let end = rest.firstRange(of: Array("\r\n\r\n".utf8)) {
@@ -217,23 +270,13 @@ import Testing
             let length =
                 lines.first { $0.lowercased().hasPrefix("content-length:") }
                 .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
-            let bodyLength = status == "HTTP/1.1 200 OK" && responses.count == 3 ? 0 : length  // HEAD: no body
+            let bodyLength = headResponses.contains(responses.count) ? 0 : length
             let body = Array(rest[end.upperBound...].prefix(bodyLength))
             responses.append((status, body))
             rest = rest[(end.upperBound + bodyLength)...]
         }
-        #expect(rest.isEmpty)
-        try #require(responses.count == 7, "\(responses.map(\.status))")
-        #expect(
-            responses.map(\.status) == [
-                "HTTP/1.1 200 OK", "HTTP/1.1 200 OK", "HTTP/1.1 404 Not Found", "HTTP/1.1 200 OK",
-                "HTTP/1.1 405 Method Not Allowed", "HTTP/1.1 200 OK", "HTTP/1.1 200 OK",
-            ])
-        #expect(responses[0].body == small)
-        #expect(responses[1].body == large)
-        #expect(responses[3].body.isEmpty)
-        #expect(responses[5].body.isEmpty)
-        #expect(responses[6].body == small)
+        #expect(rest.isEmpty, "bytes after the last response")
+        return responses
     }
 }
 
