@@ -144,14 +144,28 @@ import Testing
             skip(.fio, "fio's io_uring engine did not start here (status \(process.terminationStatus))")
             return
         }
-        let outcome = try await ToolBehaviourTests.run(tool, ["--json", "--interval", "0.3", String(pid)])
-        #expect(outcome.status == 0, "\(outcome.error)")
-        let document = try ToolBehaviourTests.parseJSON(outcome.output)
-        let rings = try #require(document["rings"] as? [[String: Any]], "\(outcome.output)")
-        let ring = try #require(rings.first, "\(outcome.output)")
-        #expect(ring["sqEntries"] as? Int == 8, "fio sizes its ring by --iodepth: \(outcome.output)")
-        #expect((ring["completionsPerSecond"] as? Double ?? 0) > 0, "\(outcome.output)")
-        #expect((ring["submissionsPerSecond"] as? Double ?? 0) > 0, "\(outcome.output)")
+        // fio sets its ring up before its job starts reading, and on a loaded machine the job
+        // may not run during one 0.3 s sample (CI once saw both rates at 0): sample until the
+        // ring moves, for as long as the tests' polling waits wait.
+        let deadline = ContinuousClock.now + waitLimit
+        var samples = 0
+        while true {
+            samples += 1
+            let outcome = try await ToolBehaviourTests.run(tool, ["--json", "--interval", "0.3", String(pid)])
+            #expect(outcome.status == 0, "\(outcome.error)")
+            let document = try ToolBehaviourTests.parseJSON(outcome.output)
+            let rings = try #require(document["rings"] as? [[String: Any]], "\(outcome.output)")
+            let ring = try #require(rings.first, "\(outcome.output)")
+            #expect(ring["sqEntries"] as? Int == 8, "fio sizes its ring by --iodepth: \(outcome.output)")
+            let completions = ring["completionsPerSecond"] as? Double ?? 0
+            let submissions = ring["submissionsPerSecond"] as? Double ?? 0
+            if completions > 0 && submissions > 0 { break }
+            guard ContinuousClock.now < deadline, process.isRunning, !Task.isCancelled else {
+                Issue.record("ring-top saw fio's ring stand still in \(samples) samples: \(outcome.output)")
+                return
+            }
+        }
+        if samples > 1 { print("RingTopTests: fio's ring moved in sample \(samples)") }
     }
 
     @Test func ringTopPrintsPlainTablesWhenNotOnATerminal() async throws {
