@@ -42,6 +42,11 @@ public struct BufferRing: ~Copyable {
     /// Incremental rings: bytes of each buffer already delivered by earlier completions (the
     /// next completion's data starts there). Heap memory so `bytes(of:)` can stay non-mutating.
     private let consumed: UnsafeMutablePointer<UInt32>?
+    /// Which buffer each ring entry was last given (indexed by entry), and the free-running ring
+    /// position each buffer was last given at (indexed by id): a bundle completion names only its
+    /// first buffer, and the rest are the entries after that one's (see `bundle(of:)`).
+    private let idAtEntry: UnsafeMutablePointer<UInt16>
+    private let positionOfID: UnsafeMutablePointer<UInt16>
 
     /// Registers a ring of `count` buffers (rounded up to a power of two, at most 32768) of
     /// `bufferSize` bytes as group `group`, all initially available to the kernel.
@@ -95,6 +100,10 @@ public struct BufferRing: ~Copyable {
         } else {
             consumed = nil
         }
+        idAtEntry = .allocate(capacity: entries)
+        idAtEntry.initialize(repeating: 0, count: entries)
+        positionOfID = .allocate(capacity: entries)
+        positionOfID.initialize(repeating: 0, count: entries)
         ringMemory = memory
         ringMemorySize = ringBytes
         buffers = storage
@@ -114,6 +123,8 @@ public struct BufferRing: ~Copyable {
             }) != nil
         Glibc.close(ringFD)
         consumed?.deallocate()
+        idAtEntry.deallocate()
+        positionOfID.deallocate()
         // Still registered means the kernel may still pick these buffers: keep the memory.
         guard unregistered else { return }
         munmap(ringMemory, ringMemorySize)
@@ -144,6 +155,31 @@ public struct BufferRing: ~Copyable {
         return UnsafeRawBufferPointer(start: buffers + Int(id) * bufferSize + start, count: length)
     }
 
+    /// The buffers a bundle completion (`SendReceiveFlags.bundle`, Linux 6.10) filled, in order,
+    /// with the bytes each holds. The kernel reports only the first buffer's id: a bundle takes
+    /// consecutive ring entries from the one that held it, each filled whole but the last, so
+    /// they are the next `result / bufferSize` (rounded up) entries in the order they were given
+    /// to the kernel. Those entries cannot have been given out again before the completion is
+    /// handled: every buffer is then in use, so the ring holds fewer than `count` entries. A
+    /// completion that fits one buffer gives that buffer alone. Not for incremental rings (their
+    /// buffers are partly consumed; use `bytes(of:)`). Recycle every id afterwards.
+    public func bundle(of completion: Completion) -> [(id: UInt16, bytes: UnsafeRawBufferPointer)] {
+        precondition(consumed == nil, "bundle(of:) is not for incremental rings")
+        guard let first = completion.bufferID, completion.result > 0, Int(first) < count else { return [] }
+        var left = Int(completion.result)
+        var position = positionOfID[Int(first)]
+        var filled: [(id: UInt16, bytes: UnsafeRawBufferPointer)] = []
+        filled.reserveCapacity((left + bufferSize - 1) / bufferSize)
+        while left > 0 {
+            let id = idAtEntry[Int(position & mask)]
+            let length = min(left, bufferSize)
+            filled.append((id, UnsafeRawBufferPointer(start: buffers + Int(id) * bufferSize, count: length)))
+            left -= length
+            position &+= 1
+        }
+        return filled
+    }
+
     /// Gives buffer `id` back to the kernel.
     public mutating func recycle(_ id: UInt16) {
         precondition(Int(id) < count, "buffer id \(id) is outside this ring of \(count)")
@@ -164,6 +200,8 @@ public struct BufferRing: ~Copyable {
     /// only addr, len and bid (bytes 0..<14) are written.
     private mutating func stage(_ id: UInt16) {
         consumed?[Int(id)] = 0
+        idAtEntry[Int(localTail & mask)] = id
+        positionOfID[Int(id)] = localTail
         let entry = ringMemory + Int(localTail & mask) * 16
         entry.storeBytes(of: UInt64(UInt(bitPattern: buffers + Int(id) * bufferSize)), as: UInt64.self)
         entry.storeBytes(of: UInt32(bufferSize), toByteOffset: 8, as: UInt32.self)

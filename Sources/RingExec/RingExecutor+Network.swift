@@ -443,11 +443,14 @@ extension RingExecutor {
     /// Receives with one multishot request into a provided-buffer ring of `bufferCount` buffers
     /// of `bufferSize` bytes (registered for this stream under a group id no other live stream
     /// of this executor owns, released when it ends). Each element is one receive's bytes,
-    /// copied out so the kernel's buffer goes straight back to the ring. The stream ends when the
-    /// peer closes; errors end it with an `Errno`. Linux 6.0+. At most `bufferLimit` (at least 1)
-    /// received messages wait in the stream: then the request is cancelled, the data waits in the
-    /// socket (TCP pushes back on the sender), and it is re-armed once the consumer has taken
-    /// half of them. `EBUSY` when 65,536 streams of this executor hold a group id each.
+    /// copied out so the kernel's buffers go straight back to the ring; on Linux 6.10+ a receive
+    /// is a bundle (`IORING_RECVSEND_BUNDLE`) that fills as many buffers as there are bytes
+    /// waiting, so an element may hold several buffers' worth. The stream ends when the peer
+    /// closes; errors end it with an `Errno`. Linux 6.0+. At most `bufferLimit` (at least 1)
+    /// buffers' worth of bytes wait in the stream (for a bundle, about: one may take it past the
+    /// limit): then the request is cancelled, the data waits in the socket (TCP pushes back on
+    /// the sender), and it is re-armed once the consumer has taken half of them. `EBUSY` when
+    /// 65,536 streams of this executor hold a group id each.
     ///
     /// Before Linux 6.0 (no multishot receive into a buffer ring) each message is received by its
     /// own request into one buffer of `bufferSize` bytes that the stream owns, re-armed as each
@@ -494,8 +497,12 @@ extension RingExecutor {
         _ fd: FileDescriptor, group: UInt16, buffers: ProvidedBuffers, bufferLimit: Int,
         onEnd: @escaping () -> Void, classify: @escaping (Int32) -> Multishot<[UInt8]>.ErrorAction = { _ in .fail }
     ) -> AsyncThrowingStream<[UInt8], any Error> {
+        // Bundles (Linux 6.10): one completion for as many buffers as the bytes waiting fill.
+        let options: SendReceiveFlags = uringEngine?.receivesBundles == true ? [.multishot, .bundle] : .multishot
+        let bufferSize = buffers.bufferSize
         let multishot = Multishot<[UInt8]>(
-            executor: self, entry: .recv(fd, bufferGroup: group, options: .multishot), bufferLimit: bufferLimit,
+            executor: self, entry: .recv(fd, bufferGroup: group, options: options), bufferLimit: bufferLimit,
+            weight: { max(1, ($0.count + bufferSize - 1) / bufferSize) },
             decode: { result, flags in
                 if result == 0 { return .end }
                 return .element(buffers.take(Completion(userData: 0, result: result, flags: flags)))
@@ -602,19 +609,30 @@ final class ProvidedBuffers: @unchecked Sendable {
     private var ring: BufferRing?
     private let group: UInt16
     private let ids: BufferGroupIDs
+    let bufferSize: Int
 
     init(_ ring: consuming BufferRing, group: UInt16, ids: BufferGroupIDs) {
+        bufferSize = ring.bufferSize
         self.ring = consume ring
         self.group = group
         self.ids = ids
     }
 
-    /// Copies out the bytes a completion delivered and gives the buffer back to the kernel.
+    /// Copies out the bytes a completion delivered and gives its buffers back to the kernel.
     func take(_ completion: Completion) -> [UInt8] {
         guard let id = completion.bufferID, ring != nil else { return [] }
-        let bytes = ring!.buffer(id)
-        let copy = Array(bytes[..<Int(completion.result)])
-        ring!.recycle(id)
+        let size = Int(completion.result)
+        if size <= bufferSize {
+            let copy = Array(ring!.buffer(id)[..<size])
+            ring!.recycle(id)
+            return copy
+        }
+        // A bundle: several buffers, in the order the ring gave them.
+        let filled = ring!.bundle(of: completion)
+        var copy: [UInt8] = []
+        copy.reserveCapacity(size)
+        for (_, bytes) in filled { copy.append(contentsOf: bytes) }
+        ring!.recycle(filled.map(\.id))
         return copy
     }
 
@@ -634,8 +652,9 @@ final class ProvidedBuffers: @unchecked Sendable {
 /// a `Consumer`; when the stream and its iterator are gone (the loop broke, threw, or was never
 /// run), the consumer's deinit terminates this object: the request is cancelled and every
 /// element not handed out is discarded (descriptors closed), also those the kernel delivers
-/// after that. Buffered elements never exceed `bufferLimit` plus what the kernel posts between
-/// a pause's cancel request and its final completion.
+/// after that. The buffered elements' weight (1 each, or the buffers' worth a receive holds)
+/// never exceeds `bufferLimit` plus what the kernel posts between a pause's cancel request and
+/// its final completion.
 ///
 /// Threads: `handle` (and `decode`, `onEnd`) run on the executor's loop thread; `next` and
 /// `terminate` run on the consumer's; everything shared is under `lock`.
@@ -671,6 +690,8 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
     private let lock = Lock()
     // Under `lock`.
     private var buffered: [Element] = []
+    /// The weight of `buffered` (see `weight`), which `bufferLimit` bounds.
+    private var bufferedWeight = 0
     private var waiters: [UnsafeContinuation<Element?, any Error>] = []
     /// The request in flight (nil between a final completion and the next arm).
     private var current: Operation?
@@ -691,6 +712,10 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
     private let executor: RingExecutor
     private let entry: SubmissionEntry
     private let bufferLimit: Int
+    /// How much of `bufferLimit` an element takes: 1, or for a receive the buffers' worth of
+    /// bytes it holds (a bundle fills several), so a paused stream holds about `bufferLimit`
+    /// buffers of bytes however the kernel grouped them.
+    private let weight: (Element) -> Int
     private let decode: (Int32, UInt32) -> Decoded
     private let discard: (Element) -> Void
     private let onEnd: () -> Void
@@ -702,13 +727,16 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
     /// `classify` maps a final completion's errno (other than `ECANCELED`) to what the stream
     /// does; `onError` hears each retried one, on the loop thread.
     init(
-        executor: RingExecutor, entry: SubmissionEntry, bufferLimit: Int, decode: @escaping (Int32, UInt32) -> Decoded,
-        discard: @escaping (Element) -> Void, onEnd: @escaping () -> Void = {},
+        executor: RingExecutor, entry: SubmissionEntry, bufferLimit: Int,
+        weight: @escaping (Element) -> Int = { _ in 1 },
+        decode: @escaping (Int32, UInt32) -> Decoded, discard: @escaping (Element) -> Void,
+        onEnd: @escaping () -> Void = {},
         classify: @escaping (Int32) -> ErrorAction = { _ in .fail }, onError: ((Errno) -> Void)? = nil
     ) {
         self.executor = executor
         self.entry = entry
         self.bufferLimit = max(bufferLimit, 1)
+        self.weight = weight
         self.decode = decode
         self.discard = discard
         self.onEnd = onEnd
@@ -744,10 +772,12 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
                 var result: Result<Element?, any Error>?
                 lock.withLock {
                     if !buffered.isEmpty {
-                        result = .success(buffered.removeFirst())
+                        let element = buffered.removeFirst()
+                        bufferedWeight -= weight(element)
+                        result = .success(element)
                         // Caught up with a paused request: arm it again (its final completion
                         // has arrived, so there is no request in flight).
-                        if paused && current == nil && buffered.count <= bufferLimit / 2 && outcome == nil
+                        if paused && current == nil && bufferedWeight <= bufferLimit / 2 && outcome == nil
                             && !terminated
                         {
                             paused = false
@@ -782,6 +812,7 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
             terminated = true
             defer {
                 buffered.removeAll()
+                bufferedWeight = 0
                 waiters.removeAll()
             }
             return (current, buffered, waiters, current == nil && !ended)
@@ -846,7 +877,7 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
             if paused && (result >= 0 || result == -ECANCELED || result == -ENOBUFS) {
                 // Our own pause: wait for the consumer to take half (`next` re-arms), unless it
                 // already has.
-                if buffered.count > bufferLimit / 2 { return .wait }
+                if bufferedWeight > bufferLimit / 2 { return .wait }
                 paused = false
                 return .rearm
             }
@@ -905,7 +936,8 @@ final class Multishot<Element: Sendable>: @unchecked Sendable {
             retryDelay = .zero
             if !waiters.isEmpty { return .some(waiters.removeFirst()) }
             buffered.append(element)
-            if buffered.count >= bufferLimit && !paused, let current {
+            bufferedWeight += weight(element)
+            if bufferedWeight >= bufferLimit && !paused, let current {
                 paused = true
                 pause = current
             }

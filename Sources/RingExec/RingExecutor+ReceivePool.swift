@@ -16,7 +16,8 @@ public import SystemPackage
 /// (multishot receive into a ring); on older kernels the pool registers nothing and each stream
 /// receives into one buffer of `bufferSize` bytes of its own, as `messages(_:bufferSize:)` does.
 public final class ReceiveBufferPool: Sendable {
-    /// The size of each buffer: the most one receive delivers.
+    /// The size of each buffer: the most one receive delivers before Linux 6.10; from 6.10 a
+    /// receive is a bundle of as many buffers as there are bytes waiting.
     public let bufferSize: Int
     /// How many buffers the kernel can fill before the streams consume them.
     public let bufferCount: Int

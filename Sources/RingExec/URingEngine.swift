@@ -40,6 +40,9 @@ final class URingEngine: IOEngine {
     /// Multishot `RECV` (6.0) selecting from a registered buffer ring (5.19); `IORING_OP_SEND_ZC`,
     /// of the same release, stands for the flag.
     let supportsMultishotReceive: Bool
+    /// Receive bundles (`IORING_FEAT_RECVSEND_BUNDLE`, 6.10): a multishot receive fills several
+    /// buffers of its ring per completion.
+    let receivesBundles: Bool
     /// `IORING_OP_BIND` and `IORING_OP_LISTEN` (6.11). Otherwise plain system calls, which do
     /// not block.
     let supportsBindAndListen: Bool
@@ -117,6 +120,7 @@ final class URingEngine: IOEngine {
         supportsMultishotReceive =
             opcodes.contains(Opcode.sendZC.rawValue)
             && !Ring.refuses(.registerBufferRing, emulating: ring.emulatedKernel)
+        receivesBundles = supportsMultishotReceive && features.contains(.recvSendBundle)
         supportsBindAndListen = opcodes.contains(Opcode.bind.rawValue) && opcodes.contains(Opcode.listen.rawValue)
         reportsZeroCopyUsage =
             opcodes.contains(Opcode.sendZC.rawValue)

@@ -51,6 +51,111 @@ import Testing
         #expect(statistics.failuresByErrno[.noBufferSpace, default: 0] > 0, "the pool never ran dry")
     }
 
+    /// Where the kernel has receive bundles (6.10), one receive fills several of the pool's
+    /// buffers when more bytes wait than one holds: an element longer than a buffer, and every
+    /// byte of two TCP connections sharing the pool, in order (their buffers go back to the
+    /// ring interleaved, so a bundle's buffers are not in id order).
+    @Test func aBundleFillsSeveralBuffersOfThePoolAndKeepsTheOrder() async throws {
+        let executor = try RingExecutor(entries: 64)
+        defer { executor.shutdownGracefully() }
+        guard executor.kernelOffers(.multishotReceive) else { return }
+        guard executor.uringEngine?.receivesBundles == true else {
+            skip(.kernel, "receive bundles (IORING_FEAT_RECVSEND_BUNDLE) need Linux 6.10")
+            return
+        }
+        let pool = try await executor.makeReceiveBufferPool(bufferSize: 64, bufferCount: 64)
+        let pairs = [try await Transport.tcp.pair(executor), try await Transport.tcp.pair(executor)]
+        defer {
+            for (server, client) in pairs {
+                try? server.close()
+                try? client.close()
+            }
+        }
+        let payloads = (0..<2).map { pattern(count: 64 * 300 + 17, from: $0 * 77) }
+        var streams: [AsyncThrowingStream<[UInt8], any Error>] = []
+        for (server, _) in pairs { streams.append(try await executor.messages(server, pool: pool, bufferLimit: 8)) }
+        let senders = zip(pairs, payloads).map { pair, payload in
+            Task {
+                try await executor.send(pair.1, bytes: payload)
+                try await executor.shutdown(pair.1)
+            }
+        }
+        let longest = try await withThrowingTaskGroup(of: Int.self) { group in
+            for (index, stream) in streams.enumerated() {
+                let expected = payloads[index]
+                group.addTask {
+                    var collected: [UInt8] = []
+                    var longest = 0
+                    for try await message in stream {
+                        collected += message
+                        longest = max(longest, message.count)
+                    }
+                    #expect(collected == expected, "stream \(index): \(collected.count) bytes")
+                    return longest
+                }
+            }
+            return try await group.reduce(0) { max($0, $1) }
+        }
+        for sender in senders { try await sender.value }
+        #expect(longest > 64, "no receive filled more than one buffer")
+    }
+
+    /// A stream nobody reads stops receiving once about `bufferLimit` buffers' worth of bytes
+    /// wait in it, also when a receive is a bundle of many buffers: the rest stays in the socket.
+    /// The sender writes until the socket takes no more; what left the socket for the stream is
+    /// then at most `bufferLimit` buffers, one more bundle (a pool's worth) and what the kernel
+    /// posted while the pause was on its way (another pool's worth). Counting elements instead
+    /// let 8 bundles of a whole pool each wait (512 KiB here). Every byte arrives in order after.
+    @Test func anUnreadStreamLeavesTheRestInTheSocket() async throws {
+        let executor = try RingExecutor(entries: 64)
+        defer { executor.shutdownGracefully() }
+        guard executor.kernelOffers(.multishotReceive) else { return }
+        let pool = try await executor.makeReceiveBufferPool(bufferSize: 1024, bufferCount: 64)
+        let (server, client) = try await Transport.tcp.pair(executor)
+        defer { try? server.close() }
+        defer { try? client.close() }
+        // Small socket buffers, so a few MiB are more than the connection holds.
+        var size: Int32 = 64 << 10
+        setsockopt(client.rawValue, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(4))
+        setsockopt(server.rawValue, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(4))
+        let stream = try await executor.messages(server, pool: pool, bufferLimit: 8)
+        let payload = pattern(count: 4 << 20)
+        var written = 0
+        var settled = 0
+        var taken = -1
+        let deadline = ContinuousClock.now + waitLimit
+        // Write until the socket takes nothing more and what the stream took stops changing.
+        while settled < 5 && ContinuousClock.now < deadline && written < payload.count {
+            let sent = payload[written...].withUnsafeBytes {
+                Glibc.send(client.rawValue, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+            }
+            if sent > 0 {
+                written += sent
+                settled = 0
+                continue
+            }
+            let now = written - Int(Self.queued(server, FIONREAD)) - Int(Self.queued(client, TIOCOUTQ))
+            settled = now == taken ? settled + 1 : 0
+            taken = now
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(written < payload.count, "the socket took all \(written) bytes: nothing was held back")
+        #expect(taken >= 0 && taken <= (8 + 64 + 64) * 1024, "the stream took \(taken) bytes before it paused")
+        // Now read it all, sending the rest as room opens.
+        let rest = Task.detached {
+            _ = try payload[written...].withUnsafeBytes { try client.writeAll($0) }
+            _ = Glibc.shutdown(client.rawValue, Int32(SHUT_WR))
+        }
+        #expect(try await Self.collect(stream) == payload)
+        try await rest.value
+    }
+
+    /// Bytes queued on `fd`: `FIONREAD` (received, not read) or `TIOCOUTQ` (sent, not acknowledged).
+    static func queued(_ fd: FileDescriptor, _ request: Int32) -> Int32 {
+        var count: Int32 = 0
+        return ioctl(fd.rawValue, UInt(request), &count) == 0 ? count : 0
+    }
+
     /// The pool's buffer group is unregistered (its id free again) only after the pool and every
     /// stream on it are gone.
     @Test func aPoolIsReleasedAfterItAndItsStreamsAreGone() async throws {

@@ -351,6 +351,41 @@ import Testing
         #expect(widest > 8, "a bundle receive spans more than one 8-byte buffer (got \(widest))")
     }
 
+    /// `BufferRing.bundle(of:)` names the buffers a bundle filled by the ring's order, which is
+    /// the order buffers were given back, not their ids: here ids 2, 0, 3, 1 are given back in
+    /// that order, and a bundle of 20 bytes sent fills 2, then 0 (then 3): ids in sequence from
+    /// the first would say 2, 3. (6.18 took 16 of the 20 from this UNIX socket in one bundle.)
+    @Test func aBundleFollowsTheRingsOrderNotTheIDs() throws {
+        var ring = try Ring(entries: 8)
+        guard KernelOffers.feature(.recvSendBundle, since: "6.10") else { return }
+        var buffers = try BufferRing(ring: ring, group: 14, count: 4, bufferSize: 8)
+        let pair = try SocketPair()
+        for _ in 0..<4 {  // take all four, one receive each: ids 0, 1, 2, 3
+            try writeAll(pair.a, Array("........".utf8))
+            let got = try ring.run(.recv(pair.b, bufferGroup: 14))
+            #expect(got.result == 8)
+        }
+        buffers.recycle([2, 0, 3, 1])
+        let message = Array("0123456789abcdefghij".utf8)
+        try writeAll(pair.a, message)
+        let got = try ring.run(.recv(pair.b, bufferGroup: 14, options: .bundle))
+        if got.result == 8 && KernelOffers.release < (6, 18) {
+            // As in `recvBundleFillsSeveralBuffers`: 6.12 fills one buffer from a UNIX socket.
+            skip(
+                .kernel,
+                "a bundle receive spanning buffers from a UNIX socket: \(KernelOffers.kernelName) filled one buffer")
+            return
+        }
+        let received = Int(got.result)
+        let filled = buffers.bundle(of: got)
+        #expect(got.bufferID == 2)
+        #expect(received > 8, "the bundle spans more than one buffer")
+        #expect(filled.map(\.id) == Array([2, 0, 3].prefix((received + 7) / 8)))
+        #expect(
+            filled.map(\.bytes.count) == [8, 8, 4].prefix((received + 7) / 8).indices.map { min(8, received - 8 * $0) })
+        #expect(filled.flatMap { Array($0.bytes) } == Array(message.prefix(received)))
+    }
+
     @Test func multishotRecvmsgHeadersAndPayloads() throws {
         var ring = try Ring(entries: 8)
         let buffers = try BufferRing(ring: ring, group: 12, count: 4, bufferSize: 64)
