@@ -45,6 +45,9 @@ final class Operation: @unchecked Sendable {
     @exclusivity(unchecked) var isSchedulerTimer = false
     /// For a scheduler timer: the sleeping task (retained), watched for cancellation.
     @exclusivity(unchecked) var sleepingTask: UnsafeMutableRawPointer?
+    /// A chain whose outcome, for the statistics, is its last entry's (a close behind the cancel
+    /// that clears its descriptor), not its first's. Chains are never pooled.
+    @exclusivity(unchecked) var countsLastEntry = false
     /// A multishot stream's request: shutdown cancels it when it starts, instead of waiting.
     @exclusivity(unchecked) var endsAtShutdown = false
     /// Set on the loop when a cancel request arrives.

@@ -11,9 +11,10 @@ extension RingExecutor {
     /// task still resumes only from that operation's own completion, so no buffer is released
     /// while the kernel may use it. On Linux 5.19+ one `IORING_OP_ASYNC_CANCEL` with
     /// `IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL` cancels every request on the file,
-    /// also those not made through this executor's records; on older kernels the executor cancels
-    /// its own records whose entry names `fd` (the kernel matches by the open file; the executor
-    /// can only match by the number). Descriptors used as fixed-file indexes are not matched.
+    /// also those not made through this executor's records, and those that reach the same open
+    /// file through a fixed-file slot (the kernel matches by the open file); on older kernels the
+    /// executor cancels its own records whose entry names `fd` by number, not as a fixed-file
+    /// index (the executor can only match by the number).
     nonisolated(nonsending) func cancelPending(on fd: FileDescriptor) async {
         guard let uring = uringEngine else { return }  // the aio engines cannot close through the engine
         if uring.canCancelAny {  // CANCEL_FD and CANCEL_ALL came with CANCEL_ANY, in 5.19
@@ -41,6 +42,7 @@ extension RingExecutor {
         operation.chain = [.close(fd)]
         operation.results = [-ECANCELED, -ECANCELED]
         operation.pending = 2
+        operation.countsLastEntry = true  // counted as the close it is
         operation.taskName = Task.name
         let result = await withUnsafeContinuation { continuation in
             operation.continuation = continuation
@@ -133,6 +135,9 @@ final class ShutdownSignal: @unchecked Sendable {
     private var waiters: [UInt64: UnsafeContinuation<Void, Never>] = [:]
     /// Waiters whose task was cancelled before they were registered.
     private var cancelledEarly: Set<UInt64> = []
+
+    /// Tasks waiting now (for tests that must know a waiter is registered).
+    var waiterCount: Int { lock.withLock { waiters.count } }
 
     func fire() {
         let resumed = lock.withLock { () -> [UnsafeContinuation<Void, Never>] in

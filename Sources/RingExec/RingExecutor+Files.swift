@@ -64,7 +64,10 @@ extension RingExecutor {
     public nonisolated(nonsending) func close(_ fd: FileDescriptor) async throws {
         if let uring = uringEngine {
             let result: Int32
-            if uring.canCancelAny {  // cancelling by descriptor came with CANCEL_ANY, in 5.19
+            // Cancelling by descriptor came with CANCEL_ANY, in 5.19. The pair needs two entries
+            // of the submission queue at once, which an executor of 2 entries does not have
+            // (one is kept free): it would be refused with EINVAL and nothing closed.
+            if uring.canCancelAny && uring.submissionCapacity >= 2 {
                 result = await cancelPendingAndClose(fd)
             } else {
                 await cancelPending(on: fd)

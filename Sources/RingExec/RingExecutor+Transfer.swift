@@ -165,7 +165,9 @@ extension RingExecutor {
     private nonisolated(nonsending) func readWholeFile(
         _ path: FilePath, into buffer: UnsafeMutableRawBufferPointer, limit: Int
     ) async throws -> Int {
-        if let slot = try await FixedSlots.take(for: self) {
+        // The chain is four entries at once: an executor with fewer free in its submission
+        // queue would refuse it (EINVAL) without reading anything.
+        if (uringEngine?.submissionCapacity ?? 0) >= 4, let slot = try await FixedSlots.take(for: self) {
             if let read = try await readFileChained(path, into: buffer, limit: limit, slot: slot) { return read }
         }
         return try await readFileInSteps(path, into: buffer, limit: limit)

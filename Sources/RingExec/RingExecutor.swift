@@ -32,6 +32,8 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// Published (release, under `lock`) after `shutdownDeadline`, so a loop that sees it set
     /// also sees the deadline of the call that set it.
     private let stopping = Atomic<Bool>(false)
+    /// Set when shutdown begins, before its waiters are woken and before `stopping`.
+    private let shutdownBegan = Atomic<Bool>(false)
     /// Fired once `stopping` is published (see `waitForShutdown`).
     let shutdownSignal = ShutdownSignal()
     /// Set under `lock` when the loop has exited; nothing is accepted afterwards.
@@ -471,7 +473,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
 
     /// Whether shutdown has begun (`shutdown(deadline:)` or `shutdownGracefully` was called).
     /// See `waitForShutdown()` to be told.
-    public var isShuttingDown: Bool { stopping.load(ordering: .acquiring) }
+    public var isShuttingDown: Bool { shutdownBegan.load(ordering: .acquiring) }
 
     /// The loop has exited: nothing more is accepted.
     var isShutDown: Bool { lock.withLock { exited } }
@@ -668,8 +670,14 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         await exitLatch.wait()
     }
 
-    /// Publishes the deadline and then `stopping`, both under the lock, so the loop never sees
-    /// `stopping` with a stale deadline. True for the one caller that must join the thread.
+    /// Wakes the tasks waiting for shutdown, then publishes the deadline and `stopping`, both
+    /// under the lock, so the loop never sees `stopping` with a stale deadline. True for the one
+    /// caller that must join the thread.
+    ///
+    /// The waiters first: resuming them queues their tasks on their executors (this one's among
+    /// them) before this loop can see `stopping`, and the loop exits only with its queues empty,
+    /// so a task that hears of the shutdown still runs here and can submit. Told first, an idle
+    /// loop could exit before they were queued, and their operations failed with `ESHUTDOWN`.
     func beginShutdown(_ deadline: Duration) -> Bool {
         let end = ContinuousClock.now + deadline
         let claimed = lock.withLock { () -> Bool in
@@ -678,12 +686,13 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                 return false
             }
             joinClaimed = true
-            shutdownDeadline = end
-            stopping.store(true, ordering: .releasing)
+            shutdownDeadline = end  // read by the loop only once it sees `stopping`
             return true
         }
         guard claimed else { return false }
+        shutdownBegan.store(true, ordering: .releasing)  // `isShuttingDown`, for the waiters
         shutdownSignal.fire()
+        lock.withLock { stopping.store(true, ordering: .releasing) }
         afterStoppingPublished?()
         wakeByEventfd()
         return true
@@ -1056,7 +1065,11 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     private func finish(_ operation: Operation, result: Int32) {
         precondition(!operation.completed, "an operation completed twice")
         operation.completed = true
-        counters.count(result, of: operation.entry.op)
+        if operation.countsLastEntry && operation.submitted, let last = operation.chain.last {
+            counters.count(operation.results[operation.results.count - 1], of: last.op)
+        } else {
+            counters.count(result, of: operation.entry.op)
+        }
         if let batch = operation.batch {
             batch._withUnsafeGuaranteedRef { batch in
                 batch.results[operation.batchIndex] = result

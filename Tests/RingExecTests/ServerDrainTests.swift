@@ -116,6 +116,42 @@ func receiveOutcome(_ body: () async throws -> [UInt8]) async -> String {
         await #expect(throws: Errno.badFileDescriptor) { try await executor.close(FileDescriptor(rawValue: 1_000_000)) }
     }
 
+    /// An executor of 2 entries has room for one entry at a time: closing there takes the two
+    /// steps instead of the linked pair (which it would refuse with EINVAL, closing nothing), and
+    /// `readFile` reads in steps instead of its four-entry chain.
+    @Test func onASmallExecutorClosingAndReadingAFileStillWork() async throws {
+        let executor = try RingExecutor(entries: 2)
+        defer { executor.shutdownGracefully() }
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        defer { Glibc.close(ends[0]) }
+        try await executor.close(FileDescriptor(rawValue: ends[1]))
+        var byte: UInt8 = 0
+        #expect(read(ends[0], &byte, 1) == 0, "the write end is closed: end of file")
+        let file = try TemporaryFile(contents: pattern(count: 3000))
+        defer { file.remove() }
+        #expect(try await executor.readFile(at: FilePath(file.path), upTo: 4096) == pattern(count: 3000))
+    }
+
+    /// A close that fails is counted as a failed close, on either path: the io_uring descriptor
+    /// of another ring cannot be closed through io_uring (`EBADF`), while the cancel in front of
+    /// it finds nothing, which is no failure.
+    @Test(arguments: [nil, KernelVersion(5, 15)])
+    func aFailedCloseIsCountedAsAFailure(kernel: KernelVersion?) async throws {
+        let executor = try kernel.map { try KernelFallbackTests.executor(emulating: $0) } ?? RingExecutor(entries: 16)
+        defer { executor.shutdownGracefully() }
+        let other = try Ring(entries: 4)
+        let otherFD = other.fd
+        let before = await executor.statistics()
+        await #expect(throws: Errno.badFileDescriptor) { try await executor.close(otherFD) }
+        _ = consume other  // open until here
+        let after = await executor.statistics()
+        #expect(after.failed - before.failed == 1)
+        #expect(
+            after.failuresByErrno[.badFileDescriptor, default: 0]
+                - before.failuresByErrno[.badFileDescriptor, default: 0] == 1)
+    }
+
     /// Closing a listening socket through the executor ends its `connections()` stream without
     /// an error (it hung before: the pending accept held the socket open), also where each
     /// connection is accepted by its own request (an emulated 5.15).
@@ -270,6 +306,39 @@ func receiveOutcome(_ body: () async throws -> [UInt8]) async -> String {
         await executor.shutdown(deadline: .seconds(60))
         try await waiter.value
         try await executor.waitForShutdown()  // already begun: returns at once
+    }
+
+    /// A task that hears of the shutdown (`waitForShutdown()`) can still use its executor, also
+    /// one with nothing in flight: the waiters' tasks are queued on it before its loop can see
+    /// that it is stopping, and the loop exits only with its queues empty. Regression: the loop
+    /// was told first and could exit in the moment before the waiters were woken; their tasks
+    /// then ran on the global executor and their operations failed with `ESHUTDOWN` (CI's
+    /// ThreadSanitizer run, where everything is slow, caught it in the group test below). A
+    /// task that yields on the executor until shutdown keeps the loop turning, as a busy server
+    /// does, so it is not asleep when told.
+    @Test func aTaskThatHearsOfTheShutdownCanStillUseItsExecutor() async throws {
+        for round in 1...20 {
+            let executor = try RingExecutor(entries: 16)
+            let waiters = (0..<4).map { _ in
+                Task(executorPreference: executor) { () -> String in
+                    try? await executor.waitForShutdown()
+                    do {
+                        try await executor.nop()
+                        return "nop"
+                    } catch { return "\(error)" }
+                }
+            }
+            let spinner = Task(executorPreference: executor) {
+                while !executor.isShuttingDown { await Task.yield() }
+            }
+            #expect(await waitUntil { executor.shutdownSignal.waiterCount == 4 })
+            await executor.shutdown(deadline: .seconds(5))
+            await spinner.value
+            var outcomes: [String] = []
+            for waiter in waiters { outcomes.append(await waiter.value) }
+            #expect(outcomes == ["nop", "nop", "nop", "nop"], "round \(round)")
+            if outcomes != ["nop", "nop", "nop", "nop"] { return }
+        }
     }
 
     /// A group's shutdown begins on every executor before it waits for any, so a server spread
