@@ -17,26 +17,37 @@ import Testing
         #expect(pthread_equal(threads[0], threads[1]) == 0, "one thread per executor")
     }
 
-    /// Work handed from one ring's thread to another, asleep, wakes it with MSG_RING.
+    /// Work handed from one ring's thread to another that is blocked in the kernel wakes it
+    /// with MSG_RING, never its eventfd: before each hand-over a's thread waits until b's loop
+    /// is blocked, so every round is one message from a (and b's eventfd is written only for a
+    /// message the kernel refused, which falls back to it).
     @Test func crossRingWakeUpsUseMessages() async throws {
         let group = try RingExecutorGroup(threads: 2, entries: 32)
         defer { group.shutdownGracefully() }
         guard group.executors[0].kernelOffers(.messageRing) else { return }
         let (a, b) = (group.executors[0], group.executors[1])
-        let rounds = 2_000
-        let done = try await a.run { () async throws -> Int in
-            var count = 0
+        let tid = try await loopThreadID(of: b)
+        let rounds = 200
+        let sentBefore = a.messagesSent.load(ordering: .relaxed)
+        let failedBefore = a.messagesFailed.load(ordering: .relaxed)
+        let eventfdBefore = b.eventfdWakeUps.load(ordering: .relaxed)
+        let blockedEveryTime = try await a.run { () async throws -> Bool in
             for _ in 0..<rounds {
+                // On a's loop thread, which this holds; b goes to sleep on its own.
+                let deadline = ContinuousClock.now + waitLimit
+                while !isBlockedInTheKernel(b, thread: tid) {
+                    if ContinuousClock.now > deadline { return false }
+                    sched_yield()
+                }
                 try await b.nop()  // submitted from a's thread into b's queue
                 #expect(a.isOnLoopThread)
-                count += 1
             }
-            return count
+            return true
         }
-        #expect(done == rounds)
-        let messages = a.messagesSent.load(ordering: .relaxed)
-        #expect(messages > 0, "b sleeps between rounds, so some wake-ups must have been messages")
-        #expect(messages <= rounds)
+        #expect(blockedEveryTime, "b's loop was not blocked in the kernel within \(waitLimit)")
+        let failed = a.messagesFailed.load(ordering: .relaxed) - failedBefore
+        #expect(a.messagesSent.load(ordering: .relaxed) - sentBefore == rounds)
+        #expect(b.eventfdWakeUps.load(ordering: .relaxed) - eventfdBefore == failed)
     }
 
     @Test func actorsOnDifferentRingsPingPong() async throws {

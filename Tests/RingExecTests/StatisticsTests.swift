@@ -158,13 +158,14 @@ import Testing
     @Test func wakeUpsFromOtherThreadsAreCounted() async throws {
         guard let executor = try makeExecutor(.ioURing) else { return }
         defer { executor.shutdownGracefully() }
+        let tid = try await loopThreadID(of: executor)
         let before = await executor.statistics().eventfdWakeUps
         for _ in 0..<5 {
-            // From the global pool, once the loop has said it is going to sleep. Nothing in
-            // flight is not enough: the loop reaps, publishes the count, and only then looks
-            // for more work before it blocks; work that came meanwhile needs no wake-up (seen
-            // under ThreadSanitizer in CI: five hand-overs, none woke a sleeping loop).
-            #expect(await waitUntil { executor.loopIsAsleep })
+            // From the global pool, once the loop is blocked in the kernel. Nothing in flight
+            // is not enough: the loop reaps, publishes the count, and only then looks for more
+            // work before it blocks; work that came meanwhile needs no wake-up (seen under
+            // ThreadSanitizer in CI: five hand-overs, none woke a sleeping loop).
+            #expect(await waitUntilBlockedInTheKernel(executor, thread: tid))
             try await Task.detached { try await executor.nop() }.value
         }
         #expect(await executor.statistics().eventfdWakeUps - before >= 5)

@@ -1,9 +1,10 @@
 import Foundation
 import Glibc
-import RingExec
 import Synchronization
 import SystemPackage
 import Testing
+
+@testable import RingExec
 
 /// A temporary file under /tmp (ext4 here, so O_DIRECT works), removed by `remove()`.
 struct TemporaryFile: Sendable {
@@ -203,6 +204,32 @@ func waitUntilInFlightList(
         guard await pauseBeforeLookingAgain() else { return false }
     }
     return false
+}
+
+/// The kernel's thread id of `executor`'s loop thread.
+func loopThreadID(of executor: RingExecutor) async throws -> Int32 {
+    // /proc/thread-self links to "PID/task/TID" of the thread that reads it.
+    let link = try await executor.run { try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/thread-self") }
+    return try #require(link.split(separator: "/").last.flatMap { Int32($0) }, "\(link)")
+}
+
+/// Whether the loop thread `tid` (of `executor`) is blocked in the kernel waiting for its ring:
+/// the loop has said it is about to block (`loopIsAsleep`: no system call comes between that
+/// and its wait in `io_uring_enter`) and the thread is asleep ('S' in /proc). Work handed over
+/// from another thread now must wake it. `loopIsAsleep` alone also holds for the moment before
+/// the loop looks once more for work, which may then need no wake-up.
+func isBlockedInTheKernel(_ executor: RingExecutor, thread tid: Int32) -> Bool {
+    guard executor.loopIsAsleep else { return false }
+    guard let stat = try? String(contentsOfFile: "/proc/self/task/\(tid)/stat", encoding: .utf8),
+        let close = stat.lastIndex(of: ")")
+    else { return false }
+    // "tid (name) S ...": the state follows the name, which may itself hold spaces or ')'.
+    return stat[stat.index(after: close)...].dropFirst().first == "S" && executor.loopIsAsleep
+}
+
+/// Waits until `isBlockedInTheKernel` holds; false after `waitLimit` or when cancelled.
+func waitUntilBlockedInTheKernel(_ executor: RingExecutor, thread tid: Int32) async -> Bool {
+    await waitUntil { isBlockedInTheKernel(executor, thread: tid) }
 }
 
 /// How long the polling waits of the tests wait before they give up. Only a failing test waits
