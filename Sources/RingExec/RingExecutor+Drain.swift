@@ -43,12 +43,7 @@ extension RingExecutor {
         operation.results = [-ECANCELED, -ECANCELED]
         operation.pending = 2
         operation.countsLastEntry = true  // counted as the close it is
-        operation.taskName = Task.name
-        let result = await withUnsafeContinuation { continuation in
-            operation.continuation = continuation
-            if !enqueue(operation) { continuation.resume(returning: -ESHUTDOWN) }
-        }
-        _ = operation.handoff.load(ordering: .acquiring)  // pairs with the store in `finish`
+        let result = await submitIgnoringCancellation(operation)
         return operation.submitted ? operation.results[1] : result
     }
 

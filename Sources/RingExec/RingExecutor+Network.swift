@@ -632,7 +632,7 @@ final class ProvidedBuffers: @unchecked Sendable {
         var copy: [UInt8] = []
         copy.reserveCapacity(size)
         for (_, bytes) in filled { copy.append(contentsOf: bytes) }
-        ring!.recycle(filled.map(\.id))
+        ring!.recycle(filled.lazy.map(\.id))
         return copy
     }
 

@@ -416,13 +416,19 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// not be skipped (`close` and its cancel-by-descriptor); `-ESHUTDOWN` after shutdown.
     nonisolated(nonsending) func submitIgnoringCancellation(_ entry: SubmissionEntry) async -> Int32 {
         var record = takeRecord(entry)
+        let result = await submitIgnoringCancellation(record)
+        recycle(&record)
+        return result
+    }
+
+    /// `submitIgnoringCancellation(_:)` of a record the caller built (a chain, for one).
+    nonisolated(nonsending) func submitIgnoringCancellation(_ record: Operation) async -> Int32 {
         record.taskName = Task.name
         let result = await withUnsafeContinuation { continuation in
             record.continuation = continuation
             if !enqueue(record) { continuation.resume(returning: -ESHUTDOWN) }
         }
         _ = record.handoff.load(ordering: .acquiring)  // pairs with the store in `finish`
-        recycle(&record)
         return result
     }
 
