@@ -4,6 +4,9 @@ struct QueuedJob {
     /// Enqueued through the executor's actor face (`asUnownedSerialExecutor()`): it runs
     /// isolated to that serial executor. Other jobs run on the executor as a task executor.
     var forActor: Bool
+
+    /// The job's address (a task's job is the task itself), to recognise it when it comes back.
+    var identity: UInt { unsafeBitCast(job, to: UInt.self) }
 }
 
 /// The loop thread's queue of runnable jobs: a growable ring buffer, so taking the front job

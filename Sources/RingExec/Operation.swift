@@ -146,7 +146,8 @@ final class Operation: @unchecked Sendable {
 /// Loop-thread state like `Operation`, except `continuation`, set before the records are
 /// enqueued.
 final class Batch: @unchecked Sendable {
-    @exclusivity(unchecked) var continuation: UnsafeContinuation<Void, Never>?
+    /// Resumed with false when the batch finished, true when the executor refused it.
+    @exclusivity(unchecked) var continuation: UnsafeContinuation<Bool, Never>?
     /// Results by position; `-ECANCELED` until a request's completion arrives.
     @exclusivity(unchecked) var results: [Int32]
     /// Requests not finished yet.

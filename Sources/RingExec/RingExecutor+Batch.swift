@@ -118,18 +118,11 @@ extension RingExecutor {
     /// Queues a batch's records and suspends until the last one finishes; true when the
     /// executor refused them (shut down).
     private nonisolated(nonsending) func wait(for batch: Batch, _ records: [Operation]) async -> Bool {
-        var refused = false
-        await withTaskCancellationHandler {
-            await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-                batch.continuation = continuation
-                if !enqueue(batch: records) {
-                    refused = true
-                    continuation.resume()
-                }
-            }
+        await suspendUntilResumed { (continuation: UnsafeContinuation<Bool, Never>) in
+            batch.continuation = continuation
+            if !enqueue(batch: records) { continuation.resume(returning: true) }
         } onCancel: {
             requestCancel(batch: records)
         }
-        return refused
     }
 }

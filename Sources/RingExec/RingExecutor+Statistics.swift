@@ -21,6 +21,7 @@ struct LoopCounters: Sendable {
     var failuresByErrno: [Errno: Int] = [:]
     var submissionQueueFull = 0
     var jobsRun = 0
+    var jobsFromOtherThreads = 0
     var latency = RingExecutor.LatencyHistogram()
     /// Read from the engine by `RingExecutor.countersNow()` on the loop thread (the engine is
     /// loop-thread state: other threads never read it).
@@ -91,6 +92,9 @@ extension RingExecutor {
         public var messageWakeUpsFailed = 0
         /// Jobs (task and actor slices) the loop ran.
         public var jobsRun = 0
+        /// Of those, the jobs other threads queued (work handed over from outside, and tasks
+        /// that came back to the ring after running elsewhere); the rest the loop queued itself.
+        public var jobsFromOtherThreads = 0
         /// How long operations were in the kernel: from the loop tick that handed them over to
         /// the tick that reaped their last completion. Streams are not included.
         public var latency = LatencyHistogram()
@@ -108,7 +112,7 @@ extension RingExecutor {
                 ("system_calls", systemCalls), ("sq_full", submissionQueueFull),
                 ("cq_overflows_flushed", completionOverflowsFlushed), ("wakeups_eventfd", eventfdWakeUps),
                 ("wakeups_msg_ring_sent", messageWakeUpsSent), ("wakeups_msg_ring_failed", messageWakeUpsFailed),
-                ("jobs_run", jobsRun),
+                ("jobs_run", jobsRun), ("jobs_from_other_threads", jobsFromOtherThreads),
             ]
             for (errno, count) in failuresByErrno.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
                 named.append(("failed_" + (Self.errnoNames[errno.rawValue] ?? "errno_\(errno.rawValue)"), count))
@@ -287,6 +291,7 @@ extension RingExecutor {
         statistics.failuresByErrno = counters.failuresByErrno
         statistics.submissionQueueFull = counters.submissionQueueFull
         statistics.jobsRun = counters.jobsRun
+        statistics.jobsFromOtherThreads = counters.jobsFromOtherThreads
         statistics.latency = counters.latency
         statistics.systemCalls = counters.systemCalls
         statistics.completionOverflowsFlushed = counters.overflowFlushes

@@ -76,6 +76,12 @@ struct RingBench: AsyncParsableCommand {
             (RingExecutor.perform), each queue depth a multiple of it. (default: 1, one read or write per await)
             """)
     var asyncBatch: Int = 1
+    @Flag(
+        help: """
+            Async mode: each task's loop runs isolated to an actor pinned to its executor, in a task \
+            without an executor preference (default: in a task that prefers the executor).
+            """)
+    var pinnedActor = false
     @Option(name: .customLong("rwmix-read"), help: "Read percentage of the mixed workload.")
     var rwmixRead: Int = 70
     @Flag(help: "Raw mode: an SQPOLL ring.")
@@ -169,7 +175,7 @@ struct RingBench: AsyncParsableCommand {
             workload: workload, blockSize: bs, direct: direct, runtime: runtime, opsLimit: ops ?? .max, batch: batch,
             submitBatch: submitBatch, repeats: rounds, sqpoll: sqpoll,
             fixedFiles: fixedFiles, fixedBuffers: fixedBuffers, readPercent: rwmixRead, threads: threads,
-            asyncBatch: asyncBatch)
+            asyncBatch: asyncBatch, pinnedActor: pinnedActor)
 
         var plan: [(EngineKind, String)] = []
         let engines: [EngineKind] =

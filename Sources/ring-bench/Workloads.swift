@@ -33,6 +33,8 @@ struct Spec: Sendable {
     /// `--async-batch`: requests per `perform(_:)` await in async mode (1: one `read`/`write`
     /// per await).
     var asyncBatch: Int = 1
+    /// `--pinned-actor`: async loops run isolated to an actor pinned to the executor.
+    var pinnedActor = false
 
     /// Most requests per `io_uring_enter` in raw mode. With O_DIRECT, 8: the kernel plugs the
     /// block layer for the length of one submit call, so 32 requests in one call reach the disk
@@ -213,7 +215,7 @@ func runAsync(_ spec: Spec, engine: EngineKind, depth: Int, file: TestFile?) asy
     let taskCount = spec.asyncBatch > 1 ? max(1, depth / spec.asyncBatch) : depth
     let tasks = (0..<taskCount).map { slot in
         let executor = group.executors[slot % group.executors.count]
-        return Task(executorPreference: executor) { () async throws -> TaskResult in
+        let body: nonisolated(nonsending) @Sendable () async throws -> TaskResult = {
             var result = TaskResult(histogram: makeHistogram())
             if let fd, spec.asyncBatch > 1 {
                 try await asyncBatchLoop(
@@ -234,6 +236,11 @@ func runAsync(_ spec: Spec, engine: EngineKind, depth: Int, file: TestFile?) asy
             stop.finished()
             return result
         }
+        if spec.pinnedActor {
+            let pinned = PinnedToRing(executor)
+            return Task { try await pinned.run(body) }
+        }
+        return Task(executorPreference: executor) { try await body() }
     }
     // The timer: this task is not on any ring, so it does not disturb them. It also ends the row
     // when every task reached its share of `--ops`.
@@ -255,7 +262,7 @@ func runAsync(_ spec: Spec, engine: EngineKind, depth: Int, file: TestFile?) asy
         cpuPercent: watch.cpuPercent(over: seconds), failures: total.failures)
 }
 
-private func asyncIOLoop(
+private nonisolated(nonsending) func asyncIOLoop(
     _ executor: RingExecutor, fd: FileDescriptor, spec: Spec, file: TestFile, slot: Int, slots: Int, limit: Int,
     stop: StopFlag,
     into result: inout TaskResult
@@ -281,7 +288,7 @@ private func asyncIOLoop(
 
 /// One task's share of `--async-batch`: `spec.asyncBatch` requests per `perform(_:)` await, each
 /// with its own buffer; every request's latency is the batch's round trip.
-private func asyncBatchLoop(
+private nonisolated(nonsending) func asyncBatchLoop(
     _ executor: RingExecutor, fd: FileDescriptor, spec: Spec, file: TestFile, slot: Int, slots: Int, limit: Int,
     stop: StopFlag,
     into result: inout TaskResult
@@ -315,6 +322,18 @@ private func asyncBatchLoop(
             if (try? outcome.get()) != spec.blockSize { result.failures += 1 }
         }
         result.ops += count
+    }
+}
+
+/// An actor whose jobs run on a ring executor (`--pinned-actor`).
+actor PinnedToRing {
+    let executor: RingExecutor
+    init(_ executor: RingExecutor) { self.executor = executor }
+    nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    /// Runs `body` isolated to this actor.
+    func run<T: Sendable>(_ body: nonisolated(nonsending) @Sendable () async throws -> T) async throws -> T {
+        try await body()
     }
 }
 
