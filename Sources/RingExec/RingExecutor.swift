@@ -88,6 +88,10 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// next sweep. And when the loop sweeps them next.
     @exclusivity(unchecked) private var watchedSleeps: [Operation] = []
     @exclusivity(unchecked) private var nextSweep = ContinuousClock.now
+    /// Chains whose cancel was asked for and that have not ended, and when their cancels are
+    /// asked again (see `recancelChains`).
+    @exclusivity(unchecked) private var cancelledChains: [Operation] = []
+    @exclusivity(unchecked) private var nextChainRecancel = ContinuousClock.now
     @exclusivity(unchecked) private var inFlight = 0
     /// The engine's `submitBatch`, read once.
     @exclusivity(unchecked) private var submitBatch = Int.max
@@ -936,6 +940,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
 
             // 6. Submit; block only when nothing is runnable.
             if !watchedSleeps.isEmpty { sweepCancelledSleeps() }
+            if !cancelledChains.isEmpty { recancelChains() }
             if localJobs.isEmpty && localSubmissions.isEmpty && localCancels.isEmpty && pendingMessages.isEmpty {
                 sleeping.store(true, ordering: .sequentiallyConsistent)
                 let pending = remotePending.load(ordering: .sequentiallyConsistent)
@@ -946,11 +951,11 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                     // Current while blocked.
                     inFlightCounter.store(inFlight + localSubmissions.count, ordering: .relaxed)
                     // While stopping, wake every 10 ms to re-check; while sleeps are watched, wake
-                    // for the next sweep.
+                    // for the next sweep; while cancelled chains wait, for their next cancels.
+                    var wakeAt: ContinuousClock.Instant? = watchedSleeps.isEmpty ? nil : nextSweep
+                    if !cancelledChains.isEmpty { wakeAt = min(wakeAt ?? nextChainRecancel, nextChainRecancel) }
                     let timeout: Duration? =
-                        isStopping
-                        ? .milliseconds(10)
-                        : watchedSleeps.isEmpty ? nil : max(.milliseconds(1), nextSweep - .now)
+                        isStopping ? .milliseconds(10) : wakeAt.map { max(.milliseconds(1), $0 - .now) }
                     engine.submit(wait: true, timeout: timeout)
                     sleeping.store(false, ordering: .relaxed)
                 }
@@ -972,6 +977,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         recordPool.removeAll()
         // Completed records still listed here hold closures that hold this executor.
         watchedSleeps.removeAll()
+        cancelledChains.removeAll()
         liveStreams.removeAll()
         pendingMessages.removeAll()
         engine.close()
@@ -1041,18 +1047,48 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
             if operation.sendCompleted { continue }
             // Ask the engine for every entry still expected. The record stays retained until
             // its last completion is reaped, so its token cannot name another operation.
-            for index in 0..<operation.entryCount
-            where operation.chain.isEmpty || operation.results[index] == -ECANCELED {
-                if !engine.cancel(token: operation.token + UInt64(index)) {
-                    // No room: this one and the rest wait for the next tick (trying each of
-                    // thousands against a full queue every tick would be quadratic).
-                    operation.cancelRequested = false
-                    localCancels.append(contentsOf: cancels[position...])
-                    return
-                }
+            if !requestEngineCancels(operation) {
+                // No room: this one and the rest wait for the next tick (trying each of
+                // thousands against a full queue every tick would be quadratic).
+                operation.cancelRequested = false
+                localCancels.append(contentsOf: cancels[position...])
+                return
+            }
+            if !operation.chain.isEmpty {
+                if cancelledChains.isEmpty { nextChainRecancel = .now + Self.chainRecancelInterval }
+                cancelledChains.append(operation)
             }
         }
     }
+
+    /// Queues a cancel for each of `operation`'s entries still expected; false when the
+    /// submission queue ran out of room first.
+    private func requestEngineCancels(_ operation: Operation) -> Bool {
+        for index in 0..<operation.entryCount
+        where operation.chain.isEmpty || operation.results[index] == -ECANCELED {
+            if !engine.cancel(token: operation.token + UInt64(index)) { return false }
+        }
+        return true
+    }
+
+    /// Asks again, every `chainRecancelInterval`, for the cancels of chains that have not ended.
+    /// The kernel issues a chain's next entry only once the one before it has completed, as
+    /// task work that (with `DEFER_TASKRUN`) runs while this thread waits in `io_uring_enter`,
+    /// after the entries that call submitted: a cancel that arrives in between finds nothing
+    /// (`-ENOENT`), and the entry then starts and may wait for good (a read of an empty pipe).
+    /// Cancels that find nothing are harmless; the chain's record is retained until its last
+    /// completion is reaped, so its tokens name nothing else meanwhile.
+    private func recancelChains() {
+        cancelledChains.removeAll { $0.completed }
+        let now = ContinuousClock.now
+        guard !cancelledChains.isEmpty && now >= nextChainRecancel && localCancels.isEmpty else { return }
+        for operation in cancelledChains {
+            if !requestEngineCancels(operation) { break }  // the queue is full: the rest next time
+        }
+        nextChainRecancel = now + Self.chainRecancelInterval
+    }
+
+    private static let chainRecancelInterval: Duration = .milliseconds(1)
 
     /// Hands queued operations to the engine: a version specialised for io_uring (no protocol
     /// calls per operation), the generic one for the others.

@@ -3,8 +3,9 @@
 // fuzzer's bytes: complete at once, hold, fail, honour or ignore a cancel, post multishot
 // completions. Tasks submit single operations (several in a row, so the loop's pooled records are
 // reused between them), batches, linked chains and multishot streams, some cancelled before or
-// after submission, from the loop thread and from others, and the input may shut the executor
-// down with work in flight. What must hold: every operation resumes exactly once (a second resume
+// after submission, from the loop thread (in tasks that prefer it, and isolated to an actor
+// pinned to it), from others, and the input may shut the executor down with work in flight.
+// What must hold: every operation resumes exactly once (a second resume
 // traps in the executor; a lost one trips the watchdog) with a result its engine produced for
 // it, or a cancellation; a stream yields exactly the values posted for it; no token is ever in
 // flight twice (a reused record carries a new one), and a completion never names an earlier use
@@ -121,6 +122,23 @@ final class ScriptedEngine: IOEngine {
     func close() { precondition(held.isEmpty && ready.isEmpty, "engine closed with work in flight") }
 }
 
+/// Where a task's body runs.
+enum Placement: UInt8 {
+    case preferringTheRing, offTheRing, pinnedActor
+}
+
+/// An actor whose jobs the executor runs (its actor face).
+actor Pinned {
+    let executor: RingExecutor
+    init(_ executor: RingExecutor) { self.executor = executor }
+    nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+    func run(_ body: nonisolated(nonsending) @Sendable () async -> Outcome) async -> Outcome {
+        let outcome = await body()
+        assertIsolated()  // on the loop thread, or on the one that runs late actor jobs
+        return outcome
+    }
+}
+
 /// What one task saw.
 enum Outcome: Sendable, Equatable {
     case value(Int32)
@@ -143,21 +161,27 @@ func fuzzExecutor(_ data: UnsafeRawPointer?, _ size: Int) -> Int32 {
     let plans = (0..<count).map { _ in
         (
             kind: driver.next(UInt8.self) % 6, cancel: driver.next(UInt8.self) % 4,
-            onRing: driver.next(UInt8.self) % 2 == 0
+            placement: Placement(rawValue: driver.next(UInt8.self) % 3)!
         )
     }
     let shutdownEarly = driver.next(UInt8.self) % 4 == 0
 
     let results = ResultBox(count: count)
+    let pinned = Pinned(executor)
     for (index, plan) in plans.enumerated() {
-        let body: @Sendable () async -> Outcome = {
+        // Runs where its caller runs: in a task that prefers the ring, off the ring, or isolated
+        // to an actor pinned to it (whose waits borrow the executor as the task's preference).
+        let body: nonisolated(nonsending) @Sendable () async -> Outcome = {
             var entry = SubmissionEntry.nop()
             entry.off = UInt64(index)
             switch plan.kind {
             case 0, 1:
                 // Several in a row: on the loop thread each reuses the record the one before left.
                 var result: Int32 = 0
-                for _ in 0...(index % 3) {
+                for step in 0...(index % 3) {
+                    // A yield puts the task back on its executor between two operations (on the
+                    // pinned actor it looks like a bounce to the loop, which relearns the task).
+                    if step == 1 && plan.kind == 1 { await Task.yield() }
                     result = await executor.submit(entry)
                     if result == -ECANCELED && Task.isCancelled { return .cancelled }
                     check(
@@ -223,7 +247,11 @@ func fuzzExecutor(_ data: UnsafeRawPointer?, _ size: Int) -> Int32 {
             }
         }
         let task =
-            plan.onRing ? Task(executorPreference: executor) { await body() } : Task.detached { await body() }
+            switch plan.placement {
+            case .preferringTheRing: Task(executorPreference: executor) { await body() }
+            case .offTheRing: Task.detached { await body() }
+            case .pinnedActor: Task.detached { await pinned.run(body) }
+            }
         if plan.cancel == 1 { task.cancel() }
         Task.detached {
             if plan.cancel == 2 { await Task.yield(); task.cancel() }
