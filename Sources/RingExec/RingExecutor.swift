@@ -75,8 +75,6 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// The actor job running now (its address), and whether it queued itself on the actor face again.
     @exclusivity(unchecked) private var runningActorJob: UInt = 0
     @exclusivity(unchecked) private var runningActorJobBounced = false
-    /// The job running now is an actor job run without a task executor (see `suspendUntilResumed`).
-    @exclusivity(unchecked) private var actorJobRunsWithoutPreference = false
     /// Finished single-entry records for reuse (see `takeRecord`).
     @exclusivity(unchecked) private var recordPool: [Operation] = []
     /// Executors to wake with `MSG_RING` at the next submit.
@@ -437,9 +435,10 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// `submitIgnoringCancellation(_:)` of a record the caller built (a chain, for one).
     nonisolated(nonsending) func submitIgnoringCancellation(_ record: Operation) async -> Int32 {
         record.taskName = Task.name
-        let result = await withUnsafeContinuation { continuation in
+        let result = await suspendUntilResumed(cancellable: false) { (continuation: UnsafeContinuation<Int32, Never>) in
             record.continuation = continuation
             if !enqueue(record) { continuation.resume(returning: -ESHUTDOWN) }
+        } onCancel: {
         }
         _ = record.handoff.load(ordering: .acquiring)  // pairs with the store in `finish`
         return result
@@ -500,18 +499,25 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     ///   global executor. `suspendOnTheActorFace` takes the caller's isolation as a parameter and
     ///   names it in the closure.
     /// - Swift resumes a continuation on the task's executor preference, and a task without one
-    ///   on the global executor. Such a task gets this executor as its preference for the length
-    ///   of the wait. The loop knows the case from how it runs the current job (`runActorJob`).
+    ///   on the global executor. A task that does not prefer this executor gets it as its
+    ///   preference for the length of the wait (code isolated to the actor runs on the actor
+    ///   face whatever the preference says).
     /// Everywhere else (a task that prefers the ring, a caller off the loop) the plain form is
     /// cheaper: the isolated parameter costs an executor switch, and a switch of a task with a
-    /// preference takes a lock in the runtime.
+    /// preference takes a lock in the runtime. With `cancellable` false the wait has no
+    /// cancellation handler (cleanup that must not be skipped) and `onCancel` is not used.
+    /// (The closures are not optional: an optional closure escapes, and its context would be
+    /// allocated on the heap for every operation.)
     @inline(__always)
     nonisolated(nonsending) func suspendUntilResumed<T: Sendable>(
-        _ handOver: (UnsafeContinuation<T, Never>) -> Void, onCancel: @Sendable () -> Void
+        cancellable: Bool = true, _ handOver: (UnsafeContinuation<T, Never>) -> Void,
+        onCancel: @Sendable () -> Void
     ) async -> T {
         if isOnLoopThread && runningActorJob != 0 {
-            return await suspendOnTheActorFace(handOver, onCancel: onCancel)
+            return await suspendOnTheActorFace(
+                cancellable: cancellable, handOver, onCancel: onCancel, task: runningActorJob)
         }
+        if !cancellable { return await withUnsafeContinuation(handOver) }
         return await withTaskCancellationHandler {
             await withUnsafeContinuation(handOver)
         } onCancel: {
@@ -519,23 +525,29 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         }
     }
 
+    /// `task`: the running actor job's address, to correct the loop's guess for it.
     private func suspendOnTheActorFace<T: Sendable>(
-        _ handOver: (UnsafeContinuation<T, Never>) -> Void, onCancel: @Sendable () -> Void,
-        isolation: isolated (any Actor)? = #isolation
+        cancellable: Bool, _ handOver: (UnsafeContinuation<T, Never>) -> Void, onCancel: @Sendable () -> Void,
+        task: UInt, isolation: isolated (any Actor)? = #isolation
     ) async -> T {
-        guard actorJobRunsWithoutPreference else { return await waitIsolated(handOver, onCancel: onCancel) }
+        // The task's real preference (cheap without one: a flag; with one, the runtime reads it
+        // under the task's lock), not the loop's guess, which a crowd of tasks can evict.
+        let prefersThis = withUnsafeCurrentTask { $0?.unownedTaskExecutor } == asUnownedTaskExecutor()
+        tasksWithoutPreference[Self.preferenceSlot(of: task)] = prefersThis ? 0 : task
+        if prefersThis { return await waitIsolated(cancellable: cancellable, handOver, onCancel: onCancel) }
         return await withTaskExecutorPreference(self) {
             _ = isolation  // isolated to the caller's actor, like the closure below
-            return await waitIsolated(handOver, onCancel: onCancel)
+            return await waitIsolated(cancellable: cancellable, handOver, onCancel: onCancel)
         }
     }
 
     @inline(__always)
     private func waitIsolated<T: Sendable>(
-        _ handOver: (UnsafeContinuation<T, Never>) -> Void, onCancel: @Sendable () -> Void,
+        cancellable: Bool, _ handOver: (UnsafeContinuation<T, Never>) -> Void, onCancel: @Sendable () -> Void,
         isolation: isolated (any Actor)? = #isolation
     ) async -> T {
-        await withTaskCancellationHandler {
+        if !cancellable { return await withUnsafeContinuation(isolation: isolation, handOver) }
+        return await withTaskCancellationHandler {
             _ = isolation  // makes this closure isolated to the caller's actor
             return await withUnsafeContinuation(handOver)
         } onCancel: {
@@ -1017,7 +1029,6 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         let withoutPreference = tasksWithoutPreference[slot] == id
         runningActorJob = id
         runningActorJobBounced = false
-        actorJobRunsWithoutPreference = withoutPreference
         if withoutPreference {
             next.job.runSynchronously(on: actorFace.asUnownedSerialExecutor())
         } else {
@@ -1025,7 +1036,6 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
                 isolatedTo: actorFace.asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
         }
         runningActorJob = 0
-        actorJobRunsWithoutPreference = false
         if runningActorJobBounced {
             tasksWithoutPreference[slot] = withoutPreference ? 0 : id
         }
