@@ -31,6 +31,7 @@ enum Report {
         if spec.repeats > 1 { text += ", median of \(spec.repeats) rounds" }
         if let batch = spec.submitBatch { text += ", at most \(batch) per submit" }
         if spec.asyncBatch > 1 { text += ", async: \(spec.asyncBatch) requests per await" }
+        if spec.pinnedActor { text += ", async: isolated to a pinned actor" }
         if spec.sqpoll { text += ", SQPOLL" }
         if spec.fixedFiles { text += ", fixed files" }
         if spec.fixedBuffers { text += ", fixed buffers" }
@@ -96,6 +97,7 @@ enum Report {
         var rawSubmitBatch: Int?
         var asyncSubmitBatch: Int
         var asyncBatch: Int
+        var pinnedActor: Bool
         var batch: Int
         var sqpoll: Bool
         var fixedFiles: Bool
@@ -112,7 +114,7 @@ enum Report {
             case runtimeSeconds = "runtime_s", engine, mode, file, sizeMiB = "size_mib", threads
             case submitBatch = "submit_batch", rawSubmitBatch = "raw_submit_batch", asyncSubmitBatch =
                 "async_submit_batch"
-            case asyncBatch = "async_batch"
+            case asyncBatch = "async_batch", pinnedActor = "pinned_actor"
             case batch, sqpoll, fixedFiles = "fixed_files", fixedBuffers = "fixed_buffers", repeatCount = "repeat"
             case opsLimit = "ops_limit", rwmixRead = "rwmix_read", compareFio = "compare_fio", fioFirst = "fio_first",
                 rows
@@ -137,6 +139,7 @@ enum Report {
             try c.encode(rawSubmitBatch, forKey: .rawSubmitBatch)
             try c.encode(asyncSubmitBatch, forKey: .asyncSubmitBatch)
             try c.encode(asyncBatch, forKey: .asyncBatch)
+            try c.encode(pinnedActor, forKey: .pinnedActor)
             try c.encode(batch, forKey: .batch)
             try c.encode(sqpoll, forKey: .sqpoll)
             try c.encode(fixedFiles, forKey: .fixedFiles)
@@ -206,7 +209,8 @@ enum Report {
             runtimeSeconds: spec.runtime, engine: settings.engine, mode: settings.mode, file: settings.file,
             sizeMiB: settings.sizeMiB, threads: spec.threads, submitBatch: spec.submitBatch,
             rawSubmitBatch: spec.rawSubmitBatch == .max ? nil : spec.rawSubmitBatch,
-            asyncSubmitBatch: spec.asyncSubmitBatch, asyncBatch: spec.asyncBatch, batch: spec.batch,
+            asyncSubmitBatch: spec.asyncSubmitBatch, asyncBatch: spec.asyncBatch, pinnedActor: spec.pinnedActor,
+            batch: spec.batch,
             sqpoll: spec.sqpoll,
             fixedFiles: spec.fixedFiles, fixedBuffers: spec.fixedBuffers, repeatCount: spec.repeats,
             opsLimit: spec.opsLimit == .max ? nil : spec.opsLimit, rwmixRead: spec.readPercent,

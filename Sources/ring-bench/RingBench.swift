@@ -135,6 +135,9 @@ struct RingBench: AsyncParsableCommand {
                 throw ValidationError("--qd \(depth) is not a multiple of --async-batch \(asyncBatch)")
             }
         }
+        if pinnedActor && mode == .raw {
+            throw ValidationError("--pinned-actor needs async rows (--mode async or both), not --mode raw")
+        }
         if let submitBatch, submitBatch < 1 {
             throw ValidationError("--submit-batch must be at least 1, not \(submitBatch)")
         }

@@ -186,9 +186,14 @@ import Testing
         let consumer = Task {
             for try await connection in executor.connections(listener) { try? connection.close() }
         }
+        // In the kernel, not only queued: the listing also shows what the loop has taken and not
+        // handed over yet, and a stream cancelled then is never submitted (CI's ThreadSanitizer
+        // run once counted no submission here).
         var accept: RingExecutor.InFlightOperation?
         for _ in 0..<10_000 where accept == nil {
-            accept = await executor.inFlightOperations().first { $0.descriptor == listener.rawValue }
+            accept = await executor.inFlightOperations().first {
+                $0.descriptor == listener.rawValue && $0.state != .queued
+            }
             if accept == nil { try await Task.sleep(for: .milliseconds(1)) }
         }
         #expect(accept?.operation == "accept" && accept?.isStream == true)
@@ -196,7 +201,9 @@ import Testing
         _ = try? await consumer.value  // ends at the cancel, before the kernel's last completion
         #expect(await waitUntilNothingInFlight(executor))
         let after = await executor.statistics()
-        #expect(after.submitted - before.submitted == 1 && after.completed - before.completed == 1)
+        let submitted = after.submitted - before.submitted
+        let completed = after.completed - before.completed
+        #expect(submitted == 1 && completed == 1, "submitted \(submitted), completed \(completed)")
         #expect(after.latency.total == before.latency.total, "the stream's request is not an operation's latency")
     }
 

@@ -200,6 +200,7 @@ import Testing
         (["--json", "--markdown"], "--markdown"), (["--engine", "posixaio"], "--engine"),
         (["--async-batch", "0"], "--async-batch"), (["--async-batch", "8", "--workload", "nop"], "--async-batch"),
         (["--async-batch", "8", "--qd", "8,12"], "--async-batch"),
+        (["--pinned-actor", "--mode", "raw"], "--pinned-actor"),
     ])
     func benchRejectsNonsenseBeforeRunning(arguments: [String], option: String) async throws {
         guard let tool = Self.tool("ring-bench") else { return }
@@ -266,7 +267,7 @@ import Testing
             "2",
             "--runtime", "0.05", "--threads", "2", "--submit-batch", "4", "--repeat", "2", "--fixed-files",
             "--fixed-buffers",
-            "--batch", "2", "--async-batch", "2", "--no-compare-fio", "--json",
+            "--batch", "2", "--async-batch", "2", "--pinned-actor", "--no-compare-fio", "--json",
         ]
         let outcome = try await Self.run(tool, arguments)
         #expect(outcome.status == 0, "\(outcome)")
@@ -281,6 +282,7 @@ import Testing
         #expect(document["repeat"] as? Int == 2)
         #expect(document["batch"] as? Int == 2)
         #expect(document["async_batch"] as? Int == 2)
+        #expect(document["pinned_actor"] as? Bool == true)
         #expect(document["sqpoll"] as? Bool == false)
         #expect(document["fixed_files"] as? Bool == true)
         #expect(document["fixed_buffers"] as? Bool == true)
