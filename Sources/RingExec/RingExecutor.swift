@@ -435,10 +435,9 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// `submitIgnoringCancellation(_:)` of a record the caller built (a chain, for one).
     nonisolated(nonsending) func submitIgnoringCancellation(_ record: Operation) async -> Int32 {
         record.taskName = Task.name
-        let result = await suspendUntilResumed(cancellable: false) { (continuation: UnsafeContinuation<Int32, Never>) in
+        let result = await suspendIgnoringCancellation { (continuation: UnsafeContinuation<Int32, Never>) in
             record.continuation = continuation
             if !enqueue(record) { continuation.resume(returning: -ESHUTDOWN) }
-        } onCancel: {
         }
         _ = record.handoff.load(ordering: .acquiring)  // pairs with the store in `finish`
         return result
@@ -487,6 +486,14 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
         return result
     }
 
+    /// `suspendUntilResumed` without a cancellation handler, for cleanup that must not be skipped.
+    @inline(__always)
+    nonisolated(nonsending) func suspendIgnoringCancellation<T: Sendable>(
+        _ handOver: (UnsafeContinuation<T, Never>) -> Void
+    ) async -> T {
+        await suspendUntilResumed(cancellable: false, handOver, onCancel: {})
+    }
+
     /// Suspends the task, calls `handOver` with its continuation (which hands the work to the
     /// loop), and returns what the loop resumes it with; `onCancel` runs if the task is
     /// cancelled meanwhile. Every awaited operation and batch waits here.
@@ -505,7 +512,7 @@ public final class RingExecutor: SerialExecutor, TaskExecutor, @unchecked Sendab
     /// Everywhere else (a task that prefers the ring, a caller off the loop) the plain form is
     /// cheaper: the isolated parameter costs an executor switch, and a switch of a task with a
     /// preference takes a lock in the runtime. With `cancellable` false the wait has no
-    /// cancellation handler (cleanup that must not be skipped) and `onCancel` is not used.
+    /// cancellation handler and `onCancel` is not used (`suspendIgnoringCancellation`).
     /// (The closures are not optional: an optional closure escapes, and its context would be
     /// allocated on the heap for every operation.)
     @inline(__always)
